@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import { redactUrl } from '../../config/index.js';
+import { Engine } from '../../core/engine.js';
+import { configFrom, withConfigOptions } from '../options.js';
+import { createLogger, type Logger } from '../output.js';
+
+/** Logs an engine's life: state changes once each, dead letters, a throughput line. */
+export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 10_000): () => void {
+  engine.on('serverDown', ({ server, error }) => log.warn(`${server} unavailable (${error.message}); holding work, retrying with backoff`));
+  engine.on('serverUp', ({ server, downMs }) => log.info(`${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
+  engine.on('deadLetter', ({ id, code, error }) => log.warn(`dead-lettered ${id}: ${code}: ${error}`));
+  engine.on('reclaimed', ({ count, consumer }) => log.info(`reclaimed ${count} idle entries to ${consumer}`));
+  engine.on('deleted', ({ ids }) => log.warn(`${ids.length} pending entries had been deleted from the stream (trimmed); cleared`));
+  engine.on('error', (err) => log.error(`unexpected: ${err.stack ?? err.message}`));
+  let last = engine.stats().written;
+  let lastAt = Date.now();
+  const timer = setInterval(() => {
+    const s = engine.stats();
+    if (s.written === last && s.deadLettered === 0) return;
+    const rate = ((s.written - last) * 1000) / (Date.now() - lastAt);
+    last = s.written;
+    lastAt = Date.now();
+    log.info(`written ${s.written} (${rate.toFixed(0)}/s), duplicates ${s.duplicates}, dead letters ${s.deadLettered}, in flight ${s.inFlight}`);
+  }, statsEveryMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+export function registerStart(program: Command): void {
+  withConfigOptions(
+    program
+      .command('start')
+      .description('run the engine: consume the stream into Postgres until SIGINT/SIGTERM (a second signal forces)'),
+  ).action(async (opts: Record<string, unknown>) => {
+    const log = createLogger();
+    const config = configFrom(opts);
+    log.info(
+      `engine: stream ${config.streamKey}, group ${config.group}, ${config.numWorkers} workers as ${config.consumerName}-N; ` +
+        `redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)} (schema ${config.pgSchema})`,
+    );
+    const engine = new Engine(config);
+    const stopLogging = attachEngineLogging(engine, log);
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        log.info(`${signal}: stopping — finishing in-flight batches (send again to force)`);
+        void engine.close();
+      } else {
+        log.warn(`${signal} again: forcing exit; unacknowledged entries stay pending and will be reclaimed`);
+        void engine.close({ force: true });
+        setTimeout(() => process.exit(130), 200).unref();
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    engine.on('started', ({ consumers }) => log.info(`engine started: ${consumers.length} workers reading`));
+    await engine.start();
+    await engine.done;
+    await engine.close();
+    stopLogging();
+    const s = engine.stats();
+    log.info(`stopped: read ${s.read}, written ${s.written}, duplicates ${s.duplicates}, dead letters ${s.deadLettered}`);
+  });
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { isTributaryError } from '../errors.js';
+import { registerDemo } from './commands/demo.js';
+import { registerMigrate } from './commands/migrate.js';
+import { registerProduce } from './commands/produce.js';
+import { registerServices } from './commands/services.js';
+import { registerStart } from './commands/start.js';
+import { registerStats } from './commands/stats.js';
+
+const program = new Command();
+program
+  .name('tributary')
+  .description('Kafka-style pipelines on Redis and Postgres: Redis Streams to Postgres, nothing lost, nothing duplicated')
+  .version('0.1.0')
+  .exitOverride();
+
+registerServices(program);
+registerMigrate(program);
+registerStart(program);
+registerProduce(program);
+registerStats(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (isTributaryError(err)) {
+    process.stderr.write(`tributary: ${err.code}: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`tributary: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+}

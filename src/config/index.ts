@@ -1,0 +1,102 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+import { TributaryError } from '../errors.js';
+import { configSchema, SETTINGS, type ConfigKey, type TributaryConfig } from './schema.js';
+
+export { configSchema, SETTINGS, type ConfigKey, type TributaryConfig } from './schema.js';
+
+/** Where `tributary up` keeps project-local servers and its state file. */
+export function tributaryHome(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.TRIBUTARY_HOME ?? join(process.cwd(), '.tributary'));
+}
+
+/** The file `tributary up` writes: which servers it chose, so later commands use them. */
+export function servicesStatePath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(tributaryHome(env), 'services.json');
+}
+
+export interface ServicesState {
+  redis?: { url: string; managed: boolean; pid?: number; dataDir?: string; port?: number };
+  postgres?: { url: string; managed: boolean; pid?: number; dataDir?: string; port?: number };
+}
+
+export function readServicesState(env: NodeJS.ProcessEnv = process.env): ServicesState {
+  const path = servicesStatePath(env);
+  if (!existsSync(path)) return {};
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as ServicesState;
+  } catch {
+    return {};
+  }
+}
+
+/** Reads a dotenv file into a plain object; a missing file is an empty object. */
+export function readEnvFile(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  try {
+    return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+  } catch (err) {
+    throw new TributaryError('TRIB_ERR_CONFIG_ENV_FILE', [path, (err as Error).message], { cause: err });
+  }
+}
+
+export interface ResolveConfigOptions {
+  /** Values from CLI flags or library callers; highest precedence. `undefined` means unset. */
+  overrides?: Partial<Record<ConfigKey, unknown>>;
+  /** Environment; defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** dotenv file to read under the environment; defaults to `./.env`. `false` disables. */
+  envFile?: string | false;
+  /** Use the servers recorded by `tributary up` when no URL is given (default true). */
+  useServicesState?: boolean;
+}
+
+/**
+ * Resolves the configuration, in one place: flag, then environment, then `.env`,
+ * then the servers `tributary up` chose, then the default. Values are coerced and
+ * validated once; a bad value throws TRIB_ERR_CONFIG_INVALID naming the setting.
+ */
+export function resolveConfig(options: ResolveConfigOptions = {}): TributaryConfig {
+  const env = options.env ?? process.env;
+  const fileEnv = options.envFile === false ? {} : readEnvFile(options.envFile ?? join(process.cwd(), '.env'));
+  const state = options.useServicesState === false ? {} : readServicesState(env);
+
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(SETTINGS) as ConfigKey[]) {
+    const name = SETTINGS[key].env;
+    const value = options.overrides?.[key] ?? nonEmpty(env[name]) ?? nonEmpty(fileEnv[name]);
+    if (value !== undefined) raw[key] = value;
+  }
+  if (raw.redisUrl === undefined && state.redis?.url) raw.redisUrl = state.redis.url;
+  if (raw.databaseUrl === undefined && state.postgres?.url) raw.databaseUrl = state.postgres.url;
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.path[0] as ConfigKey | undefined;
+    const name = key && SETTINGS[key] ? `${SETTINGS[key].env} (--${kebab(key)})` : String(key ?? '?');
+    const given = key !== undefined && raw[key] !== undefined ? ` (got ${JSON.stringify(raw[key])})` : '';
+    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, issue.message + given]);
+  }
+  return parsed.data;
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** A URL with its password masked, for printing. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

@@ -1,0 +1,125 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * Every setting in one place: its environment variable, its default and its
+ * validation. CLI flags use the camelCase key; `.env.example` and the README's
+ * configuration table are checked against this list by a test.
+ */
+export interface SettingSpec {
+  /** Environment variable name. */
+  readonly env: string;
+  /** One line for the README and `.env.example`. */
+  readonly doc: string;
+}
+
+const positiveInt = (max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(1).max(max);
+const redisUrl = z
+  .string()
+  .url()
+  .refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
+const postgresUrl = z
+  .string()
+  .url()
+  .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must start with postgres:// or postgresql://');
+const identifier = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (a-z, 0-9, _)');
+
+export const configSchema = z
+  .object({
+    redisUrl: redisUrl.default('redis://127.0.0.1:6379'),
+    databaseUrl: postgresUrl.default('postgres://127.0.0.1:5432/tributary'),
+    streamKey: z.string().min(1).default('events'),
+    group: z.string().min(1).default('tributary'),
+    groupStartId: z
+      .string()
+      .regex(/^(\$|0|\d+(-\d+)?)$/, 'must be 0, $ or a stream ID')
+      .default('0'),
+    consumerName: z
+      .string()
+      .min(1)
+      .regex(/^[^\s]+$/, 'must not contain spaces')
+      .default(hostname()),
+    numWorkers: positiveInt(1000).default(5),
+    batchSize: positiveInt(1_000_000).default(500),
+    batchTimeoutMs: positiveInt().default(2000),
+    xreadCount: positiveInt(1_000_000).default(100),
+    xreadBlockMs: positiveInt().default(5000),
+    maxDeliveries: positiveInt().default(5),
+    claimIdleMs: positiveInt().default(60_000),
+    claimIntervalMs: positiveInt().default(5000),
+    dlqStream: z.string().min(1).default('events:dead'),
+    maxInFlight: positiveInt().default(20_000),
+    pgSchema: identifier.default('public'),
+    writeTimeoutMs: positiveInt().default(30_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.maxInFlight < c.batchSize) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxInFlight'],
+        message: `must be at least BATCH_SIZE (${c.batchSize}), or no batch could ever fill`,
+      });
+    }
+    // A reclaim idle time shorter than a batch's life lets the reclaimer steal work
+    // that is still in flight and do it twice.
+    if (c.claimIdleMs < 2 * c.batchTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['claimIdleMs'],
+        message: `must be at least twice BATCH_TIMEOUT_MS (${c.batchTimeoutMs}) so in-flight batches are not reclaimed`,
+      });
+    }
+    if (c.claimIdleMs < 3 * 1000) {
+      ctx.addIssue({ code: 'custom', path: ['claimIdleMs'], message: 'must be at least 3000 ms' });
+    }
+  });
+
+export type TributaryConfig = z.infer<typeof configSchema>;
+export type ConfigKey = keyof TributaryConfig;
+
+export const SETTINGS: Record<ConfigKey, SettingSpec> = {
+  redisUrl: {
+    env: 'REDIS_URL',
+    doc: 'Redis URL (`redis://` or `rediss://` for TLS). Unset: the server found by `tributary up`, else redis://127.0.0.1:6379.',
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'Postgres URL. Unset: the server found by `tributary up`, else postgres://127.0.0.1:5432/tributary.',
+  },
+  streamKey: { env: 'STREAM_KEY', doc: 'Redis Stream the events are read from.' },
+  group: { env: 'GROUP', doc: 'Consumer group name (created with MKSTREAM if missing).' },
+  groupStartId: {
+    env: 'GROUP_START_ID',
+    doc: 'Where a new group starts: `0` (everything already in the stream), `$` (only new entries) or an entry ID.',
+  },
+  consumerName: {
+    env: 'CONSUMER_NAME',
+    doc: 'Consumer name prefix; workers are `<name>-<n>`. Must be unique per running process (default: host name).',
+  },
+  numWorkers: { env: 'NUM_WORKERS', doc: 'Workers per process, each with its own blocking Redis connection.' },
+  batchSize: { env: 'BATCH_SIZE', doc: 'Flush a batch at this many entries.' },
+  batchTimeoutMs: { env: 'BATCH_TIMEOUT_MS', doc: 'Flush a batch this long after its first entry arrived.' },
+  xreadCount: { env: 'XREAD_COUNT', doc: 'COUNT of each XREADGROUP.' },
+  xreadBlockMs: { env: 'XREAD_BLOCK_MS', doc: 'BLOCK of each XREADGROUP when the worker has nothing buffered.' },
+  maxDeliveries: {
+    env: 'MAX_DELIVERIES',
+    doc: 'An entry reclaimed with more deliveries than this is dead-lettered.',
+  },
+  claimIdleMs: {
+    env: 'CLAIM_IDLE_MS',
+    doc: 'Entries pending longer than this are reclaimed from their consumer (XAUTOCLAIM).',
+  },
+  claimIntervalMs: { env: 'CLAIM_INTERVAL_MS', doc: 'How often the reclaim loop runs.' },
+  dlqStream: { env: 'DLQ_STREAM', doc: 'Dead-letter stream (entries are also kept in the dead_letter_queue table).' },
+  maxInFlight: {
+    env: 'MAX_IN_FLIGHT',
+    doc: 'Cap on entries read but not yet acknowledged, per process (bounds memory whatever the backlog).',
+  },
+  pgSchema: { env: 'PG_SCHEMA', doc: 'Postgres schema holding the tables (created by migrations).' },
+  writeTimeoutMs: {
+    env: 'WRITE_TIMEOUT_MS',
+    doc: 'Postgres statement timeout for a batch write; a timed-out write is retried, not acknowledged.',
+  },
+};

@@ -1,0 +1,67 @@
+/**
+ * The batch policy: a pure rule that says when a worker's buffered entries must be
+ * flushed, and why. Flush at `maxCount` entries, or `periodMs` after the first entry
+ * arrived, whichever first — and as soon as the worker has caught up (a read returned
+ * fewer entries than asked), so latency stays low when traffic is light.
+ */
+/**
+ * Why a batch was flushed. `capacity`: the process's in-flight cap was reached, so the
+ * worker flushes what it has rather than wait; `shutdown`: a graceful stop.
+ */
+export type FlushReason = 'size' | 'time' | 'caught_up' | 'capacity' | 'shutdown';
+
+export interface BatchPolicyOptions {
+  /** Flush when this many entries are buffered. */
+  maxCount: number;
+  /** Flush when the oldest buffered entry has waited this long (ms). */
+  periodMs: number;
+  /** Flush when a read returned fewer entries than asked for (default true). */
+  flushWhenCaughtUp?: boolean;
+}
+
+export interface BatchState {
+  /** Entries buffered now. */
+  count: number;
+  /** When the first buffered entry arrived (ms), or undefined when empty. */
+  firstAt: number | undefined;
+  /** Entries the last read returned, and how many it asked for. */
+  lastRead?: { got: number; asked: number };
+}
+
+export class BatchPolicy {
+  readonly maxCount: number;
+  readonly periodMs: number;
+  readonly flushWhenCaughtUp: boolean;
+
+  constructor(options: BatchPolicyOptions) {
+    if (!Number.isInteger(options.maxCount) || options.maxCount < 1) {
+      throw new RangeError(`BatchPolicy maxCount must be a positive integer, got ${options.maxCount}`);
+    }
+    if (!Number.isFinite(options.periodMs) || options.periodMs <= 0) {
+      throw new RangeError(`BatchPolicy periodMs must be a positive number, got ${options.periodMs}`);
+    }
+    this.maxCount = options.maxCount;
+    this.periodMs = options.periodMs;
+    this.flushWhenCaughtUp = options.flushWhenCaughtUp ?? true;
+  }
+
+  /** Why the batch must be flushed now, or null to keep filling it. */
+  check(state: BatchState, now: number): FlushReason | null {
+    if (state.count === 0) return null;
+    if (state.count >= this.maxCount) return 'size';
+    if (state.firstAt !== undefined && now - state.firstAt >= this.periodMs) return 'time';
+    if (this.flushWhenCaughtUp && state.lastRead && state.lastRead.got < state.lastRead.asked) return 'caught_up';
+    return null;
+  }
+
+  /** How long the next read may block: the rest of the period when entries are buffered. */
+  blockFor(state: BatchState, now: number, idleBlockMs: number): number {
+    if (state.count === 0 || state.firstAt === undefined) return idleBlockMs;
+    return Math.max(0, Math.min(idleBlockMs, this.periodMs - (now - state.firstAt)));
+  }
+
+  /** How many entries the next read should ask for. */
+  nextReadCount(state: BatchState, readCount: number): number {
+    return Math.max(0, Math.min(readCount, this.maxCount - state.count));
+  }
+}

@@ -1,0 +1,288 @@
+import type { TributaryConfig } from '../config/schema.js';
+import { TributaryError } from '../errors.js';
+import { migrate } from '../postgres/migrate.js';
+import { createPgPool, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, type RedisConnection } from '../redis/client.js';
+import { PostgresEventsSink } from '../sinks/postgres-events.js';
+import { RedisStreamSource } from '../sources/redis-stream.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { BatchPolicy } from './batch-policy.js';
+import { DeadLetterWriter, type DeadLetter } from './dead-letter.js';
+import { TypedEmitter } from './emitter.js';
+import { InFlight } from './in-flight.js';
+import { BatchProcessor, ForcedStop, ServerHealth, type BatchReport, type ServerName } from './processor.js';
+import { drainOwnPending, Worker, type WorkerDeps } from './worker.js';
+
+/** Every event the engine emits, with its argument. */
+export interface EngineEvents {
+  /** All workers are reading. */
+  started: { consumers: string[] };
+  /** A batch was committed and acknowledged. */
+  batch: BatchReport;
+  /** An entry went to the dead letters. */
+  deadLetter: { id: string; code: string; error: string; deliveries: number };
+  /** Entries idle on another consumer were claimed by this process. */
+  reclaimed: { count: number; consumer: string };
+  /** Pending entries whose stream entry had been deleted (trimmed) were cleared. */
+  deleted: { consumer: string; ids: string[] };
+  /** A server became unreachable (reported once per outage). */
+  serverDown: { server: ServerName; error: Error };
+  /** A server is reachable again. */
+  serverUp: { server: ServerName; downMs: number };
+  /** Graceful stop begun. */
+  stopping: { force: boolean };
+  stopped: { stats: EngineStats };
+  error: Error;
+}
+
+export interface EngineStats {
+  read: number;
+  written: number;
+  duplicates: number;
+  deadLettered: number;
+  reclaimed: number;
+  batches: number;
+  inFlight: number;
+  flushReasons: Record<string, number>;
+}
+
+export interface EngineOptions {
+  /** Run the migrations on start (default true). */
+  migrate?: boolean;
+  /** Share an existing pool; it is not closed by the engine. */
+  pool?: PgPool;
+  /** Backoff of retried operations (for tests). */
+  retry?: { baseMs?: number; maxMs?: number };
+}
+
+/**
+ * The event engine: NUM_WORKERS consumers of one group, a reclaim loop, a shared
+ * batch processor. Every process running an Engine on the same stream and group
+ * shares the work.
+ *
+ *   const engine = new Engine(resolveConfig());
+ *   engine.on('batch', (b) => ...);
+ *   await engine.start();
+ *   ...
+ *   await engine.close();
+ */
+export class Engine extends TypedEmitter<EngineEvents> {
+  readonly config: TributaryConfig;
+  private readonly options: EngineOptions;
+  private readonly forceController = new AbortController();
+  private readonly stopController = new AbortController();
+  private readonly inFlight: InFlight;
+  private readonly health: ServerHealth;
+  private pool: PgPool | undefined;
+  private commands: RedisConnection | undefined;
+  private workers: Worker[] = [];
+  private loops: Promise<void>[] = [];
+  private closing: Promise<void> | undefined;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly counters: EngineStats = {
+    read: 0,
+    written: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    reclaimed: 0,
+    batches: 0,
+    inFlight: 0,
+    flushReasons: {},
+  };
+
+  constructor(config: TributaryConfig, options: EngineOptions = {}) {
+    super();
+    this.config = config;
+    this.options = options;
+    this.inFlight = new InFlight(config.maxInFlight);
+    this.health = new ServerHealth(({ server, up, error, downMs }) => {
+      if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
+      else this.emit('serverDown', { server, error: error! });
+    });
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  stats(): EngineStats {
+    return { ...this.counters, inFlight: this.inFlight.current, flushReasons: { ...this.counters.flushReasons } };
+  }
+
+  /** Resolves when every worker and the reclaim loop have exited. */
+  get done(): Promise<void> {
+    return Promise.all(this.loops).then(() => {});
+  }
+
+  /**
+   * Connects (waiting out an outage with backoff), migrates, creates the group and
+   * starts the workers and the reclaim loop. Resolves once they run.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
+    this.state = 'starting';
+    const c = this.config;
+    this.pool =
+      this.options.pool ??
+      createPgPool(c.databaseUrl, {
+        max: c.numWorkers + 2,
+        statementTimeoutMs: c.writeTimeoutMs,
+        applicationName: `tributary:${c.consumerName}`,
+        onError: (err) => this.health.failed('postgres', err),
+      });
+    this.commands = createRedisConnection(c.redisUrl, {
+      name: `tributary:${c.consumerName}:commands`,
+      onError: (err) => this.health.failed('redis', err),
+    });
+    const commands = this.commands;
+    const pool = this.pool;
+    const source = new RedisStreamSource(commands, { key: c.streamKey, group: c.group });
+
+    await this.untilReady('redis', () => commands.connect().then(() => {}));
+    if (this.options.migrate !== false) await this.untilReady('postgres', () => migrate(pool, c.pgSchema).then(() => {}));
+    await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {}));
+
+    const processor = new BatchProcessor({
+      source,
+      sink: new PostgresEventsSink(pool, c.pgSchema),
+      deadLetters: new DeadLetterWriter(pool, commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema),
+      health: this.health,
+      force: this.forceController.signal,
+      claimIdleMs: c.claimIdleMs,
+      retry: this.options.retry,
+      onDeadLetter: (l) => this.onDeadLetter(l),
+    });
+    const deps: WorkerDeps = {
+      redisUrl: c.redisUrl,
+      source,
+      commands,
+      processor,
+      inFlight: this.inFlight,
+      health: this.health,
+      policy: new BatchPolicy({ maxCount: c.batchSize, periodMs: c.batchTimeoutMs }),
+      readCount: c.xreadCount,
+      blockMs: c.xreadBlockMs,
+      force: this.forceController.signal,
+      onBatch: (report) => this.onBatch(report),
+      onDeleted: (consumer, ids) => this.emit('deleted', { consumer, ids }),
+      onRead: (n) => (this.counters.read += n),
+    };
+    this.workers = Array.from({ length: c.numWorkers }, (_, i) => new Worker(`${c.consumerName}-${i + 1}`, deps));
+    this.loops = [
+      ...this.workers.map((w) => w.run().catch((err) => this.emit('error', err))),
+      this.reclaimLoop(deps, processor, source).catch((err) => {
+        if (!(err instanceof ForcedStop)) this.emit('error', err);
+      }),
+    ];
+    this.state = 'running';
+    this.emit('started', { consumers: this.workers.map((w) => w.consumer) });
+  }
+
+  /**
+   * Graceful stop: stop reading, finish and acknowledge in-flight batches, close.
+   * Idempotent: a second call returns the same promise. `force` abandons in-flight
+   * batches without acknowledging them (they stay pending and are reclaimed later).
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force) this.forceController.abort();
+    if (this.closing) return this.closing;
+    this.emit('stopping', { force: options.force === true });
+    this.state = 'stopping';
+    this.stopController.abort();
+    this.closing = (async () => {
+      for (const w of this.workers) w.stop();
+      await this.done;
+      this.commands?.destroy();
+      if (!this.options.pool) await this.pool?.end().catch(() => {});
+      this.state = 'stopped';
+      this.emit('stopped', { stats: this.stats() });
+    })();
+    return this.closing;
+  }
+
+  private onBatch(report: BatchReport): void {
+    const c = this.counters;
+    c.batches++;
+    c.written += report.inserted;
+    c.duplicates += report.duplicates;
+    c.flushReasons[report.reason] = (c.flushReasons[report.reason] ?? 0) + 1;
+    this.emit('batch', report);
+  }
+
+  private onDeadLetter(letter: DeadLetter): void {
+    this.counters.deadLettered++;
+    this.emit('deadLetter', { id: letter.entry.id, code: letter.code, error: letter.error, deliveries: letter.deliveries });
+  }
+
+  private async untilReady(server: ServerName, fn: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.forceController.signal.aborted || this.stopController.signal.aborted) {
+        throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
+      }
+      try {
+        await fn();
+        this.health.ok(server);
+        return;
+      } catch (err) {
+        if (err instanceof TributaryError && !err.retryable) throw err;
+        this.health.failed(server, err as Error);
+        await sleep(backoffDelay(attempt, { baseMs: 200, maxMs: 5000, ...this.options.retry }), this.stopController.signal);
+      }
+    }
+  }
+
+  /**
+   * Reclaims entries left idle by stalled or dead consumers (XAUTOCLAIM), first
+   * finishing whatever this process's reclaim consumer itself left pending. An entry
+   * delivered more than MAX_DELIVERIES times is dead-lettered instead of retried.
+   */
+  private async reclaimLoop(deps: WorkerDeps, processor: BatchProcessor, source: RedisStreamSource): Promise<void> {
+    const c = this.config;
+    const consumer = `${c.consumerName}-reclaim`;
+    const stopping = () => this.stopController.signal.aborted;
+    await drainOwnPending(deps, consumer, c.batchSize, stopping);
+    while (!stopping()) {
+      let cursor = '0-0';
+      do {
+        const granted = await this.inFlight.acquire(c.batchSize, this.forceController.signal);
+        let claimed;
+        try {
+          claimed = await processor.retry('redis', () => source.autoclaim(consumer, c.claimIdleMs, cursor, granted));
+        } catch (err) {
+          this.inFlight.release(granted);
+          throw err;
+        }
+        this.inFlight.release(granted - claimed.entries.length);
+        try {
+          cursor = claimed.cursor;
+          if (claimed.deletedIds.length > 0) this.emit('deleted', { consumer, ids: claimed.deletedIds });
+          if (claimed.entries.length > 0) {
+            const ids = claimed.entries.map((e) => e.id);
+            const deliveries = await processor.retry('redis', () =>
+              source.deliveries(consumer, ids[0]!, ids.at(-1)!, c.batchSize * 2),
+            );
+            const dead: DeadLetter[] = [];
+            const retry = claimed.entries.filter((entry) => {
+              const n = deliveries.get(entry.id) ?? 1;
+              if (n <= c.maxDeliveries) return true;
+              const err = new TributaryError('TRIB_ERR_ENTRY_MAX_DELIVERIES', [entry.id, n, c.maxDeliveries]);
+              dead.push({ entry, code: err.code, error: err.message, deliveries: n });
+              return false;
+            });
+            this.counters.reclaimed += claimed.entries.length;
+            this.emit('reclaimed', { count: claimed.entries.length, consumer });
+            this.onBatch(await processor.process(retry, { consumer, reason: 'reclaim', deliveries, deadLetters: dead }));
+          }
+          if (claimed.nilCount > 0) {
+            // Redis 6.2 keeps deleted entries pending and replies nil without their IDs:
+            // the own-pending drain finds them (XRANGE is empty) and clears them.
+            await drainOwnPending(deps, consumer, c.batchSize, stopping);
+          }
+        } finally {
+          this.inFlight.release(claimed.entries.length);
+        }
+      } while (cursor !== '0-0' && !stopping());
+      await sleep(c.claimIntervalMs, this.stopController.signal);
+    }
+  }
+}

@@ -1,0 +1,168 @@
+import { TributaryError } from '../errors.js';
+import type { StreamEntry } from '../redis/commands.js';
+import type { PostgresEventsSink } from '../sinks/postgres-events.js';
+import type { RedisStreamSource } from '../sources/redis-stream.js';
+import { backoffDelay, sleep } from './backoff.js';
+import type { FlushReason } from './batch-policy.js';
+import type { DeadLetter, DeadLetterWriter } from './dead-letter.js';
+import { parseEntry, type EventRow } from './entry.js';
+
+export type ServerName = 'redis' | 'postgres';
+
+/** What one processed batch did; emitted as the engine's 'batch' event. */
+export interface BatchReport {
+  consumer: string;
+  reason: FlushReason | 'pending' | 'reclaim';
+  size: number;
+  inserted: number;
+  duplicates: number;
+  deadLettered: number;
+  /** Time spent in the Postgres write, retries included (ms). */
+  writeMs: number;
+  /** Statements sent for the write (more than 1 when a bad row forced a split). */
+  statements: number;
+  /** produced_at of the written rows, for end-to-end latency (ms since epoch). */
+  producedAt: number[];
+  committedAt: number;
+}
+
+/** Tracks whether each server is up, and reports only changes of state. */
+export class ServerHealth {
+  private readonly down = new Map<ServerName, number>();
+
+  constructor(
+    private readonly onChange: (event: { server: ServerName; up: boolean; error?: Error; downMs?: number }) => void,
+  ) {}
+
+  failed(server: ServerName, error: Error): void {
+    if (this.down.has(server)) return;
+    this.down.set(server, Date.now());
+    this.onChange({ server, up: false, error });
+  }
+
+  ok(server: ServerName): void {
+    const since = this.down.get(server);
+    if (since === undefined) return;
+    this.down.delete(server);
+    this.onChange({ server, up: true, downMs: Date.now() - since });
+  }
+
+  isDown(server: ServerName): boolean {
+    return this.down.has(server);
+  }
+}
+
+export class ForcedStop extends Error {
+  constructor() {
+    super('forced stop');
+    this.name = 'ForcedStop';
+  }
+}
+
+export interface ProcessorDeps {
+  source: RedisStreamSource;
+  sink: PostgresEventsSink;
+  deadLetters: DeadLetterWriter;
+  health: ServerHealth;
+  /** Aborted on a forced stop: retry loops give up without acknowledging. */
+  force: AbortSignal;
+  claimIdleMs: number;
+  retry?: { baseMs?: number; maxMs?: number };
+  onDeadLetter?: (letter: DeadLetter) => void;
+}
+
+export interface ProcessOptions {
+  consumer: string;
+  reason: BatchReport['reason'];
+  /** Delivery counts, when known (reclaimed entries); default 1. */
+  deliveries?: Map<string, number>;
+  /** Entries already judged dead (e.g. too many deliveries); they skip the write. */
+  deadLetters?: DeadLetter[];
+}
+
+/**
+ * Takes a batch from read to acknowledged: parse against the stream contract,
+ * write the good rows (one statement), dead-letter the poison ones, then one XACK.
+ * Transient failures are retried with capped, jittered backoff until they pass or a
+ * forced stop aborts; nothing is acknowledged before its rows are committed.
+ */
+export class BatchProcessor {
+  constructor(private readonly deps: ProcessorDeps) {}
+
+  async process(entries: readonly StreamEntry[], options: ProcessOptions): Promise<BatchReport> {
+    const rows: EventRow[] = [];
+    const letters: DeadLetter[] = [...(options.deadLetters ?? [])];
+    const byId = new Map<string, StreamEntry>();
+    for (const entry of entries) {
+      const parsed = parseEntry(entry);
+      if (parsed.ok) {
+        rows.push(parsed.row);
+        byId.set(entry.id, entry);
+      } else {
+        const err = new TributaryError(parsed.problem.code, parsed.problem.args);
+        letters.push({ entry, code: err.code, error: err.message, deliveries: options.deliveries?.get(entry.id) ?? 1 });
+      }
+    }
+    const heldIds = [...entries.map((e) => e.id), ...(options.deadLetters ?? []).map((l) => l.entry.id)];
+
+    const started = Date.now();
+    const written = await this.retry('postgres', () => this.deps.sink.write(rows), options.consumer, heldIds);
+    const writeMs = Date.now() - started;
+    const committedAt = Date.now();
+
+    for (const rejected of written.rejected) {
+      const entry = byId.get(rejected.row.streamId)!;
+      const err = new TributaryError('TRIB_ERR_ENTRY_REJECTED', [entry.id, rejected.sqlState, rejected.message]);
+      letters.push({ entry, code: err.code, error: err.message, deliveries: options.deliveries?.get(entry.id) ?? 1 });
+    }
+    if (letters.length > 0) {
+      await this.retry('postgres', () => this.deps.deadLetters.record(letters), options.consumer, heldIds);
+      await this.retry('redis', () => this.deps.deadLetters.moveInRedis(letters), options.consumer, heldIds);
+      for (const letter of letters) this.deps.onDeadLetter?.(letter);
+    }
+
+    const rejectedIds = new Set(written.rejected.map((r) => r.row.streamId));
+    const ackIds = rows.filter((r) => !rejectedIds.has(r.streamId)).map((r) => r.streamId);
+    await this.retry('redis', () => this.deps.source.ack(ackIds), options.consumer, heldIds);
+
+    const producedAt: number[] = [];
+    for (const r of rows) if (r.producedAt !== null && !rejectedIds.has(r.streamId)) producedAt.push(r.producedAt);
+    return {
+      consumer: options.consumer,
+      reason: options.reason,
+      size: entries.length + (options.deadLetters?.length ?? 0),
+      inserted: written.inserted,
+      duplicates: written.duplicates,
+      deadLettered: letters.length,
+      writeMs,
+      statements: written.statements,
+      producedAt,
+      committedAt,
+    };
+  }
+
+  /**
+   * Runs `fn` until it succeeds. Between attempts: backoff with jitter, a state change
+   * reported once, and — when the batch has been held a while — a touch of its entries
+   * so no other process reclaims work still in progress here.
+   */
+  async retry<T>(server: ServerName, fn: () => Promise<T>, consumer?: string, heldIds: readonly string[] = []): Promise<T> {
+    let lastTouch = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      if (this.deps.force.aborted) throw new ForcedStop();
+      try {
+        const result = await fn();
+        this.deps.health.ok(server);
+        return result;
+      } catch (err) {
+        if (this.deps.force.aborted) throw new ForcedStop();
+        this.deps.health.failed(server, err instanceof Error ? err : new Error(String(err)));
+        await sleep(backoffDelay(attempt, { baseMs: 50, maxMs: 5000, ...this.deps.retry }), this.deps.force);
+        if (consumer && heldIds.length > 0 && Date.now() - lastTouch > this.deps.claimIdleMs / 3) {
+          lastTouch = Date.now();
+          await this.deps.source.touch(consumer, heldIds).catch(() => {});
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,202 @@
+import { createRedisConnection, send, type RedisConnection } from '../redis/client.js';
+import type { StreamEntry } from '../redis/commands.js';
+import type { RedisStreamSource } from '../sources/redis-stream.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { BatchPolicy, type FlushReason } from './batch-policy.js';
+import type { InFlight } from './in-flight.js';
+import { ForcedStop, type BatchProcessor, type BatchReport, type ServerHealth } from './processor.js';
+
+export interface WorkerDeps {
+  redisUrl: string;
+  source: RedisStreamSource;
+  commands: RedisConnection;
+  processor: BatchProcessor;
+  inFlight: InFlight;
+  health: ServerHealth;
+  policy: BatchPolicy;
+  readCount: number;
+  blockMs: number;
+  force: AbortSignal;
+  onBatch: (report: BatchReport) => void;
+  onDeleted: (consumer: string, ids: string[]) => void;
+  onRead: (count: number) => void;
+}
+
+/**
+ * Drains the consumer's own pending entries (left by an earlier run under the same
+ * name), oldest first, in batches of `batchSize`, without bumping delivery counts.
+ * Shared by workers and the reclaimer.
+ */
+export async function drainOwnPending(
+  deps: Pick<WorkerDeps, 'source' | 'processor' | 'inFlight' | 'force' | 'onBatch' | 'onDeleted'>,
+  consumer: string,
+  batchSize: number,
+  stopping: () => boolean,
+): Promise<void> {
+  let after: string | undefined;
+  while (!stopping()) {
+    const pending = await deps.processor.retry('redis', () => deps.source.pendingOf(consumer, batchSize, after));
+    if (pending.length === 0) return;
+    after = pending.at(-1)!.id;
+    const ids = pending.map((p) => p.id);
+    const { entries, missing } = await deps.processor.retry('redis', () => deps.source.fetch(ids));
+    if (missing.length > 0) {
+      // Trimmed before anyone processed them: nothing left to write; clear them from the PEL.
+      await deps.processor.retry('redis', () => deps.source.ack(missing));
+      deps.onDeleted(consumer, missing);
+    }
+    if (entries.length === 0) continue;
+    const deliveries = new Map(pending.map((p) => [p.id, p.deliveries]));
+    const granted = await deps.inFlight.acquire(entries.length, deps.force);
+    try {
+      deps.onBatch(await deps.processor.process(entries, { consumer, reason: 'pending', deliveries }));
+    } finally {
+      deps.inFlight.release(granted);
+    }
+  }
+}
+
+/**
+ * One consumer of the group: its own blocking connection, its own batch. Reads with
+ * XREADGROUP, flushes by the batch policy, and acknowledges only what was committed.
+ */
+export class Worker {
+  private stopping = false;
+  private reader: RedisConnection | undefined;
+  private readerId: string | undefined;
+  private batch: StreamEntry[] = [];
+  private firstAt: number | undefined;
+  private permits = 0;
+
+  constructor(
+    readonly consumer: string,
+    private readonly deps: WorkerDeps,
+  ) {}
+
+  async run(): Promise<void> {
+    const reader = createRedisConnection(this.deps.redisUrl, {
+      name: `tributary:${this.consumer}`,
+      onError: (err) => this.deps.health.failed('redis', err),
+    });
+    this.reader = reader;
+    reader.on('ready', () => {
+      send(reader, ['CLIENT', 'ID']).then(
+        (id) => (this.readerId = String(id)),
+        () => {},
+      );
+    });
+    try {
+      await this.connect(reader);
+      await drainOwnPending(this.deps, this.consumer, this.deps.policy.maxCount, () => this.stopping);
+      await this.readLoop(reader);
+      await this.flush('shutdown');
+    } catch (err) {
+      if (!(err instanceof ForcedStop)) throw err;
+    } finally {
+      this.deps.inFlight.release(this.permits);
+      this.permits = 0;
+      reader.destroy();
+    }
+  }
+
+  /** Stop reading: unblock the pending XREADGROUP; the loop flushes and acks what it holds. */
+  stop(): void {
+    this.stopping = true;
+    void this.unblock();
+  }
+
+  /** Re-sends CLIENT UNBLOCK until the read loop has noticed (covers a read sent just after stop). */
+  async unblock(): Promise<void> {
+    for (let i = 0; i < 50 && this.reader?.isOpen; i++) {
+      if (this.readerId) await send(this.deps.commands, ['CLIENT', 'UNBLOCK', this.readerId]).catch(() => {});
+      await sleep(100, this.deps.force);
+      if (this.deps.force.aborted) return;
+    }
+  }
+
+  private async connect(reader: RedisConnection): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.deps.force.aborted) throw new ForcedStop();
+      try {
+        await reader.connect();
+        this.readerId = String(await send(reader, ['CLIENT', 'ID']));
+        return;
+      } catch (err) {
+        this.deps.health.failed('redis', err as Error);
+        if (reader.isOpen) return;
+        await sleep(backoffDelay(attempt, { baseMs: 100, maxMs: 5000 }), this.deps.force);
+      }
+    }
+  }
+
+  private async readLoop(reader: RedisConnection): Promise<void> {
+    const { policy, inFlight } = this.deps;
+    let attempt = 0;
+    while (!this.stopping) {
+      const state = { count: this.batch.length, firstAt: this.firstAt };
+      const wanted = policy.nextReadCount(state, this.deps.readCount);
+      let asked: number;
+      if (this.batch.length > 0) {
+        asked = inFlight.tryAcquire(wanted);
+        if (asked === 0) {
+          await this.flush('capacity');
+          continue;
+        }
+      } else {
+        asked = await inFlight.acquire(wanted, this.deps.force);
+        if (asked === 0) continue;
+      }
+      this.permits += asked;
+      // With entries buffered, never block: an empty answer means "caught up, flush now".
+      const blockMs =
+        this.batch.length === 0
+          ? this.deps.blockMs
+          : policy.flushWhenCaughtUp
+            ? undefined
+            : policy.blockFor(state, Date.now(), this.deps.blockMs) || undefined;
+      let got: StreamEntry[];
+      try {
+        got = (await this.deps.source.read(reader, this.consumer, asked, blockMs)).entries;
+        this.deps.health.ok('redis');
+        attempt = 0;
+      } catch (err) {
+        this.permits -= asked;
+        inFlight.release(asked);
+        if (this.stopping) break;
+        this.deps.health.failed('redis', err as Error);
+        await sleep(backoffDelay(attempt++, { baseMs: 100, maxMs: 5000 }), this.deps.force);
+        if (this.deps.force.aborted) throw new ForcedStop();
+        continue;
+      }
+      this.permits -= asked - got.length;
+      inFlight.release(asked - got.length);
+      if (got.length > 0) {
+        if (this.batch.length === 0) this.firstAt = Date.now();
+        for (const e of got) this.batch.push(e);
+        this.deps.onRead(got.length);
+      }
+      const reason = policy.check(
+        { count: this.batch.length, firstAt: this.firstAt, lastRead: { got: got.length, asked } },
+        Date.now(),
+      );
+      if (reason) await this.flush(reason);
+    }
+  }
+
+  private async flush(reason: FlushReason): Promise<void> {
+    if (this.batch.length === 0) return;
+    const entries = this.batch;
+    this.batch = [];
+    this.firstAt = undefined;
+    try {
+      const report = await this.deps.processor.process(entries, {
+        consumer: this.consumer,
+        reason,
+      });
+      this.deps.onBatch(report);
+    } finally {
+      this.permits -= entries.length;
+      this.deps.inFlight.release(entries.length);
+    }
+  }
+}

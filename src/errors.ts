@@ -1,0 +1,138 @@
+/**
+ * One catalogue of coded errors. Every error Tributary raises or records carries a
+ * stable `code` (TRIB_ERR_<AREA>_<WHAT>); code looks at `err.code`, never at message text.
+ *
+ * `retryable` says whether trying the same thing again can help (a server outage) or
+ * not (bad input, bad configuration).
+ */
+
+export interface ErrorDefinition {
+  /** Human-readable message; `%s` placeholders are filled from the arguments in order. */
+  readonly message: string;
+  /** Whether retrying the same operation can succeed. */
+  readonly retryable: boolean;
+  /** One line for the README / `tributary` docs. */
+  readonly description: string;
+}
+
+export const ERRORS = {
+  // Configuration
+  TRIB_ERR_CONFIG_INVALID: {
+    message: 'invalid setting %s: %s',
+    retryable: false,
+    description: 'A setting (env var, flag or default) failed validation; the message names it.',
+  },
+  TRIB_ERR_CONFIG_ENV_FILE: {
+    message: 'cannot read env file %s: %s',
+    retryable: false,
+    description: 'The .env file exists but could not be read or parsed.',
+  },
+
+  // Stream entries (poison: dead-lettered, never retried)
+  TRIB_ERR_ENTRY_MISSING_FIELD: {
+    message: 'entry %s has no %s field',
+    retryable: false,
+    description: 'A stream entry lacks a required field (event_type or payload).',
+  },
+  TRIB_ERR_ENTRY_BAD_PAYLOAD: {
+    message: 'entry %s has a payload that is not JSON: %s',
+    retryable: false,
+    description: 'The payload field is not valid JSON text.',
+  },
+  TRIB_ERR_ENTRY_BAD_FIELD: {
+    message: 'entry %s has an invalid %s: %s',
+    retryable: false,
+    description: 'An optional field (produced_at, event_id) is present but malformed.',
+  },
+  TRIB_ERR_ENTRY_REJECTED: {
+    message: 'Postgres rejected entry %s: [%s] %s',
+    retryable: false,
+    description: 'Postgres refused the row for its content (e.g. \\u0000 in jsonb); isolated by splitting its batch.',
+  },
+  TRIB_ERR_ENTRY_MAX_DELIVERIES: {
+    message: 'entry %s was delivered %s times (limit %s)',
+    retryable: false,
+    description: 'An entry kept failing: it was reclaimed from stalled consumers more than MAX_DELIVERIES times.',
+  },
+
+  // Producer
+  TRIB_ERR_PRODUCE_INVALID: {
+    message: 'cannot produce event: %s',
+    retryable: false,
+    description: 'produce()/produceBatch() was given an event that breaks the stream contract.',
+  },
+
+  // Servers
+  TRIB_ERR_REDIS_UNAVAILABLE: {
+    message: 'Redis is unavailable: %s',
+    retryable: true,
+    description: 'Redis could not be reached or the connection broke.',
+  },
+  TRIB_ERR_POSTGRES_UNAVAILABLE: {
+    message: 'Postgres is unavailable: %s',
+    retryable: true,
+    description: 'Postgres could not be reached or the connection broke.',
+  },
+  TRIB_ERR_POSTGRES_WRITE: {
+    message: 'Postgres write failed: [%s] %s',
+    retryable: true,
+    description: 'A batch write failed for a reason other than row content; the batch is retried, not acknowledged.',
+  },
+  TRIB_ERR_MIGRATION_FAILED: {
+    message: 'migration %s failed: %s',
+    retryable: false,
+    description: 'A numbered SQL migration failed; nothing after it was applied.',
+  },
+
+  // Services (tributary up/down)
+  TRIB_ERR_SERVICES_START: {
+    message: 'cannot start %s: %s',
+    retryable: false,
+    description: 'A project-local Redis or Postgres could not be started by `tributary up`.',
+  },
+  TRIB_ERR_SERVICES_REDIS_MISSING: {
+    message: 'redis-server is not installed: %s',
+    retryable: false,
+    description: 'No Redis was reachable and redis-server is not on PATH (and could not be installed).',
+  },
+  TRIB_ERR_SERVICES_STOP: {
+    message: 'cannot stop %s: %s',
+    retryable: false,
+    description: 'A project-local Redis or Postgres started by `tributary up` could not be stopped by `tributary down`.',
+  },
+
+  // Lifecycle
+  TRIB_ERR_ENGINE_CLOSED: {
+    message: 'the engine is closed',
+    retryable: false,
+    description: 'start() was called on an engine that is stopping or stopped.',
+  },
+  TRIB_ERR_TIMEOUT: {
+    message: 'timed out after %s ms waiting for %s',
+    retryable: true,
+    description: 'A wait (for rows, for a server) did not finish in time.',
+  },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+function format(template: string, args: readonly unknown[]): string {
+  let i = 0;
+  return template.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '%s'));
+}
+
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, args: readonly unknown[] = [], options?: { cause?: unknown }) {
+    super(format(ERRORS[code].message, args), options);
+    this.name = 'TributaryError';
+    this.code = code;
+    this.retryable = ERRORS[code].retryable;
+  }
+}
+
+export function isTributaryError(err: unknown, code?: ErrorCode): err is TributaryError {
+  return err instanceof TributaryError && (code === undefined || err.code === code);
+}

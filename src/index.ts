@@ -1,0 +1,19 @@
+/**
+ * Tributary: Kafka-style pipelines on Redis and Postgres. The library API; the
+ * `tributary` CLI is a thin shell over it.
+ */
+export { resolveConfig, redactUrl, readServicesState, servicesStatePath, tributaryHome } from './config/index.js';
+export { configSchema, SETTINGS, type TributaryConfig, type ConfigKey } from './config/schema.js';
+export { ERRORS, TributaryError, isTributaryError, type ErrorCode } from './errors.js';
+export { Engine, type EngineEvents, type EngineOptions, type EngineStats } from './core/engine.js';
+export { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './core/batch-policy.js';
+export { backoffDelay } from './core/backoff.js';
+export { parseEntry, FIELD, type EventRow, type ParsedEntry } from './core/entry.js';
+export type { BatchReport, ServerName } from './core/processor.js';
+export { Producer, createProducer, eventFields, type ProducerOptions, type ProducerEvent, type ProduceOptions } from './producer/producer.js';
+export { sampleEvent, SAMPLE_EVENT_TYPES } from './producer/sample.js';
+export { migrate, loadMigrations } from './postgres/migrate.js';
+export { createPgPool } from './postgres/pool.js';
+export { createRedisConnection } from './redis/client.js';
+export { collectSnapshot, type PipelineSnapshot } from './observability/stats.js';
+export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';

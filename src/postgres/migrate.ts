@@ -1,0 +1,69 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TributaryError } from '../errors.js';
+import { quoteIdent, type PgPool } from './pool.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+/** The numbered SQL files (`NNN_name.sql`), in order. */
+export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d+_.+\.sql$/.test(f))
+    .map((f) => ({ version: Number.parseInt(f, 10), name: f.replace(/\.sql$/, ''), sql: readFileSync(join(dir, f), 'utf8') }))
+    .sort((a, b) => a.version - b.version);
+}
+
+export interface MigrateResult {
+  applied: string[];
+  current: number;
+}
+
+/**
+ * Applies the migrations not yet recorded in `<schema>.tributary_migrations`, each in
+ * its own transaction, in order. Safe to run concurrently: a session advisory lock
+ * per schema serialises runners; the second one finds nothing left to do.
+ */
+export async function migrate(pool: PgPool, schema = 'public', migrations = loadMigrations()): Promise<MigrateResult> {
+  const client = await pool.connect();
+  const s = quoteIdent(schema);
+  const applied: string[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', [`tributary:migrate:${schema}`]);
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.tributary_migrations (
+           version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const done = new Set(
+        (await client.query<{ version: number }>(`SELECT version FROM ${s}.tributary_migrations`)).rows.map((r) => r.version),
+      );
+      for (const m of migrations) {
+        if (done.has(m.version)) continue;
+        try {
+          await client.query('BEGIN');
+          await client.query(`SET LOCAL search_path TO ${s}`);
+          await client.query(m.sql);
+          await client.query(`INSERT INTO ${s}.tributary_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+          await client.query('COMMIT');
+          applied.push(m.name);
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw new TributaryError('TRIB_ERR_MIGRATION_FAILED', [m.name, (err as Error).message], { cause: err });
+        }
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`tributary:migrate:${schema}`]).catch(() => {});
+    }
+  } finally {
+    client.release();
+  }
+  return { applied, current: migrations.at(-1)?.version ?? 0 };
+}

@@ -1,0 +1,60 @@
+import { userInfo } from 'node:os';
+import pg from 'pg';
+
+export type PgPool = pg.Pool;
+
+export interface PgPoolOptions {
+  max?: number;
+  /** statement_timeout for every connection (ms). */
+  statementTimeoutMs?: number;
+  applicationName?: string;
+  onError?: (err: Error) => void;
+}
+
+/**
+ * A pg pool. Idle clients that die (server restart, pg_terminate_backend) emit
+ * 'error' on the pool; it is routed to onError instead of crashing the process.
+ */
+export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): PgPool {
+  const pool = new pg.Pool({
+    connectionString: withDefaultUser(databaseUrl),
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: options.statementTimeoutMs,
+    application_name: options.applicationName ?? 'tributary',
+    keepAlive: true,
+  });
+  pool.on('error', (err) => options.onError?.(err));
+  pool.on('connect', (client) => {
+    // Nagle off: a batch write is one small request waiting on one reply.
+    (client as unknown as { connection?: { stream?: { setNoDelay?: (v: boolean) => void } } }).connection?.stream?.setNoDelay?.(true);
+  });
+  return pool;
+}
+
+/**
+ * pg takes the user from $USER when the URL names none, and some shells (CI, cron,
+ * containers) do not set it: name the OS user explicitly, as libpq does.
+ */
+export function withDefaultUser(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  if (url.username) return databaseUrl;
+  url.username = encodeURIComponent(process.env.PGUSER || process.env.USER || userInfo().username);
+  return url.toString();
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * SQLSTATE classes that mean "this row's content is wrong": data exceptions (22),
+ * integrity violations (23), program limits such as a too-large value (54).
+ * Anything else (connection loss, shutdown, missing table) is retried, never dead-lettered.
+ */
+export function isRowContentError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || code.length !== 5) return false;
+  return code.startsWith('22') || code.startsWith('23') || code.startsWith('54');
+}

@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
+import { backoffDelay } from '../core/backoff.js';
+import { redisErrorIs, type RawReply } from './commands.js';
+
+export type RedisConnection = ReturnType<typeof createClient>;
+
+export interface RedisConnectionOptions {
+  /** Shown in CLIENT LIST, e.g. `tributary:worker:host-1`. */
+  name?: string;
+  /** Fail commands at once while disconnected instead of queueing them (default true). */
+  failFast?: boolean;
+  /** Called on connection errors; node-redis would otherwise throw them as unhandled. */
+  onError?: (err: Error) => void;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Creates a node-redis client (redis:// or rediss:// — TLS comes from the URL) that
+ * reconnects forever with capped, jittered backoff. It is not connected yet.
+ */
+export function createRedisConnection(url: string, options: RedisConnectionOptions = {}): RedisConnection {
+  const client = createClient({
+    url,
+    name: options.name,
+    disableOfflineQueue: options.failFast ?? true,
+    socket: {
+      connectTimeout: options.connectTimeoutMs ?? 5000,
+      reconnectStrategy: (retries: number) => backoffDelay(retries, { baseMs: 100, maxMs: 5000 }),
+    },
+  });
+  client.on('error', (err: Error) => options.onError?.(err));
+  return client;
+}
+
+/** Sends a raw command and returns the raw RESP2 reply. */
+export async function send(client: RedisConnection, args: string[]): Promise<RawReply> {
+  return (await client.sendCommand(args)) as RawReply;
+}
+
+/** A Lua script from src/redis/scripts, run by EVALSHA with a fallback to EVAL. */
+export class RedisScript {
+  readonly source: string;
+  readonly sha: string;
+
+  constructor(readonly name: string) {
+    const dir = join(dirname(fileURLToPath(import.meta.url)), 'scripts');
+    this.source = readFileSync(join(dir, `${name}.lua`), 'utf8');
+    this.sha = createHash('sha1').update(this.source).digest('hex');
+  }
+
+  async run(client: RedisConnection, keys: string[], args: string[]): Promise<RawReply> {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await send(client, ['EVALSHA', this.sha, ...tail]);
+    } catch (err) {
+      if (!redisErrorIs(err, 'NOSCRIPT')) throw err;
+      return send(client, ['EVAL', this.source, ...tail]);
+    }
+  }
+}
+
+/** Creates the consumer group at the end of the stream (MKSTREAM); an existing group is fine. */
+export async function ensureGroup(client: RedisConnection, key: string, group: string, startId = '$'): Promise<boolean> {
+  try {
+    await send(client, ['XGROUP', 'CREATE', key, group, startId, 'MKSTREAM']);
+    return true;
+  } catch (err) {
+    if (redisErrorIs(err, 'BUSYGROUP')) return false;
+    throw err;
+  }
+}

@@ -1,0 +1,110 @@
+import { ensureGroup, send, type RedisConnection } from '../redis/client.js';
+import {
+  parseAutoClaimReply,
+  parsePendingRangeReply,
+  parseStreamReadReply,
+  xackArgs,
+  xautoclaimArgs,
+  xpendingRangeArgs,
+  xreadgroupArgs,
+  type AutoClaimResult,
+  type ParsedEntries,
+  type PendingEntry,
+  type StreamEntry,
+} from '../redis/commands.js';
+
+export interface RedisStreamSourceOptions {
+  key: string;
+  group: string;
+}
+
+/**
+ * A consumer-group view of one stream. Blocking reads go through the caller's own
+ * connection (one per worker); everything else shares the command connection, where
+ * node-redis pipelines concurrent commands.
+ */
+export class RedisStreamSource {
+  readonly key: string;
+  readonly group: string;
+
+  constructor(
+    private readonly commands: RedisConnection,
+    options: RedisStreamSourceOptions,
+  ) {
+    this.key = options.key;
+    this.group = options.group;
+  }
+
+  /** Creates the group (MKSTREAM) if it does not exist. */
+  ensureGroup(startId = '$'): Promise<boolean> {
+    return ensureGroup(this.commands, this.key, this.group, startId);
+  }
+
+  /** XREADGROUP of new entries (`>`) on the worker's own connection. */
+  async read(reader: RedisConnection, consumer: string, count: number, blockMs?: number): Promise<ParsedEntries> {
+    const reply = await send(reader, xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }));
+    return parseStreamReadReply(reply);
+  }
+
+  /** The consumer's pending entries after `after` (exclusive), oldest first. */
+  async pendingOf(consumer: string, count: number, after?: string): Promise<PendingEntry[]> {
+    const reply = await send(
+      this.commands,
+      xpendingRangeArgs({ key: this.key, group: this.group, start: after ? `(${after}` : '-', count, consumer }),
+    );
+    return parsePendingRangeReply(reply);
+  }
+
+  /**
+   * The entries with these IDs, read with XRANGE (pipelined): reading them this way
+   * does not bump their delivery count, so a consumer re-reading its own pending
+   * entries after a restart is not counted as a failed delivery. IDs whose entry was
+   * deleted (trimmed) come back in `missing`.
+   */
+  async fetch(ids: readonly string[]): Promise<{ entries: StreamEntry[]; missing: string[] }> {
+    const replies = await Promise.all(ids.map((id) => send(this.commands, ['XRANGE', this.key, id, id])));
+    const entries: StreamEntry[] = [];
+    const missing: string[] = [];
+    replies.forEach((reply, i) => {
+      const parsed = parseStreamReadReply([[this.key, reply]]);
+      const entry = parsed.entries[0];
+      if (entry) entries.push(entry);
+      else missing.push(ids[i]!);
+    });
+    return { entries, missing };
+  }
+
+  /** One XACK for all the IDs. */
+  async ack(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return Number(await send(this.commands, xackArgs(this.key, this.group, ids)));
+  }
+
+  /**
+   * Resets the idle time of entries this consumer still holds (XCLAIM ... JUSTID does
+   * not bump the delivery count), so a batch held through a long outage is not
+   * reclaimed by another process while it is still being worked on.
+   */
+  async touch(consumer: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids, 'JUSTID']);
+  }
+
+  /** XAUTOCLAIM entries idle longer than `minIdleMs` to `consumer`. */
+  async autoclaim(consumer: string, minIdleMs: number, cursor: string, count: number): Promise<AutoClaimResult> {
+    const reply = await send(
+      this.commands,
+      xautoclaimArgs({ key: this.key, group: this.group, consumer, minIdleMs, start: cursor, count }),
+    );
+    return parseAutoClaimReply(reply);
+  }
+
+  /** Delivery counts of the consumer's pending entries between two IDs (inclusive). */
+  async deliveries(consumer: string, first: string, last: string, count: number): Promise<Map<string, number>> {
+    const reply = await send(
+      this.commands,
+      xpendingRangeArgs({ key: this.key, group: this.group, start: first, end: last, count, consumer }),
+    );
+    return new Map(parsePendingRangeReply(reply).map((p) => [p.id, p.deliveries]));
+  }
+}
