@@ -107,7 +107,7 @@ export const ERRORS = {
     retryable: false,
     description: 'start() was called on an engine that is stopping or stopped.',
   },
-  TRIB_ERR_TIMEOUT: {
+  TRIB_ERR_WAIT_TIMEOUT: {
     message: 'timed out after %s ms waiting for %s',
     retryable: true,
     description: 'A wait (for rows, for a server) did not finish in time.',

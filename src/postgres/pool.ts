@@ -34,14 +34,20 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
 }
 
 /**
- * pg takes the user from $USER when the URL names none, and some shells (CI, cron,
- * containers) do not set it: name the OS user explicitly, as libpq does.
+ * The URL with a user name: pg falls back to $USER when the URL names none (and an
+ * empty user from the URL beats its `user` option), and CI shells, cron and
+ * containers may not set $USER. Name the OS user, as libpq does. URLs without a
+ * host (sockets) or that do not parse are returned as given.
  */
 export function withDefaultUser(databaseUrl: string): string {
-  const url = new URL(databaseUrl);
-  if (url.username) return databaseUrl;
-  url.username = encodeURIComponent(process.env.PGUSER || process.env.USER || userInfo().username);
-  return url.toString();
+  try {
+    const url = new URL(databaseUrl);
+    if (url.username || !url.hostname) return databaseUrl;
+    url.username = encodeURIComponent(process.env.PGUSER || process.env.USER || userInfo().username);
+    return url.toString();
+  } catch {
+    return databaseUrl;
+  }
 }
 
 export function quoteIdent(name: string): string {

@@ -11,6 +11,7 @@ import { sampleEvent } from '../../producer/sample.js';
 import { send } from '../../redis/client.js';
 import { createRedisConnection } from '../../redis/client.js';
 import { servicesUp } from '../../services/index.js';
+import { envWithDotenv } from './services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
@@ -28,7 +29,7 @@ export function registerDemo(program: Command): void {
     const count = parsePositiveInt('--count', String(opts.count));
     const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
     const log = createLogger();
-    await servicesUp({ onProgress: (m) => print(m) });
+    await servicesUp({ env: envWithDotenv(), onProgress: (m) => print(m) });
     const config = configFrom(opts);
     print(`redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}, stream ${config.streamKey}, group ${config.group}`);
 
@@ -61,7 +62,7 @@ export function registerDemo(program: Command): void {
       let written = 0;
       let dead = 0;
       while (written + dead < count) {
-        if (performance.now() - started > timeoutMs) throw new TributaryError('TRIB_ERR_TIMEOUT', [timeoutMs, `${count} events in Postgres (have ${written})`]);
+        if (performance.now() - started > timeoutMs) throw new TributaryError('TRIB_ERR_WAIT_TIMEOUT', [timeoutMs, `${count} events in Postgres (have ${written})`]);
         await sleep(50);
         const r = await pool.query<{ w: string; d: string }>(
           `SELECT (SELECT count(*) FROM ${s}.events WHERE event_id = ANY($1)) AS w,

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The one entry point: ./run.sh demo | test | <any tributary command>
+#   ./run.sh demo           install if needed, bring services up, run the engine on 5,000 sample events, print a summary
+#   ./run.sh test           the same set-up, then the whole test suite
+#   ./run.sh start          the engine (Ctrl-C stops it gracefully)
+#   ./run.sh produce 1000   sample events; any other verb is passed to the tributary CLI
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+need_install() {
+  [ ! -d node_modules ] && return 0
+  [ package-lock.json -nt node_modules/.package-lock.json ] && return 0
+  return 1
+}
+
+need_build() {
+  [ ! -f dist/cli/main.js ] && return 0
+  [ -n "$(find src package.json tsconfig.json -newer dist/cli/main.js -print -quit)" ] && return 0
+  return 1
+}
+
+prepare() {
+  command -v node >/dev/null || { echo "run.sh: Node.js >= 20 is required (https://nodejs.org)" >&2; exit 1; }
+  if need_install; then
+    echo "run.sh: installing dependencies (npm ci)" >&2
+    npm ci --no-audit --no-fund >&2
+  fi
+  if need_build; then
+    echo "run.sh: building" >&2
+    npm run --silent build >&2
+  fi
+}
+
+cli() { node dist/cli/main.js "$@"; }
+
+verb="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$verb" in
+  demo)
+    prepare
+    cli demo "$@"
+    ;;
+  test)
+    prepare
+    cli up
+    cli migrate
+    npx vitest run "$@"
+    ;;
+  help|-h|--help)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    prepare
+    cli --help
+    ;;
+  *)
+    prepare
+    cli "$verb" "$@"
+    ;;
+esac

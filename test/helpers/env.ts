@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { resolveConfig } from '../../src/config/index.js';
+import type { TributaryConfig } from '../../src/config/schema.js';
+import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
+import { createRedisConnection, type RedisConnection } from '../../src/redis/client.js';
+
+/**
+ * A private corner of the real servers for one test: its own stream key, DLQ stream,
+ * group and Postgres schema. Servers come from REDIS_URL / DATABASE_URL, else what
+ * `tributary up` chose, else the defaults.
+ */
+export interface TestEnv {
+  name: string;
+  config: TributaryConfig;
+  redis: RedisConnection;
+  pool: PgPool;
+  /** Environment variables that point a child `tributary` process at this test's keys and schema. */
+  childEnv: NodeJS.ProcessEnv;
+  cleanup(): Promise<void>;
+}
+
+export async function createTestEnv(label: string, overrides: Partial<Record<keyof TributaryConfig, unknown>> = {}): Promise<TestEnv> {
+  const name = `t_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const config = resolveConfig({
+    envFile: false,
+    overrides: {
+      streamKey: `${name}:events`,
+      dlqStream: `${name}:dead`,
+      group: 'tributary',
+      pgSchema: name,
+      consumerName: name,
+      ...overrides,
+    },
+  });
+  const redis = createRedisConnection(config.redisUrl, { failFast: false });
+  await redis.connect();
+  const pool = createPgPool(config.databaseUrl, { max: 4 });
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    REDIS_URL: config.redisUrl,
+    DATABASE_URL: config.databaseUrl,
+    STREAM_KEY: config.streamKey,
+    DLQ_STREAM: config.dlqStream,
+    GROUP: config.group,
+    PG_SCHEMA: config.pgSchema,
+    CONSUMER_NAME: config.consumerName,
+  };
+  return {
+    name,
+    config,
+    redis,
+    pool,
+    childEnv,
+    async cleanup() {
+      await redis.del([config.streamKey, config.dlqStream]).catch(() => {});
+      redis.destroy();
+      await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(config.pgSchema)} CASCADE`).catch(() => {});
+      await pool.end();
+    },
+  };
+}
+
+export async function countRows(env: TestEnv, table = 'events'): Promise<{ rows: number; distinct: number }> {
+  const s = quoteIdent(env.config.pgSchema);
+  const col = table === 'events' ? 'event_id' : 'stream_id';
+  const r = await env.pool.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT ${col}) AS d FROM ${s}.${table}`);
+  return { rows: Number(r.rows[0]!.n), distinct: Number(r.rows[0]!.d) };
+}
+
+export async function pendingCount(env: TestEnv): Promise<number> {
+  const reply = (await env.redis.sendCommand(['XPENDING', env.config.streamKey, env.config.group])) as unknown[];
+  return Number(reply[0] ?? 0);
+}
+
+/** Polls `check` until it returns true, or fails after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

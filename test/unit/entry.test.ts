@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { parseEntry } from '../../src/core/entry.js';
+
+const entry = (fields: Record<string, string>, id = '1700000000000-0') => ({ id, fields });
+
+describe('parseEntry (the stream contract)', () => {
+  it('accepts a full entry and keeps the payload text as given', () => {
+    const payload = '{"order_id":"o1","total":12.5}';
+    const parsed = parseEntry(entry({ event_type: 'order_placed', payload, event_id: 'e-1', produced_at: '1700000000123' }));
+    expect(parsed).toEqual({
+      ok: true,
+      row: { eventId: 'e-1', eventType: 'order_placed', payload, streamId: '1700000000000-0', producedAt: 1700000000123 },
+    });
+  });
+
+  it('uses the stream entry ID when event_id is absent, and null produced_at when absent', () => {
+    const parsed = parseEntry(entry({ event_type: 't', payload: '[]' }, '5-3'));
+    expect(parsed.ok && parsed.row).toMatchObject({ eventId: '5-3', producedAt: null });
+  });
+
+  it('accepts any JSON value as payload', () => {
+    for (const payload of ['1', '"s"', 'null', 'true', '[1,2]', ' {"a":1} ']) {
+      expect(parseEntry(entry({ event_type: 't', payload })).ok).toBe(true);
+    }
+  });
+
+  it.each([
+    [{ payload: '{}' }, 'TRIB_ERR_ENTRY_MISSING_FIELD', /event_type/],
+    [{ event_type: '', payload: '{}' }, 'TRIB_ERR_ENTRY_MISSING_FIELD', /event_type/],
+    [{ event_type: 't' }, 'TRIB_ERR_ENTRY_MISSING_FIELD', /payload/],
+    [{ event_type: 't', payload: '' }, 'TRIB_ERR_ENTRY_MISSING_FIELD', /payload/],
+    [{ event_type: 't', payload: '{not json' }, 'TRIB_ERR_ENTRY_BAD_PAYLOAD', /JSON|property/],
+    [{ event_type: 't', payload: '{}', produced_at: 'yesterday' }, 'TRIB_ERR_ENTRY_BAD_FIELD', /produced_at/],
+    [{ event_type: 't', payload: '{}', produced_at: '-5' }, 'TRIB_ERR_ENTRY_BAD_FIELD', /produced_at/],
+    [{ event_type: 't', payload: '{}', produced_at: '1e20' }, 'TRIB_ERR_ENTRY_BAD_FIELD', /produced_at/],
+    [{ event_type: 't', payload: '{}', event_id: '' }, 'TRIB_ERR_ENTRY_BAD_FIELD', /event_id/],
+    [{ event_type: 't', payload: '{}', event_id: 'x'.repeat(513) }, 'TRIB_ERR_ENTRY_BAD_FIELD', /event_id/],
+  ])('rejects %j with %s', (fields, code, text) => {
+    const parsed = parseEntry(entry(fields as Record<string, string>));
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) {
+      expect(parsed.problem.code).toBe(code);
+      expect(parsed.problem.args.join(' ')).toMatch(text);
+    }
+  });
+});

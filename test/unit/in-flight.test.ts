@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { InFlight } from '../../src/core/in-flight.js';
+
+describe('InFlight', () => {
+  it('grants up to the limit and makes waiters wait for a release', async () => {
+    const cap = new InFlight(10);
+    expect(cap.tryAcquire(7)).toBe(7);
+    expect(cap.tryAcquire(7)).toBe(3);
+    expect(cap.tryAcquire(1)).toBe(0);
+    let granted = -1;
+    const waiting = cap.acquire(5).then((n) => (granted = n));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(granted).toBe(-1);
+    cap.release(4);
+    await waiting;
+    expect(granted).toBe(4);
+    expect(cap.current).toBe(10);
+  });
+
+  it('an aborted wait returns 0 permits', async () => {
+    const cap = new InFlight(1);
+    cap.tryAcquire(1);
+    const controller = new AbortController();
+    const p = cap.acquire(1, controller.signal);
+    controller.abort();
+    expect(await p).toBe(0);
+  });
+});
