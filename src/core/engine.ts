@@ -142,6 +142,13 @@ export class Engine extends TypedEmitter<EngineEvents> {
     if (this.options.migrate !== false) await this.untilReady('postgres', () => migrate(pool, c.pgSchema).then(() => {}));
     await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {}));
 
+    if (this.closing) {
+      // close() was called while we were still connecting: start nothing.
+      commands.destroy();
+      if (!this.options.pool) await pool.end().catch(() => {});
+      return;
+    }
+
     const processor = new BatchProcessor({
       source,
       sink: new PostgresEventsSink(pool, c.pgSchema),
@@ -161,6 +168,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       health: this.health,
       policy: new BatchPolicy({ maxCount: c.batchSize, periodMs: c.batchTimeoutMs }),
       readCount: c.xreadCount,
+      groupStartId: c.groupStartId,
       blockMs: c.xreadBlockMs,
       force: this.forceController.signal,
       onBatch: (report) => this.onBatch(report),
@@ -190,6 +198,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
     this.state = 'stopping';
     this.stopController.abort();
     this.closing = (async () => {
+      await Promise.resolve(); // let a start() in progress see `closing`
       for (const w of this.workers) w.stop();
       await this.done;
       this.commands?.destroy();

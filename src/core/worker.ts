@@ -1,5 +1,5 @@
 import { createRedisConnection, send, type RedisConnection } from '../redis/client.js';
-import type { StreamEntry } from '../redis/commands.js';
+import { redisErrorIs, type StreamEntry } from '../redis/commands.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { BatchPolicy, type FlushReason } from './batch-policy.js';
@@ -16,6 +16,8 @@ export interface WorkerDeps {
   policy: BatchPolicy;
   readCount: number;
   blockMs: number;
+  /** Where to recreate the group if it disappears (the stream was deleted). */
+  groupStartId: string;
   force: AbortSignal;
   onBatch: (report: BatchReport) => void;
   onDeleted: (consumer: string, ids: string[]) => void;
@@ -163,6 +165,12 @@ export class Worker {
         this.permits -= asked;
         inFlight.release(asked);
         if (this.stopping) break;
+        if (redisErrorIs(err, 'NOGROUP')) {
+          // The stream (and with it the group) was deleted: recreate both and carry on.
+          await this.deps.source.ensureGroup(this.deps.groupStartId).catch(() => {});
+          await sleep(backoffDelay(attempt++, { baseMs: 50, maxMs: 5000 }), this.deps.force);
+          continue;
+        }
         this.deps.health.failed('redis', err as Error);
         await sleep(backoffDelay(attempt++, { baseMs: 100, maxMs: 5000 }), this.deps.force);
         if (this.deps.force.aborted) throw new ForcedStop();

@@ -259,6 +259,37 @@ describe('engine: stream to Postgres', () => {
   });
 });
 
+describe('engine: lifecycle edges', () => {
+  it('recreates the group when the stream is deleted under it, and keeps consuming', async () => {
+    const env = await setup('stream_deleted', { numWorkers: 2 });
+    const { engine } = startEngine(env);
+    await engine.start();
+    await produce(env, 100);
+    await waitFor(async () => (await countRows(env)).rows === 100, 10_000, 'first 100');
+    await env.redis.del(env.config.streamKey);
+    await produce(env, 100);
+    await waitFor(async () => (await countRows(env)).rows === 200, 15_000, 'events after the stream was recreated');
+    await engine.close();
+    expect(await pendingCount(env)).toBe(0);
+  });
+
+  it('close() during a start() that waits for an unreachable Redis returns promptly and starts nothing', async () => {
+    const env = await setup('close_while_starting');
+    const engine = new Engine({ ...env.config, redisUrl: 'redis://127.0.0.1:1' }, { retry: { baseMs: 20, maxMs: 100 } });
+    const downs: string[] = [];
+    engine.on('serverDown', ({ server }) => downs.push(server));
+    const starting = engine.start().catch((err) => err);
+    await waitFor(async () => downs.includes('redis'), 5000, 'redis reported down');
+    const started = Date.now();
+    await engine.close();
+    expect(Date.now() - started).toBeLessThan(3000);
+    const outcome = await starting;
+    expect(outcome === undefined || outcome.code === 'TRIB_ERR_ENGINE_CLOSED').toBe(true);
+    expect(engine.running).toBe(false);
+    expect(engine.stats().read).toBe(0);
+  });
+});
+
 describe('migrations', () => {
   it('are safe to run concurrently and record each version once', async () => {
     const env = await createTestEnv('migrate');
