@@ -22,12 +22,16 @@ export interface ServicesState {
 }
 
 export function readServicesState(env: NodeJS.ProcessEnv = process.env): ServicesState {
-  const path = servicesStatePath(env);
-  if (!existsSync(path)) return {};
+  return readJsonState<ServicesState>(servicesStatePath(env));
+}
+
+/** A small JSON state file under `.tributary/`; missing or unreadable is an empty object. */
+export function readJsonState<T extends object>(path: string): T {
+  if (!existsSync(path)) return {} as T;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as ServicesState;
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch {
-    return {};
+    return {} as T;
   }
 }
 

@@ -7,9 +7,9 @@
  *
  * Both are written atomically (temp file + rename) with mode 0600: they hold a password.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readServicesState, servicesStatePath, tributaryHome, type ServicesState } from '../config/index.js';
+import { readJsonState, readServicesState, servicesStatePath, tributaryHome, type ServicesState } from '../config/index.js';
 
 export { readServicesState, type ServicesState };
 
@@ -48,13 +48,7 @@ function localPath(env: NodeJS.ProcessEnv): string {
 }
 
 export function readLocalServers(env: NodeJS.ProcessEnv): LocalServersFile {
-  const path = localPath(env);
-  if (!existsSync(path)) return {};
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as LocalServersFile;
-  } catch {
-    return {};
-  }
+  return readJsonState<LocalServersFile>(localPath(env));
 }
 
 /** Merges `patch` into local.json, service by service. */
