@@ -2,7 +2,7 @@ import type { TributaryConfig } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import { PostgresEventsSink } from '../sinks/postgres-events.js';
 import { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -116,7 +116,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
 
   /**
    * Connects (waiting out an outage with backoff), migrates, creates the group and
-   * starts the workers and the reclaim loop. Resolves once they run.
+   * starts the workers and the reclaim loop. Resolves once they run — or, when close()
+   * is called meanwhile, as soon as start-up gives up, having started nothing.
    */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
@@ -138,13 +139,14 @@ export class Engine extends TypedEmitter<EngineEvents> {
     const pool = this.pool;
     const source = new RedisStreamSource(commands, { key: c.streamKey, group: c.group });
 
-    await this.untilReady('redis', () => commands.connect().then(() => {}));
-    if (this.options.migrate !== false) await this.untilReady('postgres', () => migrate(pool, c.pgSchema).then(() => {}));
-    await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {}));
+    const ready =
+      (await this.untilReady('redis', () => commands.connect().then(() => {}))) &&
+      (this.options.migrate === false || (await this.untilReady('postgres', () => migrate(pool, c.pgSchema).then(() => {})))) &&
+      (await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {})));
 
-    if (this.closing) {
+    if (!ready || this.closing) {
       // close() was called while we were still connecting: start nothing.
-      commands.destroy();
+      destroyQuietly(commands);
       if (!this.options.pool) await pool.end().catch(() => {});
       return;
     }
@@ -201,7 +203,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       await Promise.resolve(); // let a start() in progress see `closing`
       for (const w of this.workers) w.stop();
       await this.done;
-      this.commands?.destroy();
+      destroyQuietly(this.commands);
       if (!this.options.pool) await this.pool?.end().catch(() => {});
       this.state = 'stopped';
       this.emit('stopped', { stats: this.stats() });
@@ -223,15 +225,17 @@ export class Engine extends TypedEmitter<EngineEvents> {
     this.emit('deadLetter', { id: letter.entry.id, code: letter.code, error: letter.error, deliveries: letter.deliveries });
   }
 
-  private async untilReady(server: ServerName, fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a start-up step until it succeeds (true), waiting out outages with backoff,
+   * or until a stop is asked for (false): a stop during start-up is not an error.
+   */
+  private async untilReady(server: ServerName, fn: () => Promise<void>): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
-      if (this.forceController.signal.aborted || this.stopController.signal.aborted) {
-        throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
-      }
+      if (this.forceController.signal.aborted || this.stopController.signal.aborted) return false;
       try {
         await fn();
         this.health.ok(server);
-        return;
+        return true;
       } catch (err) {
         if (err instanceof TributaryError && !err.retryable) throw err;
         this.health.failed(server, err as Error);

@@ -1,4 +1,4 @@
-import { createRedisConnection, send, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { redisErrorIs, type StreamEntry } from '../redis/commands.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -97,7 +97,7 @@ export class Worker {
     } finally {
       this.deps.inFlight.release(this.permits);
       this.permits = 0;
-      reader.destroy();
+      destroyQuietly(reader);
     }
   }
 

@@ -36,6 +36,11 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   return client;
 }
 
+/** Drops the connection at once (pending commands fail); a no-op if already closed. */
+export function destroyQuietly(client: RedisConnection | undefined): void {
+  if (client?.isOpen) client.destroy();
+}
+
 /** Sends a raw command and returns the raw RESP2 reply. */
 export async function send(client: RedisConnection, args: string[]): Promise<RawReply> {
   return (await client.sendCommand(args)) as RawReply;

@@ -9,7 +9,7 @@ import { createPgPool } from '../../postgres/pool.js';
 import { Producer } from '../../producer/producer.js';
 import { sampleEvent } from '../../producer/sample.js';
 import { send } from '../../redis/client.js';
-import { createRedisConnection } from '../../redis/client.js';
+import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
 import { servicesUp } from '../../services/index.js';
 import { envWithDotenv } from './services.js';
 import { configFrom, withConfigOptions } from '../options.js';
@@ -99,7 +99,7 @@ export function registerDemo(program: Command): void {
     } finally {
       await engine.close();
       await producer.close();
-      redis.destroy();
+      destroyQuietly(redis);
       await pool.end();
     }
   });

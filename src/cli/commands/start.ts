@@ -48,6 +48,8 @@ export function registerStart(program: Command): void {
         void engine.close();
       } else {
         log.warn(`${signal} again: forcing exit; unacknowledged entries stay pending and will be reclaimed`);
+        // A forced stop is never a success, however quickly the engine gives up.
+        process.exitCode = 130;
         void engine.close({ force: true });
         setTimeout(() => process.exit(130), 200).unref();
       }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { TributaryConfig } from '../../config/schema.js';
 import { createPgPool } from '../../postgres/pool.js';
-import { createRedisConnection } from '../../redis/client.js';
+import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
 import { collectSnapshot, type PipelineSnapshot } from '../../observability/stats.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
@@ -13,7 +13,7 @@ export async function snapshotOnce(config: TributaryConfig): Promise<PipelineSna
     await redis.connect();
     return await collectSnapshot(redis, pool, config);
   } finally {
-    redis.destroy();
+    destroyQuietly(redis);
     await pool.end();
   }
 }
