@@ -42,6 +42,7 @@ case "$verb" in
     ;;
   test)
     prepare
+    npx tsc -p tsconfig.test.json   # tests type-check too (unused code included)
     cli up
     cli migrate
     npx vitest run "$@"

@@ -28,7 +28,9 @@ function startEngine(env: TestEnv, overrides: Record<string, unknown> = {}) {
   const engine = new Engine({ ...env.config, ...overrides }, { retry: { baseMs: 20, maxMs: 300 } });
   const events: { [K in keyof EngineEvents]?: EngineEvents[K][] } = {};
   for (const name of ['batch', 'deadLetter', 'reclaimed', 'deleted', 'serverDown', 'serverUp', 'error'] as const) {
-    engine.on(name, (arg: never) => ((events[name] ??= []) as unknown[]).push(arg));
+    engine.on(name, (arg: EngineEvents[typeof name]) => {
+      ((events[name] ??= []) as unknown[]).push(arg);
+    });
   }
   cleanups.push(() => engine.close({ force: true }));
   return { engine, events };
