@@ -4,13 +4,13 @@
 import { configSchema, SETTINGS } from '../dist/config/schema.js';
 
 const defaults = configSchema.parse({});
-const shown = (key) => (key === 'consumerName' ? '(host name)' : String(defaults[key]));
+const shown = (key) => (key === 'consumerName' ? '(host name)' : defaults[key] === undefined ? '(unset)' : String(defaults[key]));
 const mode = process.argv[2];
 if (mode === 'env') {
   const lines = ['# Tributary settings. Copy to .env and uncomment what you change; real environment variables win over this file.', ''];
   for (const [key, spec] of Object.entries(SETTINGS)) {
     lines.push(`# ${spec.doc} Flag: --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    lines.push(`# ${spec.env}=${key === 'consumerName' ? '' : shown(key)}`, '');
+    lines.push(`# ${spec.env}=${key === 'consumerName' || defaults[key] === undefined ? '' : shown(key)}`, '');
   }
   process.stdout.write(lines.join('\n'));
 } else if (mode === 'table') {

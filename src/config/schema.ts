@@ -52,7 +52,16 @@ export const configSchema = z
     dlqStream: z.string().min(1).default('events:dead'),
     maxInFlight: positiveInt().default(20_000),
     pgSchema: identifier.default('public'),
+    eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
+    metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    trimMaxLen: positiveInt().optional(),
+    trimMaxAge: z
+      .string()
+      .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 90s, 30m, 12h or 7d')
+      .optional(),
+    trimIntervalMs: positiveInt().default(60_000),
   })
   .superRefine((c, ctx) => {
     if (c.maxInFlight < c.batchSize) {
@@ -118,6 +127,24 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
     doc: 'Cap on entries read but not yet acknowledged, per process (bounds memory whatever the backlog).',
   },
   pgSchema: { env: 'PG_SCHEMA', doc: 'Postgres schema holding the tables (created by migrations).' },
+  eventsTable: {
+    env: 'EVENTS_TABLE',
+    doc: 'Table the events are written to (created like `events` if missing); one per group for fan-out.',
+  },
+  metricsPort: {
+    env: 'METRICS_PORT',
+    doc: '`tributary start` serves Prometheus /metrics, /healthz and /readyz on this port (unset: no HTTP server).',
+  },
+  logLevel: { env: 'LOG_LEVEL', doc: 'CLI log level: trace, debug, info, warn, error, fatal or silent.' },
+  trimMaxLen: {
+    env: 'TRIM_MAXLEN',
+    doc: 'The engine trims the stream to about this many entries, never past what a group has not yet acknowledged (unset: no trimming).',
+  },
+  trimMaxAge: {
+    env: 'TRIM_MAX_AGE',
+    doc: 'The engine trims entries older than this (e.g. 7d), never past what a group has not yet acknowledged (unset: no trimming).',
+  },
+  trimIntervalMs: { env: 'TRIM_INTERVAL_MS', doc: 'How often the engine trims when TRIM_MAXLEN or TRIM_MAX_AGE is set.' },
   writeTimeoutMs: {
     env: 'WRITE_TIMEOUT_MS',
     doc: 'Postgres statement timeout for a batch write; a timed-out write is retried, not acknowledged.',
