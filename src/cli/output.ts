@@ -1,20 +1,19 @@
-/** The CLI's printer: results to stdout, logs to stderr. The library never prints. */
-export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
+import { pino, type Logger as PinoLogger } from 'pino';
+import pretty from 'pino-pretty';
 
-const useColour = process.stderr.isTTY && !process.env.NO_COLOR;
-const paint = (code: number, s: string) => (useColour ? `\x1b[${code}m${s}\x1b[0m` : s);
+/**
+ * The CLI's printer: results to stdout, logs to stderr with pino — JSON lines when
+ * stderr is not a terminal (for log collectors), readable and coloured when it is.
+ * LOG_LEVEL sets the level. The library never prints; only the CLI does.
+ */
+export type Logger = PinoLogger;
 
-export function createLogger(quiet = false): Logger {
-  const line = (level: string, message: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
-  return {
-    info: (m) => !quiet && line(paint(36, 'info '), m),
-    warn: (m) => line(paint(33, 'warn '), m),
-    error: (m) => line(paint(31, 'error'), m),
-  };
+export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
+  const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (process.stderr.isTTY) {
+    return pino(options, pretty({ destination: 2, sync: true, colorize: !process.env.NO_COLOR, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  }
+  return pino(options, pino.destination({ dest: 2, sync: true }));
 }
 
 export function print(text = ''): void {

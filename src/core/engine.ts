@@ -1,8 +1,9 @@
 import type { TributaryConfig } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
-import { migrate } from '../postgres/migrate.js';
+import { ensureEventsTable, migrate } from '../postgres/migrate.js';
+import { StatsPublisher } from '../observability/published-stats.js';
 import { createPgPool, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { PostgresEventsSink } from '../sinks/postgres-events.js';
 import { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -29,6 +30,8 @@ export interface EngineEvents {
   serverDown: { server: ServerName; error: Error };
   /** A server is reachable again. */
   serverUp: { server: ServerName; downMs: number };
+  /** An operation failed and will be retried (every attempt; serverDown reports only the first). */
+  retry: { server: ServerName; error: Error };
   /** Graceful stop begun. */
   stopping: { force: boolean };
   stopped: { stats: EngineStats };
@@ -42,8 +45,22 @@ export interface EngineStats {
   deadLettered: number;
   reclaimed: number;
   batches: number;
+  /** Failed attempts that were retried (any server). */
+  retries: number;
   inFlight: number;
   flushReasons: Record<string, number>;
+}
+
+export interface ProbeCheck {
+  ok: boolean;
+  error?: string;
+}
+
+export interface EngineProbe {
+  ready: boolean;
+  redis: ProbeCheck;
+  postgres: ProbeCheck;
+  group: ProbeCheck;
 }
 
 export interface EngineOptions {
@@ -78,6 +95,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
   private workers: Worker[] = [];
   private loops: Promise<void>[] = [];
   private closing: Promise<void> | undefined;
+  private publisher: StatsPublisher | undefined;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private readonly counters: EngineStats = {
     read: 0,
@@ -86,6 +104,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
     deadLettered: 0,
     reclaimed: 0,
     batches: 0,
+    retries: 0,
     inFlight: 0,
     flushReasons: {},
   };
@@ -95,10 +114,16 @@ export class Engine extends TypedEmitter<EngineEvents> {
     this.config = config;
     this.options = options;
     this.inFlight = new InFlight(config.maxInFlight);
-    this.health = new ServerHealth(({ server, up, error, downMs }) => {
-      if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
-      else this.emit('serverDown', { server, error: error! });
-    });
+    this.health = new ServerHealth(
+      ({ server, up, error, downMs }) => {
+        if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
+        else this.emit('serverDown', { server, error: error! });
+      },
+      (server, error) => {
+        this.counters.retries++;
+        this.emit('retry', { server, error });
+      },
+    );
   }
 
   get running(): boolean {
@@ -106,7 +131,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
   }
 
   stats(): EngineStats {
-    return { ...this.counters, inFlight: this.inFlight.current, flushReasons: { ...this.counters.flushReasons } };
+    return { ...this.counters, inFlight: this.inFlight.held, flushReasons: { ...this.counters.flushReasons } };
   }
 
   /** Resolves when every worker and the reclaim loop have exited. */
@@ -141,7 +166,11 @@ export class Engine extends TypedEmitter<EngineEvents> {
 
     const ready =
       (await this.untilReady('redis', () => commands.connect().then(() => {}))) &&
-      (this.options.migrate === false || (await this.untilReady('postgres', () => migrate(pool, c.pgSchema).then(() => {})))) &&
+      (this.options.migrate === false ||
+        (await this.untilReady('postgres', async () => {
+          await migrate(pool, c.pgSchema);
+          await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
+        }))) &&
       (await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {})));
 
     if (!ready || this.closing) {
@@ -153,7 +182,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
 
     const processor = new BatchProcessor({
       source,
-      sink: new PostgresEventsSink(pool, c.pgSchema),
+      sink: new PostgresEventsSink(pool, c.pgSchema, c.eventsTable),
       deadLetters: new DeadLetterWriter(pool, commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema),
       health: this.health,
       force: this.forceController.signal,
@@ -184,6 +213,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
         if (!(err instanceof ForcedStop)) this.emit('error', err);
       }),
     ];
+    this.publisher = new StatsPublisher(commands, c.streamKey, c.group);
+    this.publisher.start();
     this.state = 'running';
     this.emit('started', { consumers: this.workers.map((w) => w.consumer) });
   }
@@ -203,6 +234,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       await Promise.resolve(); // let a start() in progress see `closing`
       for (const w of this.workers) w.stop();
       await this.done;
+      await this.publisher?.stop();
       destroyQuietly(this.commands);
       if (!this.options.pool) await this.pool?.end().catch(() => {});
       this.state = 'stopped';
@@ -211,12 +243,63 @@ export class Engine extends TypedEmitter<EngineEvents> {
     return this.closing;
   }
 
+  /**
+   * Readiness: Redis and Postgres answer and the group exists. Never throws; each
+   * check says `ok` or why not.
+   */
+  async probe(): Promise<EngineProbe> {
+    const c = this.config;
+    const check = async (fn: () => Promise<unknown>): Promise<ProbeCheck> => {
+      try {
+        await fn();
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+    };
+    const commands = this.commands;
+    const pool = this.pool;
+    if (!commands?.isReady || !pool) {
+      const error = this.state === 'starting' ? 'engine is starting' : `engine is ${this.state}`;
+      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
+    }
+    const [redis, postgres, group] = await Promise.all([
+      check(() => send(commands, ['PING'])),
+      check(() => pool.query('SELECT 1')),
+      check(async () => {
+        const groups = await send(commands, ['XINFO', 'GROUPS', c.streamKey]);
+        const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
+        if (!names.includes(c.group)) throw new Error(`group ${c.group} does not exist on ${c.streamKey}`);
+      }),
+    ]);
+    return { ready: this.state === 'running' && redis.ok && postgres.ok && group.ok, redis, postgres, group };
+  }
+
+  /** Stream length, the group's pending count and lag (null where Redis does not report it). */
+  async gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }> {
+    const commands = this.commands;
+    if (!commands?.isReady) throw new Error('engine is not connected to Redis');
+    const c = this.config;
+    const [length, groups] = await Promise.all([send(commands, ['XLEN', c.streamKey]), send(commands, ['XINFO', 'GROUPS', c.streamKey])]);
+    const info = (Array.isArray(groups) ? groups : [])
+      .filter(Array.isArray)
+      .map((g) => Object.fromEntries(g.flatMap((v, i) => (i % 2 === 0 ? [[String(v), g[i + 1]]] : []))))
+      .find((g) => g.name === c.group);
+    const lag = info?.lag;
+    return {
+      streamLength: Number(length),
+      pending: Number(info?.pending ?? 0),
+      lag: lag === null || lag === undefined ? null : Number(lag),
+    };
+  }
+
   private onBatch(report: BatchReport): void {
     const c = this.counters;
     c.batches++;
     c.written += report.inserted;
     c.duplicates += report.duplicates;
     c.flushReasons[report.reason] = (c.flushReasons[report.reason] ?? 0) + 1;
+    this.publisher?.record(report);
     this.emit('batch', report);
   }
 
@@ -262,10 +345,10 @@ export class Engine extends TypedEmitter<EngineEvents> {
         try {
           claimed = await processor.retry('redis', () => source.autoclaim(consumer, c.claimIdleMs, cursor, granted));
         } catch (err) {
-          this.inFlight.release(granted);
+          this.inFlight.received(granted, 0);
           throw err;
         }
-        this.inFlight.release(granted - claimed.entries.length);
+        this.inFlight.received(granted, claimed.entries.length);
         try {
           cursor = claimed.cursor;
           if (claimed.deletedIds.length > 0) this.emit('deleted', { consumer, ids: claimed.deletedIds });

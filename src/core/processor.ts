@@ -32,9 +32,12 @@ export class ServerHealth {
 
   constructor(
     private readonly onChange: (event: { server: ServerName; up: boolean; error?: Error; downMs?: number }) => void,
+    /** Called on every failed attempt (each one is retried). */
+    private readonly onFailure?: (server: ServerName, error: Error) => void,
   ) {}
 
   failed(server: ServerName, error: Error): void {
+    this.onFailure?.(server, error);
     if (this.down.has(server)) return;
     this.down.set(server, Date.now());
     this.onChange({ server, up: false, error });

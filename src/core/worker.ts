@@ -37,23 +37,31 @@ export async function drainOwnPending(
 ): Promise<void> {
   let after: string | undefined;
   while (!stopping()) {
-    const pending = await deps.processor.retry('redis', () => deps.source.pendingOf(consumer, batchSize, after));
-    if (pending.length === 0) return;
-    after = pending.at(-1)!.id;
-    const ids = pending.map((p) => p.id);
-    const { entries, missing } = await deps.processor.retry('redis', () => deps.source.fetch(ids));
-    if (missing.length > 0) {
-      // Trimmed before anyone processed them: nothing left to write; clear them from the PEL.
-      await deps.processor.retry('redis', () => deps.source.ack(missing));
-      deps.onDeleted(consumer, missing);
-    }
-    if (entries.length === 0) continue;
-    const deliveries = new Map(pending.map((p) => [p.id, p.deliveries]));
-    const granted = await deps.inFlight.acquire(entries.length, deps.force);
+    // Reserve capacity first, and ask for no more pending entries than it allows.
+    const reserved = await deps.inFlight.acquire(batchSize, deps.force);
+    if (reserved === 0) return; // forced stop
+    let settled = false;
+    let held = 0;
     try {
+      const pending = await deps.processor.retry('redis', () => deps.source.pendingOf(consumer, reserved, after));
+      if (pending.length === 0) return;
+      after = pending.at(-1)!.id;
+      const ids = pending.map((p) => p.id);
+      const { entries, missing } = await deps.processor.retry('redis', () => deps.source.fetch(ids));
+      deps.inFlight.received(reserved, entries.length);
+      settled = true;
+      held = entries.length;
+      if (missing.length > 0) {
+        // Trimmed before anyone processed them: nothing left to write; clear them from the PEL.
+        await deps.processor.retry('redis', () => deps.source.ack(missing));
+        deps.onDeleted(consumer, missing);
+      }
+      if (entries.length === 0) continue;
+      const deliveries = new Map(pending.map((p) => [p.id, p.deliveries]));
       deps.onBatch(await deps.processor.process(entries, { consumer, reason: 'pending', deliveries }));
     } finally {
-      deps.inFlight.release(granted);
+      if (!settled) deps.inFlight.received(reserved, 0);
+      deps.inFlight.release(held);
     }
   }
 }
@@ -163,7 +171,7 @@ export class Worker {
         attempt = 0;
       } catch (err) {
         this.permits -= asked;
-        inFlight.release(asked);
+        inFlight.received(asked, 0);
         if (this.stopping) break;
         if (redisErrorIs(err, 'NOGROUP')) {
           // The stream (and with it the group) was deleted: recreate both and carry on.
@@ -177,7 +185,7 @@ export class Worker {
         continue;
       }
       this.permits -= asked - got.length;
-      inFlight.release(asked - got.length);
+      inFlight.received(asked, got.length);
       if (got.length > 0) {
         if (this.batch.length === 0) this.firstAt = Date.now();
         for (const e of got) this.batch.push(e);

@@ -67,3 +67,19 @@ export async function migrate(pool: PgPool, schema = 'public', migrations = load
   }
   return { applied, current: migrations.at(-1)?.version ?? 0 };
 }
+
+/**
+ * Makes sure the events table exists: `events` comes from the migrations; any other
+ * name (one table per group, for fan-out) is created like it, indexes included.
+ */
+export async function ensureEventsTable(pool: PgPool, schema: string, table: string): Promise<void> {
+  if (table === 'events') return;
+  const s = quoteIdent(schema);
+  try {
+    await pool.query(`CREATE TABLE IF NOT EXISTS ${s}.${quoteIdent(table)} (LIKE ${s}.events INCLUDING ALL)`);
+  } catch (err) {
+    // Two processes creating it at once: the loser sees the winner's catalog row.
+    const code = (err as { code?: string }).code;
+    if (code !== '42P07' && code !== '23505') throw err;
+  }
+}

@@ -11,10 +11,26 @@ describe('InFlight', () => {
     const waiting = cap.acquire(5).then((n) => (granted = n));
     await new Promise((r) => setTimeout(r, 10));
     expect(granted).toBe(-1);
-    cap.release(4);
+    cap.received(10, 6); // a read with 10 reserved returned 6 entries: 4 permits come back
     await waiting;
     expect(granted).toBe(4);
     expect(cap.current).toBe(10);
+    expect(cap.held).toBe(6);
+  });
+
+  it('a read keeps what it received as held and gives back the rest of its reservation', () => {
+    const cap = new InFlight(100);
+    expect(cap.tryAcquire(100)).toBe(100);
+    cap.received(100, 30);
+    expect(cap.current).toBe(30);
+    expect(cap.held).toBe(30);
+    cap.release(30);
+    expect(cap.current).toBe(0);
+    expect(cap.held).toBe(0);
+    // A reservation with nothing received yet is not "held".
+    cap.tryAcquire(50);
+    expect(cap.held).toBe(0);
+    expect(cap.current).toBe(50);
   });
 
   it('an aborted wait returns 0 permits', async () => {

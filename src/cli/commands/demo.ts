@@ -28,7 +28,7 @@ export function registerDemo(program: Command): void {
   ).action(async (opts: Record<string, unknown>) => {
     const count = parsePositiveInt('--count', String(opts.count));
     const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
-    const log = createLogger();
+    const log = createLogger(process.env.LOG_LEVEL ?? "info");
     await servicesUp({ env: envWithDotenv(), onProgress: (m) => print(m) });
     const config = configFrom(opts);
     print(`redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}, stream ${config.streamKey}, group ${config.group}`);
@@ -65,7 +65,7 @@ export function registerDemo(program: Command): void {
         if (performance.now() - started > timeoutMs) throw new TributaryError('TRIB_ERR_WAIT_TIMEOUT', [timeoutMs, `${count} events in Postgres (have ${written})`]);
         await sleep(50);
         const r = await pool.query<{ w: string; d: string }>(
-          `SELECT (SELECT count(*) FROM ${s}.events WHERE event_id = ANY($1)) AS w,
+          `SELECT (SELECT count(*) FROM ${s}.${quoteIdent(config.eventsTable)} WHERE event_id = ANY($1)) AS w,
                   (SELECT count(*) FROM ${s}.dead_letter_queue WHERE event_id = ANY($1)) AS d`,
           [ids],
         );
@@ -78,7 +78,7 @@ export function registerDemo(program: Command): void {
 
       const lat = await pool.query<{ p50: number; p99: number }>(
         `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
-           FROM (SELECT extract(epoch FROM ingested_at - produced_at) * 1000 AS ms FROM ${s}.events WHERE event_id = ANY($1)) t`,
+           FROM (SELECT extract(epoch FROM ingested_at - produced_at) * 1000 AS ms FROM ${s}.${quoteIdent(config.eventsTable)} WHERE event_id = ANY($1)) t`,
         [ids],
       );
       await redis.connect();

@@ -1,0 +1,111 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Engine } from '../core/engine.js';
+
+/**
+ * Prometheus metrics for one engine, in their own registry. Counters and histograms
+ * follow the engine's events; gauges are read from Redis when scraped.
+ *
+ * Names follow Prometheus conventions: `tributary_` prefix, `_total` on counters,
+ * base units (seconds) in the name; labels `stream` and `group` on everything.
+ */
+export function createEngineMetrics(engine: Engine, registry = new Registry()): Registry {
+  const c = engine.config;
+  const labels = { stream: c.streamKey, group: c.group };
+  const labelNames = ['stream', 'group'] as const;
+
+  const read = new Counter({ name: 'tributary_entries_read_total', help: 'Stream entries read by the workers (XREADGROUP).', labelNames, registers: [registry] });
+  const written = new Counter({ name: 'tributary_entries_written_total', help: 'Rows newly inserted into Postgres.', labelNames, registers: [registry] });
+  const duplicates = new Counter({ name: 'tributary_entries_duplicate_total', help: 'Entries already in Postgres (redeliveries), skipped by ON CONFLICT.', labelNames, registers: [registry] });
+  const dead = new Counter({ name: 'tributary_entries_dead_lettered_total', help: 'Entries sent to the dead letters, by error code.', labelNames: [...labelNames, 'code'], registers: [registry] });
+  const reclaimed = new Counter({ name: 'tributary_entries_reclaimed_total', help: 'Entries claimed from idle consumers (XAUTOCLAIM).', labelNames, registers: [registry] });
+  const retried = new Counter({ name: 'tributary_retries_total', help: 'Failed operations retried with backoff, by server.', labelNames: [...labelNames, 'server'], registers: [registry] });
+  const flushes = new Counter({ name: 'tributary_batches_total', help: 'Batches committed and acknowledged, by flush reason.', labelNames: [...labelNames, 'reason'], registers: [registry] });
+  const batchSize = new Histogram({
+    name: 'tributary_batch_size',
+    help: 'Entries per batch.',
+    labelNames,
+    buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    registers: [registry],
+  });
+  const writeSeconds = new Histogram({
+    name: 'tributary_batch_write_duration_seconds',
+    help: 'Time to write a batch to Postgres, retries included.',
+    labelNames,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'tributary_end_to_end_latency_seconds',
+    help: 'From produced_at to the commit of the row in Postgres.',
+    labelNames,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+
+  let lastRead = 0;
+  engine.on('batch', (b) => {
+    const s = engine.stats();
+    read.inc(labels, s.read - lastRead);
+    lastRead = s.read;
+    written.inc(labels, b.inserted);
+    duplicates.inc(labels, b.duplicates);
+    flushes.inc({ ...labels, reason: b.reason });
+    batchSize.observe(labels, b.size);
+    writeSeconds.observe(labels, b.writeMs / 1000);
+    for (const at of b.producedAt) latency.observe(labels, Math.max(0, (b.committedAt - at) / 1000));
+  });
+  engine.on('deadLetter', (d) => dead.inc({ ...labels, code: d.code }));
+  engine.on('reclaimed', (r) => reclaimed.inc(labels, r.count));
+  engine.on('retry', (r) => retried.inc({ ...labels, server: r.server }));
+
+  // Gauges: read when scraped, one Redis round trip for all three.
+  let gaugesAt = 0;
+  let gauges: Promise<{ streamLength: number; pending: number; lag: number | null } | undefined> = Promise.resolve(undefined);
+  const current = () => {
+    if (Date.now() - gaugesAt > 500) {
+      gaugesAt = Date.now();
+      gauges = engine.gauges().catch(() => undefined);
+    }
+    return gauges;
+  };
+  new Gauge({
+    name: 'tributary_stream_length',
+    help: 'Entries in the stream (XLEN).',
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const g = await current();
+      if (g) this.set(labels, g.streamLength);
+    },
+  });
+  new Gauge({
+    name: 'tributary_group_pending',
+    help: 'Entries delivered to the group and not yet acknowledged (all consumers).',
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const g = await current();
+      if (g) this.set(labels, g.pending);
+    },
+  });
+  new Gauge({
+    name: 'tributary_group_lag',
+    help: 'Entries in the stream not yet delivered to the group (XINFO GROUPS lag).',
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const g = await current();
+      if (g && g.lag !== null) this.set(labels, g.lag);
+    },
+  });
+  new Gauge({
+    name: 'tributary_in_flight',
+    help: 'Entries read by this process and not yet acknowledged.',
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.set(labels, engine.stats().inFlight);
+    },
+  });
+  return registry;
+}
