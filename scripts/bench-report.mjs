@@ -29,7 +29,7 @@ if (drain.length === 0) {
 function replaceSection(text, name, body) {
   const re = new RegExp(`(<!-- ${name}:start -->\\n)[\\s\\S]*?(<!-- ${name}:end -->)`);
   if (!re.test(text)) throw new Error(`README has no ${name} markers`);
-  return text.replace(re, `$1${body.trimEnd()}\n$2`);
+  return text.replace(re, (_m, start, end) => `${start}${body.trimEnd()}\n${end}`); // a function: `$` in the body must stay literal
 }
 
 const docs = (mode) => execFileSync(process.execPath, ['scripts/config-docs.mjs', mode], { encoding: 'utf8' });

@@ -43,6 +43,7 @@ export const configSchema = z
       .default(hostname()),
     numWorkers: positiveInt(1000).default(5),
     batchSize: positiveInt(1_000_000).default(500),
+    batchMaxBytes: positiveInt().default(8 * 1024 * 1024),
     batchTimeoutMs: positiveInt().default(2000),
     xreadCount: positiveInt(1_000_000).default(100),
     xreadBlockMs: positiveInt().default(5000),
@@ -109,6 +110,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   },
   numWorkers: { env: 'NUM_WORKERS', doc: 'Workers per process, each with its own blocking Redis connection.' },
   batchSize: { env: 'BATCH_SIZE', doc: 'Flush a batch at this many entries.' },
+  batchMaxBytes: {
+    env: 'BATCH_MAX_BYTES',
+    doc: 'Flush a batch when its entries hold this many bytes of field data (bounds memory and statement size when entries are large).',
+  },
   batchTimeoutMs: { env: 'BATCH_TIMEOUT_MS', doc: 'Flush a batch this long after its first entry arrived.' },
   xreadCount: { env: 'XREAD_COUNT', doc: 'COUNT of each XREADGROUP.' },
   xreadBlockMs: { env: 'XREAD_BLOCK_MS', doc: 'BLOCK of each XREADGROUP when the worker has nothing buffered.' },

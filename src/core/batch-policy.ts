@@ -8,11 +8,13 @@
  * Why a batch was flushed. `capacity`: the process's in-flight cap was reached, so the
  * worker flushes what it has rather than wait; `shutdown`: a graceful stop.
  */
-export type FlushReason = 'size' | 'time' | 'caught_up' | 'capacity' | 'shutdown';
+export type FlushReason = 'size' | 'bytes' | 'time' | 'caught_up' | 'capacity' | 'shutdown';
 
 export interface BatchPolicyOptions {
   /** Flush when this many entries are buffered. */
   maxCount: number;
+  /** Flush when the buffered entries hold this many bytes of field data (default: no limit). */
+  maxBytes?: number;
   /** Flush when the oldest buffered entry has waited this long (ms). */
   periodMs: number;
   /** Flush when a read returned fewer entries than asked for (default true). */
@@ -22,6 +24,8 @@ export interface BatchPolicyOptions {
 export interface BatchState {
   /** Entries buffered now. */
   count: number;
+  /** Bytes of field data buffered now (when a byte limit is set). */
+  bytes?: number;
   /** When the first buffered entry arrived (ms), or undefined when empty. */
   firstAt: number | undefined;
   /** Entries the last read returned, and how many it asked for. */
@@ -30,6 +34,7 @@ export interface BatchState {
 
 export class BatchPolicy {
   readonly maxCount: number;
+  readonly maxBytes: number;
   readonly periodMs: number;
   readonly flushWhenCaughtUp: boolean;
 
@@ -40,7 +45,11 @@ export class BatchPolicy {
     if (!Number.isFinite(options.periodMs) || options.periodMs <= 0) {
       throw new RangeError(`BatchPolicy periodMs must be a positive number, got ${options.periodMs}`);
     }
+    if (options.maxBytes !== undefined && (!Number.isFinite(options.maxBytes) || options.maxBytes < 1)) {
+      throw new RangeError(`BatchPolicy maxBytes must be a positive number, got ${options.maxBytes}`);
+    }
     this.maxCount = options.maxCount;
+    this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     this.periodMs = options.periodMs;
     this.flushWhenCaughtUp = options.flushWhenCaughtUp ?? true;
   }
@@ -49,6 +58,7 @@ export class BatchPolicy {
   check(state: BatchState, now: number): FlushReason | null {
     if (state.count === 0) return null;
     if (state.count >= this.maxCount) return 'size';
+    if ((state.bytes ?? 0) >= this.maxBytes) return 'bytes';
     if (state.firstAt !== undefined && now - state.firstAt >= this.periodMs) return 'time';
     if (this.flushWhenCaughtUp && state.lastRead && state.lastRead.got < state.lastRead.asked) return 'caught_up';
     return null;
@@ -64,4 +74,11 @@ export class BatchPolicy {
   nextReadCount(state: BatchState, readCount: number): number {
     return Math.max(0, Math.min(readCount, this.maxCount - state.count));
   }
+}
+
+/** Bytes of field data in an entry (UTF-16 length: a close, cheap measure). */
+export function entrySize(fields: Record<string, string>): number {
+  let n = 0;
+  for (const k in fields) n += k.length + fields[k]!.length;
+  return n;
 }

@@ -1,7 +1,8 @@
 import { ERRORS, type ErrorCode } from '../errors.js';
 import { RedisScript, type RedisConnection } from '../redis/client.js';
 import type { StreamEntry } from '../redis/commands.js';
-import { quoteIdent, type PgPool } from '../postgres/pool.js';
+import { defaultEventId } from './entry.js';
+import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 
 /** An entry on its way to the dead letters, with the coded reason. */
 export interface DeadLetter {
@@ -17,9 +18,14 @@ export interface DeadLetterTarget {
   dlqStream: string;
 }
 
-/** jsonb and text columns refuse NUL; keep it visible as the escape text `\u0000`. */
-function pgSafe(s: string): string {
-  return s.includes('\u0000') ? s.replace(/\u0000/g, '\\u0000') : s;
+/**
+ * Text Postgres will store: jsonb and text refuse NUL (kept visible as the escape text
+ * `\u0000`) and lone UTF-16 surrogates (V8 puts them in JSON.parse messages about an
+ * emoji, for one; replaced by U+FFFD).
+ */
+export function pgSafe(s: string): string {
+  const wellFormed = s.toWellFormed();
+  return wellFormed.includes('\u0000') ? wellFormed.replace(/\u0000/g, '\\u0000') : wellFormed;
 }
 
 function pgSafeFields(fields: Record<string, string>): Record<string, string> {
@@ -35,6 +41,9 @@ function pgSafeFields(fields: Record<string, string>): Record<string, string> {
  * to the dead-letter stream atomically, only if it was still pending. A crash at any
  * point repeats the work without a second row or a second stream entry.
  */
+/** Above this many fields a dead letter's fields are stored as one `dlq_fields_json` field. */
+export const MAX_STREAM_FIELDS = 3000;
+
 export class DeadLetterWriter {
   private readonly script = new RedisScript('dead-letter');
   private readonly sql: string;
@@ -54,14 +63,31 @@ export class DeadLetterWriter {
       `ON CONFLICT (stream_key, group_name, stream_id) DO NOTHING`;
   }
 
-  /** Records the dead letters in Postgres (idempotent). Throws on a server error. */
+  /**
+   * Records the dead letters in Postgres (idempotent). Throws on a server error. If
+   * Postgres refuses a dead letter's own content (a value too large, say), the rows are
+   * stored without their fields — the dead-letter stream keeps those — rather than
+   * retried forever: a dead letter must never block the pipeline.
+   */
   async record(letters: readonly DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;
+    try {
+      await this.insert(letters);
+    } catch (err) {
+      if (!isRowContentError(err)) throw err;
+      const reason = `fields not storable in Postgres ([${(err as { code: string }).code}] ${(err as Error).message}); see the dead-letter stream`;
+      await this.insert(letters, reason);
+    }
+  }
+
+  private async insert(letters: readonly DeadLetter[], unstorable?: string): Promise<void> {
+    const short = (v: string | undefined) => (v === undefined ? null : pgSafe(unstorable ? v.slice(0, 512) : v));
     const rows = letters.map((l) => ({
       stream_id: l.entry.id,
-      event_id: pgSafe(l.entry.fields.event_id ?? l.entry.id),
-      event_type: l.entry.fields.event_type === undefined ? null : pgSafe(l.entry.fields.event_type),
-      fields: pgSafeFields(l.entry.fields),
+      // The key the engine uses for it, so a retried dead letter stays idempotent.
+      event_id: short(l.entry.fields.event_id ?? defaultEventId(this.target.streamKey, l.entry.id)),
+      event_type: short(l.entry.fields.event_type),
+      fields: unstorable ? { _tributary: pgSafe(unstorable) } : pgSafeFields(l.entry.fields),
       error_code: l.code,
       error: pgSafe(l.error),
       deliveries: l.deliveries,
@@ -78,7 +104,13 @@ export class DeadLetterWriter {
     const replies = await Promise.all(
       letters.map((l) => {
         const args = [this.target.group, l.entry.id];
-        for (const [k, v] of Object.entries(l.entry.fields)) args.push(k, v);
+        const pairs = Object.entries(l.entry.fields);
+        if (pairs.length > MAX_STREAM_FIELDS) {
+          // Lua's unpack() takes ~8,000 values: a very wide entry travels as one JSON field.
+          args.push('dlq_fields_json', JSON.stringify(l.entry.fields));
+        } else {
+          for (const [k, v] of pairs) args.push(k, v);
+        }
         args.push(
           'dlq_source_stream', this.target.streamKey,
           'dlq_source_id', l.entry.id,

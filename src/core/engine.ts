@@ -11,7 +11,7 @@ import { BatchPolicy } from './batch-policy.js';
 import { DeadLetterWriter, type DeadLetter } from './dead-letter.js';
 import { TypedEmitter } from './emitter.js';
 import { InFlight } from './in-flight.js';
-import { BatchProcessor, ForcedStop, ServerHealth, type BatchReport, type ServerName } from './processor.js';
+import { BatchProcessor, ForcedStop, ServerHealth, splitByDeliveries, type BatchReport, type ServerName } from './processor.js';
 import { drainOwnPending, Worker, type WorkerDeps } from './worker.js';
 
 /** Every event the engine emits, with its argument. */
@@ -164,14 +164,16 @@ export class Engine extends TypedEmitter<EngineEvents> {
     const pool = this.pool;
     const source = new RedisStreamSource(commands, { key: c.streamKey, group: c.group });
 
-    const ready =
-      (await this.untilReady('redis', () => commands.connect().then(() => {}))) &&
-      (this.options.migrate === false ||
-        (await this.untilReady('postgres', async () => {
-          await migrate(pool, c.pgSchema);
-          await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
-        }))) &&
-      (await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {})));
+    let ready: boolean;
+    try {
+      ready = await this.prepare(commands, pool, source);
+    } catch (err) {
+      // A start-up step failed for good (a migration, say): leave nothing open behind.
+      destroyQuietly(commands);
+      if (!this.options.pool) await pool.end().catch(() => {});
+      this.state = 'stopped';
+      throw err;
+    }
 
     if (!ready || this.closing) {
       // close() was called while we were still connecting: start nothing.
@@ -197,9 +199,10 @@ export class Engine extends TypedEmitter<EngineEvents> {
       processor,
       inFlight: this.inFlight,
       health: this.health,
-      policy: new BatchPolicy({ maxCount: c.batchSize, periodMs: c.batchTimeoutMs }),
+      policy: new BatchPolicy({ maxCount: c.batchSize, maxBytes: c.batchMaxBytes, periodMs: c.batchTimeoutMs }),
       readCount: c.xreadCount,
-      groupStartId: c.groupStartId,
+      stop: this.stopController.signal,
+      maxDeliveries: c.maxDeliveries,
       blockMs: c.xreadBlockMs,
       force: this.forceController.signal,
       onBatch: (report) => this.onBatch(report),
@@ -241,6 +244,20 @@ export class Engine extends TypedEmitter<EngineEvents> {
       this.emit('stopped', { stats: this.stats() });
     })();
     return this.closing;
+  }
+
+  /** Connect, migrate, create the group; false when a stop came first. */
+  private async prepare(commands: RedisConnection, pool: PgPool, source: RedisStreamSource): Promise<boolean> {
+    const c = this.config;
+    return (
+      (await this.untilReady('redis', () => commands.connect().then(() => {}))) &&
+      (this.options.migrate === false ||
+        (await this.untilReady('postgres', async () => {
+          await migrate(pool, c.pgSchema);
+          await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
+        }))) &&
+      (await this.untilReady('redis', () => source.ensureGroup(c.groupStartId).then(() => {})))
+    );
   }
 
   /**
@@ -343,7 +360,9 @@ export class Engine extends TypedEmitter<EngineEvents> {
         const granted = await this.inFlight.acquire(c.batchSize, this.forceController.signal);
         let claimed;
         try {
-          claimed = await processor.retry('redis', () => source.autoclaim(consumer, c.claimIdleMs, cursor, granted));
+          claimed = await processor.retry('redis', () => source.autoclaim(consumer, c.claimIdleMs, cursor, granted), {
+            giveUpOn: this.stopController.signal,
+          });
         } catch (err) {
           this.inFlight.received(granted, 0);
           throw err;
@@ -354,20 +373,15 @@ export class Engine extends TypedEmitter<EngineEvents> {
           if (claimed.deletedIds.length > 0) this.emit('deleted', { consumer, ids: claimed.deletedIds });
           if (claimed.entries.length > 0) {
             const ids = claimed.entries.map((e) => e.id);
-            const deliveries = await processor.retry('redis', () =>
-              source.deliveries(consumer, ids[0]!, ids.at(-1)!, c.batchSize * 2),
-            );
-            const dead: DeadLetter[] = [];
-            const retry = claimed.entries.filter((entry) => {
-              const n = deliveries.get(entry.id) ?? 1;
-              if (n <= c.maxDeliveries) return true;
-              const err = new TributaryError('TRIB_ERR_ENTRY_MAX_DELIVERIES', [entry.id, n, c.maxDeliveries]);
-              dead.push({ entry, code: err.code, error: err.message, deliveries: n });
-              return false;
+            // Claimed and held now: if a stop comes, they stay pending on this consumer and
+            // the next start finishes them.
+            const deliveries = await processor.retry('redis', () => source.deliveries(consumer, ids[0]!, ids.at(-1)!, c.batchSize * 2), {
+              giveUpOn: this.stopController.signal,
             });
+            const { keep, dead } = splitByDeliveries(claimed.entries, deliveries, c.maxDeliveries);
             this.counters.reclaimed += claimed.entries.length;
             this.emit('reclaimed', { count: claimed.entries.length, consumer });
-            this.onBatch(await processor.process(retry, { consumer, reason: 'reclaim', deliveries, deadLetters: dead }));
+            this.onBatch(await processor.process(keep, { consumer, reason: 'reclaim', deliveries, deadLetters: dead }));
           }
           if (claimed.nilCount > 0) {
             // Redis 6.2 keeps deleted entries pending and replies nil without their IDs:

@@ -3,8 +3,9 @@ import type { StreamEntry } from '../redis/commands.js';
 
 /**
  * The stream contract: `event_type` (required), `payload` (required, JSON text),
- * `event_id` (optional; the stream entry ID is used when absent), `produced_at`
- * (optional, ms since epoch).
+ * `event_id` (optional; when absent the key is `<stream key>/<entry ID>`: the entry ID
+ * qualified by its stream, so two streams writing to one table cannot collide),
+ * `produced_at` (optional, ms since epoch).
  */
 export const FIELD = {
   eventType: 'event_type',
@@ -32,8 +33,13 @@ export type ParsedEntry = { ok: true; row: EventRow } | { ok: false; problem: En
 // Later than this is not "ms since epoch" (year 5138); catches seconds-vs-ns mix-ups at the top end.
 const MAX_PRODUCED_AT = 1e14;
 
-/** Checks an entry against the stream contract. Pure. */
-export function parseEntry(entry: StreamEntry): ParsedEntry {
+/** The idempotency key of an entry that carries no event_id. */
+export function defaultEventId(streamKey: string, entryId: string): string {
+  return `${streamKey}/${entryId}`;
+}
+
+/** Checks an entry read from `streamKey` against the stream contract. Pure. */
+export function parseEntry(entry: StreamEntry, streamKey: string): ParsedEntry {
   const f = entry.fields;
   const eventType = f[FIELD.eventType];
   if (eventType === undefined || eventType === '') {
@@ -48,7 +54,7 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   } catch (err) {
     return bad('TRIB_ERR_ENTRY_BAD_PAYLOAD', entry.id, (err as Error).message);
   }
-  let eventId = entry.id;
+  let eventId = defaultEventId(streamKey, entry.id);
   const givenId = f[FIELD.eventId];
   if (givenId !== undefined) {
     if (givenId === '' || givenId.length > 512) {

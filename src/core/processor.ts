@@ -97,7 +97,7 @@ export class BatchProcessor {
     const letters: DeadLetter[] = [...(options.deadLetters ?? [])];
     const byId = new Map<string, StreamEntry>();
     for (const entry of entries) {
-      const parsed = parseEntry(entry);
+      const parsed = parseEntry(entry, this.deps.source.key);
       if (parsed.ok) {
         rows.push(parsed.row);
         byId.set(entry.id, entry);
@@ -107,9 +107,28 @@ export class BatchProcessor {
       }
     }
     const heldIds = [...entries.map((e) => e.id), ...(options.deadLetters ?? []).map((l) => l.entry.id)];
+    // While the batch is worked on (a long write, an outage), keep its entries fresh so no
+    // process reclaims work still in progress here. XCLAIM ... JUSTID counts no delivery.
+    const toucher = setInterval(
+      () => void this.deps.source.touch(options.consumer, heldIds).catch(() => {}),
+      Math.max(500, Math.floor(this.deps.claimIdleMs / 3)),
+    );
+    try {
+      return await this.writeAndAck(entries.length, rows, letters, byId, options);
+    } finally {
+      clearInterval(toucher);
+    }
+  }
 
+  private async writeAndAck(
+    entryCount: number,
+    rows: EventRow[],
+    letters: DeadLetter[],
+    byId: Map<string, StreamEntry>,
+    options: ProcessOptions,
+  ): Promise<BatchReport> {
     const started = Date.now();
-    const written = await this.retry('postgres', () => this.deps.sink.write(rows), options.consumer, heldIds);
+    const written = await this.retry('postgres', () => this.deps.sink.write(rows));
     const writeMs = Date.now() - started;
     const committedAt = Date.now();
 
@@ -119,21 +138,21 @@ export class BatchProcessor {
       letters.push({ entry, code: err.code, error: err.message, deliveries: options.deliveries?.get(entry.id) ?? 1 });
     }
     if (letters.length > 0) {
-      await this.retry('postgres', () => this.deps.deadLetters.record(letters), options.consumer, heldIds);
-      await this.retry('redis', () => this.deps.deadLetters.moveInRedis(letters), options.consumer, heldIds);
+      await this.retry('postgres', () => this.deps.deadLetters.record(letters));
+      await this.retry('redis', () => this.deps.deadLetters.moveInRedis(letters));
       for (const letter of letters) this.deps.onDeadLetter?.(letter);
     }
 
     const rejectedIds = new Set(written.rejected.map((r) => r.row.streamId));
     const ackIds = rows.filter((r) => !rejectedIds.has(r.streamId)).map((r) => r.streamId);
-    await this.retry('redis', () => this.deps.source.ack(ackIds), options.consumer, heldIds);
+    await this.retry('redis', () => this.deps.source.ack(ackIds));
 
     const producedAt: number[] = [];
     for (const r of rows) if (r.producedAt !== null && !rejectedIds.has(r.streamId)) producedAt.push(r.producedAt);
     return {
       consumer: options.consumer,
       reason: options.reason,
-      size: entries.length + (options.deadLetters?.length ?? 0),
+      size: entryCount + (options.deadLetters?.length ?? 0),
       inserted: written.inserted,
       duplicates: written.duplicates,
       deadLettered: letters.length,
@@ -145,27 +164,50 @@ export class BatchProcessor {
   }
 
   /**
-   * Runs `fn` until it succeeds. Between attempts: backoff with jitter, a state change
-   * reported once, and — when the batch has been held a while — a touch of its entries
-   * so no other process reclaims work still in progress here.
+   * Runs `fn` until it succeeds, with capped, jittered backoff between attempts and a
+   * state change reported once. A forced stop ends it (ForcedStop); so does `giveUpOn`
+   * — for work that holds no entries yet, which a graceful stop need not wait for.
    */
-  async retry<T>(server: ServerName, fn: () => Promise<T>, consumer?: string, heldIds: readonly string[] = []): Promise<T> {
-    let lastTouch = Date.now();
+  async retry<T>(server: ServerName, fn: () => Promise<T>, options: { giveUpOn?: AbortSignal } = {}): Promise<T> {
+    const stopped = () => this.deps.force.aborted || options.giveUpOn?.aborted === true;
     for (let attempt = 0; ; attempt++) {
-      if (this.deps.force.aborted) throw new ForcedStop();
+      if (stopped()) throw new ForcedStop();
       try {
         const result = await fn();
         this.deps.health.ok(server);
         return result;
       } catch (err) {
-        if (this.deps.force.aborted) throw new ForcedStop();
+        if (stopped()) throw new ForcedStop();
         this.deps.health.failed(server, err instanceof Error ? err : new Error(String(err)));
-        await sleep(backoffDelay(attempt, { baseMs: 50, maxMs: 5000, ...this.deps.retry }), this.deps.force);
-        if (consumer && heldIds.length > 0 && Date.now() - lastTouch > this.deps.claimIdleMs / 3) {
-          lastTouch = Date.now();
-          await this.deps.source.touch(consumer, heldIds).catch(() => {});
-        }
+        await sleep(backoffDelay(attempt, { baseMs: 50, maxMs: 5000, ...this.deps.retry }), anySignal(this.deps.force, options.giveUpOn));
       }
     }
   }
+}
+
+/**
+ * Splits entries by their delivery count: those delivered more than `max` times go to
+ * the dead letters (TRIB_ERR_ENTRY_MAX_DELIVERIES), the rest are processed.
+ */
+export function splitByDeliveries(
+  entries: readonly StreamEntry[],
+  deliveries: ReadonlyMap<string, number>,
+  max: number,
+): { keep: StreamEntry[]; dead: DeadLetter[] } {
+  const keep: StreamEntry[] = [];
+  const dead: DeadLetter[] = [];
+  for (const entry of entries) {
+    const n = deliveries.get(entry.id) ?? 1;
+    if (n <= max) {
+      keep.push(entry);
+      continue;
+    }
+    const err = new TributaryError('TRIB_ERR_ENTRY_MAX_DELIVERIES', [entry.id, n, max]);
+    dead.push({ entry, code: err.code, error: err.message, deliveries: n });
+  }
+  return { keep, dead };
+}
+
+function anySignal(a: AbortSignal, b?: AbortSignal): AbortSignal {
+  return b ? AbortSignal.any([a, b]) : a;
 }

@@ -2,9 +2,9 @@ import { createRedisConnection, destroyQuietly, send, type RedisConnection } fro
 import { redisErrorIs, type StreamEntry } from '../redis/commands.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { BatchPolicy, type FlushReason } from './batch-policy.js';
+import { BatchPolicy, entrySize, type FlushReason } from './batch-policy.js';
 import type { InFlight } from './in-flight.js';
-import { ForcedStop, type BatchProcessor, type BatchReport, type ServerHealth } from './processor.js';
+import { ForcedStop, splitByDeliveries, type BatchProcessor, type BatchReport, type ServerHealth } from './processor.js';
 
 export interface WorkerDeps {
   redisUrl: string;
@@ -16,8 +16,9 @@ export interface WorkerDeps {
   policy: BatchPolicy;
   readCount: number;
   blockMs: number;
-  /** Where to recreate the group if it disappears (the stream was deleted). */
-  groupStartId: string;
+  /** Aborted on a graceful stop: waits that hold no entries give up. */
+  stop: AbortSignal;
+  maxDeliveries: number;
   force: AbortSignal;
   onBatch: (report: BatchReport) => void;
   onDeleted: (consumer: string, ids: string[]) => void;
@@ -25,17 +26,21 @@ export interface WorkerDeps {
 }
 
 /**
- * Drains the consumer's own pending entries (left by an earlier run under the same
- * name), oldest first, in batches of `batchSize`, without bumping delivery counts.
+ * Finishes the consumer's own pending entries, left by an earlier run under the same
+ * name, oldest first, in batches. Found pending at start means that run died holding
+ * them, which counts as one delivery: they are claimed again without JUSTID (the count
+ * goes up once per restart, never per retry within a run), and an entry past
+ * MAX_DELIVERIES — one that keeps crashing the process — is dead-lettered.
  * Shared by workers and the reclaimer.
  */
 export async function drainOwnPending(
-  deps: Pick<WorkerDeps, 'source' | 'processor' | 'inFlight' | 'force' | 'onBatch' | 'onDeleted'>,
+  deps: Pick<WorkerDeps, 'source' | 'processor' | 'inFlight' | 'force' | 'stop' | 'maxDeliveries' | 'onBatch' | 'onDeleted'>,
   consumer: string,
   batchSize: number,
   stopping: () => boolean,
 ): Promise<void> {
   let after: string | undefined;
+  const giveUpOn = deps.stop;
   while (!stopping()) {
     // Reserve capacity first, and ask for no more pending entries than it allows.
     const reserved = await deps.inFlight.acquire(batchSize, deps.force);
@@ -43,11 +48,11 @@ export async function drainOwnPending(
     let settled = false;
     let held = 0;
     try {
-      const pending = await deps.processor.retry('redis', () => deps.source.pendingOf(consumer, reserved, after));
+      const pending = await deps.processor.retry('redis', () => deps.source.pendingOf(consumer, reserved, after), { giveUpOn });
       if (pending.length === 0) return;
       after = pending.at(-1)!.id;
       const ids = pending.map((p) => p.id);
-      const { entries, missing } = await deps.processor.retry('redis', () => deps.source.fetch(ids));
+      const { entries, missing } = await deps.processor.retry('redis', () => deps.source.claim(consumer, ids), { giveUpOn });
       deps.inFlight.received(reserved, entries.length);
       settled = true;
       held = entries.length;
@@ -57,8 +62,9 @@ export async function drainOwnPending(
         deps.onDeleted(consumer, missing);
       }
       if (entries.length === 0) continue;
-      const deliveries = new Map(pending.map((p) => [p.id, p.deliveries]));
-      deps.onBatch(await deps.processor.process(entries, { consumer, reason: 'pending', deliveries }));
+      const deliveries = new Map(pending.map((p) => [p.id, p.deliveries + 1]));
+      const { keep, dead } = splitByDeliveries(entries, deliveries, deps.maxDeliveries);
+      deps.onBatch(await deps.processor.process(keep, { consumer, reason: 'pending', deliveries, deadLetters: dead }));
     } finally {
       if (!settled) deps.inFlight.received(reserved, 0);
       deps.inFlight.release(held);
@@ -75,6 +81,7 @@ export class Worker {
   private reader: RedisConnection | undefined;
   private readerId: string | undefined;
   private batch: StreamEntry[] = [];
+  private batchBytes = 0;
   private firstAt: number | undefined;
   private permits = 0;
 
@@ -155,6 +162,11 @@ export class Worker {
       } else {
         asked = await inFlight.acquire(wanted, this.deps.force);
         if (asked === 0) continue;
+        if (this.stopping) {
+          // Stopped while waiting for capacity: do not start another read.
+          inFlight.received(asked, 0);
+          break;
+        }
       }
       this.permits += asked;
       // With entries buffered, never block: an empty answer means "caught up, flush now".
@@ -175,7 +187,8 @@ export class Worker {
         if (this.stopping) break;
         if (redisErrorIs(err, 'NOGROUP')) {
           // The stream (and with it the group) was deleted: recreate both and carry on.
-          await this.deps.source.ensureGroup(this.deps.groupStartId).catch(() => {});
+          // At 0: the stream is new, so everything in it arrived after the deletion.
+          await this.deps.source.ensureGroup('0').catch(() => {});
           await sleep(backoffDelay(attempt++, { baseMs: 50, maxMs: 5000 }), this.deps.force);
           continue;
         }
@@ -188,11 +201,14 @@ export class Worker {
       inFlight.received(asked, got.length);
       if (got.length > 0) {
         if (this.batch.length === 0) this.firstAt = Date.now();
-        for (const e of got) this.batch.push(e);
+        for (const e of got) {
+          this.batch.push(e);
+          this.batchBytes += entrySize(e.fields);
+        }
         this.deps.onRead(got.length);
       }
       const reason = policy.check(
-        { count: this.batch.length, firstAt: this.firstAt, lastRead: { got: got.length, asked } },
+        { count: this.batch.length, bytes: this.batchBytes, firstAt: this.firstAt, lastRead: { got: got.length, asked } },
         Date.now(),
       );
       if (reason) await this.flush(reason);
@@ -203,6 +219,7 @@ export class Worker {
     if (this.batch.length === 0) return;
     const entries = this.batch;
     this.batch = [];
+    this.batchBytes = 0;
     this.firstAt = undefined;
     try {
       const report = await this.deps.processor.process(entries, {

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TributaryError } from '../errors.js';
-import { quoteIdent, type PgPool } from './pool.js';
+import { isConnectionError, quoteIdent, type PgPool } from './pool.js';
 
 export interface Migration {
   version: number;
@@ -32,8 +32,12 @@ export interface MigrateResult {
  */
 export async function migrate(pool: PgPool, schema = 'public', migrations = loadMigrations()): Promise<MigrateResult> {
   const client = await pool.connect();
+  // A backend that dies while we hold the client must not become an uncaught 'error'.
+  const onError = () => {};
+  client.on('error', onError);
   const s = quoteIdent(schema);
   const applied: string[] = [];
+  let broken: Error | undefined;
   try {
     await client.query('SELECT pg_advisory_lock(hashtext($1))', [`tributary:migrate:${schema}`]);
     try {
@@ -56,14 +60,21 @@ export async function migrate(pool: PgPool, schema = 'public', migrations = load
           applied.push(m.name);
         } catch (err) {
           await client.query('ROLLBACK').catch(() => {});
+          // A lost connection is an outage, retried by the caller; anything else is the migration's fault.
+          if (isConnectionError(err)) throw err;
           throw new TributaryError('TRIB_ERR_MIGRATION_FAILED', [m.name, (err as Error).message], { cause: err });
         }
       }
     } finally {
       await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`tributary:migrate:${schema}`]).catch(() => {});
     }
+  } catch (err) {
+    if (isConnectionError(err)) broken = err as Error;
+    throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    // A broken client is destroyed, not returned to the pool.
+    client.release(broken);
   }
   return { applied, current: migrations.at(-1)?.version ?? 0 };
 }

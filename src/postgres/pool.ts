@@ -64,3 +64,14 @@ export function isRowContentError(err: unknown): boolean {
   if (typeof code !== 'string' || code.length !== 5) return false;
   return code.startsWith('22') || code.startsWith('23') || code.startsWith('54');
 }
+
+/**
+ * The connection is gone or the server is going away: SQLSTATE class 08 (connection
+ * exception), 57P01-57P05 (shutdown, crash, cannot connect now), or an error with no
+ * SQLSTATE at all (a socket error, 'Connection terminated unexpectedly').
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || code.length !== 5 || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith('08') || /^57P0[1-5]$/.test(code);
+}

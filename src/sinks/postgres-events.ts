@@ -22,7 +22,7 @@ export interface SinkWriteResult {
 /**
  * Writes batches of events in one statement each: the rows travel as a single JSON
  * array parameter (no bind-parameter limit, whatever the batch size) and are expanded
- * server-side by jsonb_to_recordset; ON CONFLICT (event_id) DO NOTHING makes a
+ * server-side by jsonb_array_elements; ON CONFLICT (event_id) DO NOTHING makes a
  * redelivered entry a no-op. Autocommit: the statement is its own transaction, so
  * when `write` resolves the rows are durable.
  *
@@ -42,8 +42,10 @@ export class PostgresEventsSink {
     const t = `${quoteIdent(schema)}.${quoteIdent(table)}`;
     this.sql =
       `INSERT INTO ${t} (event_id, event_type, payload, stream_id, produced_at) ` +
-      `SELECT i, t, p, s, to_timestamp(a / 1000.0) ` +
-      `FROM jsonb_to_recordset($1::jsonb) AS r(i text, t text, p jsonb, s text, a double precision) ` +
+      // jsonb_array_elements, not jsonb_to_recordset: a JSON null payload must stay the
+      // jsonb value null, not become SQL NULL.
+      `SELECT e->>'i', e->>'t', e->'p', e->>'s', to_timestamp((e->>'a')::double precision / 1000.0) ` +
+      `FROM jsonb_array_elements($1::jsonb) AS e ` +
       `ON CONFLICT (event_id) DO NOTHING`;
   }
 

@@ -1,6 +1,7 @@
 import { ensureGroup, send, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
+  parseEntryList,
   parsePendingRangeReply,
   parseStreamReadReply,
   xackArgs,
@@ -56,22 +57,16 @@ export class RedisStreamSource {
   }
 
   /**
-   * The entries with these IDs, read with XRANGE (pipelined): reading them this way
-   * does not bump their delivery count, so a consumer re-reading its own pending
-   * entries after a restart is not counted as a failed delivery. IDs whose entry was
-   * deleted (trimmed) come back in `missing`.
+   * Claims the entries to `consumer` again, counting a delivery (XCLAIM without JUSTID),
+   * and returns their contents. IDs whose entry was deleted come back in `missing`
+   * (Redis 7 drops them from the PEL itself; on 6.2 the caller acknowledges them).
    */
-  async fetch(ids: readonly string[]): Promise<{ entries: StreamEntry[]; missing: string[] }> {
-    const replies = await Promise.all(ids.map((id) => send(this.commands, ['XRANGE', this.key, id, id])));
-    const entries: StreamEntry[] = [];
-    const missing: string[] = [];
-    replies.forEach((reply, i) => {
-      const parsed = parseStreamReadReply([[this.key, reply]]);
-      const entry = parsed.entries[0];
-      if (entry) entries.push(entry);
-      else missing.push(ids[i]!);
-    });
-    return { entries, missing };
+  async claim(consumer: string, ids: readonly string[]): Promise<{ entries: StreamEntry[]; missing: string[] }> {
+    if (ids.length === 0) return { entries: [], missing: [] };
+    const reply = await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids]);
+    const { entries } = parseEntryList(reply);
+    const found = new Set(entries.map((e) => e.id));
+    return { entries, missing: ids.filter((id) => !found.has(id)) };
   }
 
   /** One XACK for all the IDs. */

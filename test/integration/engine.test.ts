@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineEvents } from '../../src/core/engine.js';
 import { parseEntry } from '../../src/core/entry.js';
-import { migrate } from '../../src/postgres/migrate.js';
+import { loadMigrations, migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
@@ -85,7 +85,7 @@ describe('engine: stream to Postgres', () => {
     expect(stats.inFlight).toBe(0);
     expect(events.error ?? []).toEqual([]);
     // Batches are flushed for a reason the policy names.
-    for (const b of events.batch ?? []) expect(['size', 'time', 'caught_up', 'capacity', 'shutdown', 'pending', 'reclaim']).toContain(b.reason);
+    for (const b of events.batch ?? []) expect(['size', 'bytes', 'time', 'caught_up', 'capacity', 'shutdown', 'pending', 'reclaim']).toContain(b.reason);
   });
 
   it('a redelivered entry that was already written adds no row', async () => {
@@ -97,7 +97,7 @@ describe('engine: stream to Postgres', () => {
     const rows = entries.map(([id, f]) => {
       const fields: Record<string, string> = {};
       for (let i = 0; i < f.length; i += 2) fields[f[i]!] = f[i + 1]!;
-      const parsed = parseEntry({ id, fields });
+      const parsed = parseEntry({ id, fields }, env.config.streamKey);
       if (!parsed.ok) throw new Error('bad sample');
       return parsed.row;
     });
@@ -189,14 +189,12 @@ describe('engine: stream to Postgres', () => {
     expect((await countRows(env)).rows).toBe(5);
   });
 
-  it("does not count a consumer's re-reads of its own pending entries as failed deliveries", async () => {
+  it("counts a restart that finds its own pending entries once, and never the retries of a held batch", async () => {
     const env = await setup('own_pending', { maxDeliveries: 2 });
-    const ids = await produce(env, 50);
+    await produce(env, 50);
     const consumer = `${env.config.consumerName}-1`;
-    await readAs(env, consumer, 50);
-    // Earlier runs of this same consumer re-read them several times (delivery count 4 > 2).
-    for (let i = 0; i < 3; i++) await send(env.redis, ['XCLAIM', env.config.streamKey, env.config.group, consumer, '0', ...ids]);
-    expect([...(await deliveriesOf(env)).values()].every((d) => d === 4)).toBe(true);
+    await readAs(env, consumer, 50); // delivery 1; then this "process" dies holding them
+    expect([...(await deliveriesOf(env)).values()].every((d) => d === 1)).toBe(true);
 
     // Hide the table so the engine's writes fail: it must hold the entries, not re-read them.
     const s = quoteIdent(env.config.pgSchema);
@@ -205,14 +203,35 @@ describe('engine: stream to Postgres', () => {
     const { engine, events } = startEngine(env, { numWorkers: 1, claimIdleMs: 600_000, xreadBlockMs: 100 });
     await engine.start();
     await waitFor(async () => (events.serverDown ?? []).some((d) => d.server === 'postgres'), 10_000, 'write failure');
-    await new Promise((r) => setTimeout(r, 500));
-    expect([...(await deliveriesOf(env)).values()]).toEqual(Array(50).fill(4));
+    await new Promise((r) => setTimeout(r, 500)); // many retries meanwhile
+    // The restart counted once (2 = MAX_DELIVERIES, still allowed); the retries did not.
+    expect([...(await deliveriesOf(env)).values()]).toEqual(Array(50).fill(2));
     await env.pool.query(`ALTER TABLE ${s}.events_hidden RENAME TO events`);
     await waitFor(async () => (await pendingCount(env)) === 0, 10_000, 'own pending drained');
     await engine.close();
     expect((events.serverUp ?? []).some((u) => u.server === 'postgres')).toBe(true);
     expect(await countRows(env)).toEqual({ rows: 50, distinct: 50 });
     expect((await countRows(env, 'dead_letter_queue')).rows).toBe(0);
+  });
+
+  it('dead-letters an entry that keeps crashing the process (found pending at each restart) after MAX_DELIVERIES', async () => {
+    const env = await setup('crash_loop', { maxDeliveries: 3 });
+    const ids = await produce(env, 10);
+    const consumer = `${env.config.consumerName}-1`;
+    await readAs(env, consumer, 10);
+    // Three earlier runs died holding the first four (each restart counted one delivery).
+    for (let i = 0; i < 2; i++) await send(env.redis, ['XCLAIM', env.config.streamKey, env.config.group, consumer, '0', ...ids.slice(0, 4)]);
+    const { engine } = startEngine(env, { numWorkers: 1, claimIdleMs: 600_000 });
+    await engine.start();
+    await waitFor(async () => (await pendingCount(env)) === 0, 10_000, 'drain');
+    await engine.close();
+    const s = quoteIdent(env.config.pgSchema);
+    const dlq = await env.pool.query<{ stream_id: string; error_code: string; deliveries: number }>(
+      `SELECT stream_id, error_code, deliveries FROM ${s}.dead_letter_queue`,
+    );
+    expect(dlq.rows.map((r) => r.stream_id).sort()).toEqual(ids.slice(0, 4).sort());
+    expect(dlq.rows.every((r) => r.error_code === 'TRIB_ERR_ENTRY_MAX_DELIVERIES' && r.deliveries === 4)).toBe(true);
+    expect((await countRows(env)).rows).toBe(6);
   });
 
   it('clears pending entries whose stream entry was deleted (trimmed) before it was processed', async () => {
@@ -297,9 +316,11 @@ describe('migrations', () => {
     const env = await createTestEnv('migrate');
     cleanups.push(() => env.cleanup());
     const results = await Promise.all(Array.from({ length: 5 }, () => migrate(env.pool, env.config.pgSchema)));
-    expect(results.flatMap((r) => r.applied).sort()).toEqual(['001_events', '002_dead_letter_queue']);
+    const all = loadMigrations().map((m) => m.name);
+    expect(all.slice(0, 2)).toEqual(['001_events', '002_dead_letter_queue']);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(all);
     const s = quoteIdent(env.config.pgSchema);
     const versions = await env.pool.query(`SELECT version FROM ${s}.tributary_migrations ORDER BY version`);
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2]);
+    expect(versions.rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version));
   });
 });

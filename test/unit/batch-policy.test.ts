@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchPolicy } from '../../src/core/batch-policy.js';
+import { BatchPolicy, entrySize } from '../../src/core/batch-policy.js';
 
 describe('BatchPolicy', () => {
   const policy = new BatchPolicy({ maxCount: 500, periodMs: 2000 });
@@ -18,6 +18,15 @@ describe('BatchPolicy', () => {
   it('flushes at the size limit', () => {
     expect(policy.check({ count: 500, firstAt: 0, lastRead: { got: 100, asked: 100 } }, 1)).toBe('size');
     expect(policy.check({ count: 499, firstAt: 0, lastRead: { got: 100, asked: 100 } }, 1)).toBeNull();
+  });
+
+  it('flushes at the byte limit, and rejects a bad one when built', () => {
+    const small = new BatchPolicy({ maxCount: 500, maxBytes: 1000, periodMs: 2000 });
+    expect(small.check({ count: 3, bytes: 999, firstAt: 0, lastRead: { got: 100, asked: 100 } }, 1)).toBeNull();
+    expect(small.check({ count: 3, bytes: 1000, firstAt: 0, lastRead: { got: 100, asked: 100 } }, 1)).toBe('bytes');
+    expect(policy.check({ count: 3, bytes: 1e12, firstAt: 0, lastRead: { got: 100, asked: 100 } }, 1)).toBeNull();
+    expect(() => new BatchPolicy({ maxCount: 10, maxBytes: 0, periodMs: 1 })).toThrow(/maxBytes/);
+    expect(entrySize({ event_type: 'ab', payload: '{}' })).toBe(10 + 2 + 7 + 2);
   });
 
   it('flushes when the oldest entry has waited the period', () => {

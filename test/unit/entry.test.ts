@@ -6,21 +6,24 @@ const entry = (fields: Record<string, string>, id = '1700000000000-0') => ({ id,
 describe('parseEntry (the stream contract)', () => {
   it('accepts a full entry and keeps the payload text as given', () => {
     const payload = '{"order_id":"o1","total":12.5}';
-    const parsed = parseEntry(entry({ event_type: 'order_placed', payload, event_id: 'e-1', produced_at: '1700000000123' }));
+    const parsed = parseEntry(entry({ event_type: 'order_placed', payload, event_id: 'e-1', produced_at: '1700000000123' }), 'events');
     expect(parsed).toEqual({
       ok: true,
       row: { eventId: 'e-1', eventType: 'order_placed', payload, streamId: '1700000000000-0', producedAt: 1700000000123 },
     });
   });
 
-  it('uses the stream entry ID when event_id is absent, and null produced_at when absent', () => {
-    const parsed = parseEntry(entry({ event_type: 't', payload: '[]' }, '5-3'));
-    expect(parsed.ok && parsed.row).toMatchObject({ eventId: '5-3', producedAt: null });
+  it('keys an entry without event_id by its stream and entry ID, and null produced_at when absent', () => {
+    const parsed = parseEntry(entry({ event_type: 't', payload: '[]' }, '5-3'), 'events:eu');
+    expect(parsed.ok && parsed.row).toMatchObject({ eventId: 'events:eu/5-3', streamId: '5-3', producedAt: null });
+    // The same entry ID on another stream is another event.
+    const other = parseEntry(entry({ event_type: 't', payload: '[]' }, '5-3'), 'events:us');
+    expect(other.ok && other.row.eventId).toBe('events:us/5-3');
   });
 
   it('accepts any JSON value as payload', () => {
     for (const payload of ['1', '"s"', 'null', 'true', '[1,2]', ' {"a":1} ']) {
-      expect(parseEntry(entry({ event_type: 't', payload })).ok).toBe(true);
+      expect(parseEntry(entry({ event_type: 't', payload }), 'events').ok).toBe(true);
     }
   });
 
@@ -36,7 +39,7 @@ describe('parseEntry (the stream contract)', () => {
     [{ event_type: 't', payload: '{}', event_id: '' }, 'TRIB_ERR_ENTRY_BAD_FIELD', /event_id/],
     [{ event_type: 't', payload: '{}', event_id: 'x'.repeat(513) }, 'TRIB_ERR_ENTRY_BAD_FIELD', /event_id/],
   ])('rejects %j with %s', (fields, code, text) => {
-    const parsed = parseEntry(entry(fields as Record<string, string>));
+    const parsed = parseEntry(entry(fields as Record<string, string>), 'events');
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) {
       expect(parsed.problem.code).toBe(code);

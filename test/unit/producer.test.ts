@@ -9,7 +9,7 @@ describe('eventFields', () => {
     const f = eventFields('order_placed', { total: 1 }, { producedAt: 1700000000000 });
     expect(f.event_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(f.produced_at).toBe('1700000000000');
-    const parsed = parseEntry({ id: '1-0', fields: f });
+    const parsed = parseEntry({ id: '1-0', fields: f }, 'events');
     expect(parsed.ok && parsed.row).toMatchObject({ eventType: 'order_placed', payload: '{"total":1}', producedAt: 1700000000000 });
   });
 
