@@ -1,6 +1,7 @@
 // Regenerates the README's generated sections from their sources:
 //   <!-- bench:start --> ... <!-- bench:end -->    from bench/results/*.json
 //   <!-- config:start --> ... <!-- config:end -->  from the config schema (scripts/config-docs.mjs)
+//   <!-- errors:start --> ... <!-- errors:end -->  from the error catalogue (src/errors.ts)
 // and rewrites .env.example. Run: npm run bench:report  (after npm run build)
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -32,10 +33,18 @@ function replaceSection(text, name, body) {
   return text.replace(re, (_m, start, end) => `${start}${body.trimEnd()}\n${end}`); // a function: `$` in the body must stay literal
 }
 
+async function errorTable() {
+  const { ERRORS } = await import('../dist/errors.js');
+  const rows = ['| Code | Retry helps | Meaning |', '|---|---|---|'];
+  for (const [code, def] of Object.entries(ERRORS)) rows.push(`| \`${code}\` | ${def.retryable ? 'yes' : 'no'} | ${def.description.replace(/\|/g, '\\|')} |`);
+  return rows.join('\n');
+}
+
 const docs = (mode) => execFileSync(process.execPath, ['scripts/config-docs.mjs', mode], { encoding: 'utf8' });
 let readme = readFileSync('README.md', 'utf8');
 readme = replaceSection(readme, 'bench', lines.join('\n'));
 readme = replaceSection(readme, 'config', docs('table'));
+readme = replaceSection(readme, 'errors', await errorTable());
 writeFileSync('README.md', readme);
 writeFileSync('.env.example', docs('env'));
-console.log(`README.md: ${drain.length} drain results; configuration table and .env.example regenerated`);
+console.log(`README.md: ${drain.length} drain results; configuration and error tables and .env.example regenerated`);

@@ -112,6 +112,40 @@ export const ERRORS = {
     retryable: true,
     description: 'A wait (for rows, for a server) did not finish in time.',
   },
+
+  // Monitor and retention
+  TRIB_ERR_REPLAY_GROUP_EXISTS: {
+    message: 'consumer group %s already exists on stream %s; replay --group creates a new group only',
+    retryable: false,
+    description: '`tributary replay --group` was given a group that already exists (it never moves an existing group).',
+  },
+  TRIB_ERR_REPLAY_STREAM_MISSING: {
+    message: 'stream %s does not exist; nothing to replay',
+    retryable: false,
+    description: '`tributary replay --group` was pointed at a stream that does not exist (a typo would otherwise create it).',
+  },
+  TRIB_ERR_TRIM_CONTENDED: {
+    message: 'trim of %s gave up after %s attempts: consumer groups kept moving back (last: %s)',
+    retryable: true,
+    description: 'A consumer group was created or moved back behind the cut while a trim was being decided, several times in a row; nothing was trimmed.',
+  },
+
+  // Operations
+  TRIB_ERR_DLQ_NOT_FOUND: {
+    message: 'dead letter %s not found (stream %s, group %s, schema %s)',
+    retryable: false,
+    description: 'No dead_letter_queue row has this ID for the configured stream and group.',
+  },
+  TRIB_ERR_GROUP_NOT_FOUND: {
+    message: 'consumer group %s does not exist on stream %s',
+    retryable: false,
+    description: 'The stream or its consumer group does not exist (nothing was started on it yet, or a wrong STREAM_KEY / GROUP).',
+  },
+  TRIB_ERR_CONFIRMATION_REQUIRED: {
+    message: 'would %s; nothing was changed: run again with --yes to confirm',
+    retryable: false,
+    description: 'A destructive command (`dlq purge`, `consumers prune`) was run without --yes; the message says what it would delete.',
+  },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof ERRORS;

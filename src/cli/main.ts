@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { isTributaryError } from '../errors.js';
+import { registerConsumers } from './commands/consumers.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDlq } from './commands/dlq.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerClaim, registerPending } from './commands/pending.js';
 import { registerProduce } from './commands/produce.js';
 import { registerServices } from './commands/services.js';
 import { registerStart } from './commands/start.js';
@@ -21,6 +24,10 @@ registerStart(program);
 registerProduce(program);
 registerStats(program);
 registerDemo(program);
+registerDlq(program);
+registerPending(program);
+registerClaim(program);
+registerConsumers(program);
 
 try {
   await program.parseAsync(process.argv);
