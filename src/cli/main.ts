@@ -5,11 +5,15 @@ import { registerConsumers } from './commands/consumers.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDlq } from './commands/dlq.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerMonitor } from './commands/monitor.js';
 import { registerClaim, registerPending } from './commands/pending.js';
 import { registerProduce } from './commands/produce.js';
+import { registerReplay } from './commands/replay.js';
 import { registerServices } from './commands/services.js';
 import { registerStart } from './commands/start.js';
 import { registerStats } from './commands/stats.js';
+import { registerTail } from './commands/tail.js';
+import { registerTrim } from './commands/trim.js';
 
 const program = new Command();
 program
@@ -28,6 +32,10 @@ registerDlq(program);
 registerPending(program);
 registerClaim(program);
 registerConsumers(program);
+registerMonitor(program);
+registerTail(program);
+registerTrim(program);
+registerReplay(program);
 
 try {
   await program.parseAsync(process.argv);

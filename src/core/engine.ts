@@ -1,6 +1,8 @@
 import type { TributaryConfig } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
 import { ensureEventsTable, migrate } from '../postgres/migrate.js';
+import { trimStream } from '../ops/retention.js';
+import { parseDuration } from '../ops/time.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { createPgPool, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
@@ -30,6 +32,8 @@ export interface EngineEvents {
   serverDown: { server: ServerName; error: Error };
   /** A server is reachable again. */
   serverUp: { server: ServerName; downMs: number };
+  /** The engine trimmed the stream (TRIM_MAXLEN / TRIM_MAX_AGE), never past what a group still needs. */
+  trimmed: { deleted: number; cut: string | null; limitedBy: string };
   /** An operation failed and will be retried (every attempt; serverDown reports only the first). */
   retry: { server: ServerName; error: Error };
   /** Graceful stop begun. */
@@ -216,6 +220,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
         if (!(err instanceof ForcedStop)) this.emit('error', err);
       }),
     ];
+    if (c.trimMaxLen !== undefined || c.trimMaxAge !== undefined) this.loops.push(this.trimLoop(commands));
     this.publisher = new StatsPublisher(commands, c.streamKey, c.group);
     this.publisher.start();
     this.state = 'running';
@@ -340,6 +345,26 @@ export class Engine extends TypedEmitter<EngineEvents> {
         if (err instanceof TributaryError && !err.retryable) throw err;
         this.health.failed(server, err as Error);
         await sleep(backoffDelay(attempt, { baseMs: 200, maxMs: 5000, ...this.options.retry }), this.stopController.signal);
+      }
+    }
+  }
+
+  /**
+   * Trims the stream every TRIM_INTERVAL_MS to TRIM_MAXLEN / TRIM_MAX_AGE, never past an
+   * entry some group has not received or acknowledged (see src/ops/retention.ts). A
+   * failed or contended trim is simply tried again at the next interval.
+   */
+  private async trimLoop(commands: RedisConnection): Promise<void> {
+    const c = this.config;
+    const options = { maxLen: c.trimMaxLen, maxAgeMs: c.trimMaxAge === undefined ? undefined : parseDuration(c.trimMaxAge, 'TRIM_MAX_AGE') };
+    while (!this.stopController.signal.aborted) {
+      await sleep(c.trimIntervalMs, this.stopController.signal);
+      if (this.stopController.signal.aborted) return;
+      try {
+        const result = await trimStream(commands, c.streamKey, options);
+        if (result.deleted > 0) this.emit('trimmed', { deleted: result.deleted, cut: result.cut, limitedBy: result.limitedBy });
+      } catch (err) {
+        this.emit('retry', { server: 'redis', error: err as Error });
       }
     }
   }

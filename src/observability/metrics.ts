@@ -19,6 +19,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   const dead = new Counter({ name: 'tributary_entries_dead_lettered_total', help: 'Entries sent to the dead letters, by error code.', labelNames: [...labelNames, 'code'], registers: [registry] });
   const reclaimed = new Counter({ name: 'tributary_entries_reclaimed_total', help: 'Entries claimed from idle consumers (XAUTOCLAIM).', labelNames, registers: [registry] });
   const retried = new Counter({ name: 'tributary_retries_total', help: 'Failed operations retried with backoff, by server.', labelNames: [...labelNames, 'server'], registers: [registry] });
+  const trimmed = new Counter({ name: 'tributary_entries_trimmed_total', help: 'Stream entries removed by the engine\'s retention (TRIM_MAXLEN / TRIM_MAX_AGE).', labelNames, registers: [registry] });
   const flushes = new Counter({ name: 'tributary_batches_total', help: 'Batches committed and acknowledged, by flush reason.', labelNames: [...labelNames, 'reason'], registers: [registry] });
   const batchSize = new Histogram({
     name: 'tributary_batch_size',
@@ -57,6 +58,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   engine.on('deadLetter', (d) => dead.inc({ ...labels, code: d.code }));
   engine.on('reclaimed', (r) => reclaimed.inc(labels, r.count));
   engine.on('retry', (r) => retried.inc({ ...labels, server: r.server }));
+  engine.on('trimmed', (t) => trimmed.inc(labels, t.deleted));
 
   // Gauges: read when scraped, one Redis round trip for all three.
   let gaugesAt = 0;

@@ -1,7 +1,107 @@
 import type { TributaryConfig } from '../config/schema.js';
 import { quoteIdent, type PgPool } from '../postgres/pool.js';
 import { send, type RedisConnection } from '../redis/client.js';
-import { redisErrorIs } from '../redis/commands.js';
+import { redisErrorIs, type RawReply } from '../redis/commands.js';
+
+/**
+ * Parsers for the XINFO replies (RESP2: flat field/value arrays), shared by `stats`,
+ * `monitor` and retention. Fields a server version does not report are null.
+ */
+
+/** A flat `[field, value, field, value, ...]` reply → object keyed by field. */
+export function infoPairs(raw: RawReply): Record<string, RawReply> {
+  const out: Record<string, RawReply> = {};
+  if (!Array.isArray(raw)) return out;
+  for (let i = 0; i + 1 < raw.length; i += 2) out[String(raw[i])] = raw[i + 1] ?? null;
+  return out;
+}
+
+const num = (v: RawReply | undefined): number | null => (v === undefined || v === null || Array.isArray(v) ? null : Number(v));
+const str = (v: RawReply | undefined): string | null => (v === undefined || v === null || Array.isArray(v) ? null : String(v));
+
+/** One consumer group, from XINFO GROUPS. */
+export interface GroupInfo {
+  name: string;
+  consumers: number;
+  /** Entries delivered to the group and not yet acknowledged. */
+  pending: number;
+  lastDeliveredId: string;
+  /** Redis ≥ 7.0; null when unknown (older server, or a group created with no ENTRIESREAD). */
+  entriesRead: number | null;
+  /** Redis ≥ 7.0; entries not yet delivered to the group, null when Redis cannot tell. */
+  lag: number | null;
+}
+
+export function parseXinfoGroups(raw: RawReply): GroupInfo[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.filter(Array.isArray).map((g) => {
+    const o = infoPairs(g);
+    return {
+      name: String(o.name),
+      consumers: num(o.consumers) ?? 0,
+      pending: num(o.pending) ?? 0,
+      lastDeliveredId: str(o['last-delivered-id']) ?? '0-0',
+      entriesRead: num(o['entries-read']),
+      lag: num(o.lag),
+    };
+  });
+}
+
+/** One consumer of a group, from XINFO CONSUMERS. */
+export interface ConsumerInfo {
+  name: string;
+  pending: number;
+  /** Since the consumer's last attempted interaction (read, claim, ack). */
+  idleMs: number;
+  /** Redis ≥ 7.2: since its last successful interaction; null before. */
+  inactiveMs: number | null;
+}
+
+export function parseXinfoConsumers(raw: RawReply): ConsumerInfo[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.filter(Array.isArray).map((c) => {
+    const o = infoPairs(c);
+    return { name: String(o.name), pending: num(o.pending) ?? 0, idleMs: num(o.idle) ?? 0, inactiveMs: num(o.inactive) };
+  });
+}
+
+/** A stream, from XINFO STREAM. */
+export interface StreamInfo {
+  length: number;
+  lastGeneratedId: string;
+  /** Redis ≥ 7.0: every entry ever added (XADD), trimmed or not. */
+  entriesAdded: number | null;
+  /** Redis ≥ 7.0: the largest ID deleted by XDEL (trimming does not move it). */
+  maxDeletedEntryId: string | null;
+  firstEntryId: string | null;
+  lastEntryId: string | null;
+  groups: number;
+}
+
+export function parseXinfoStream(raw: RawReply): StreamInfo {
+  const o = infoPairs(raw);
+  const entryId = (v: RawReply | undefined) => (Array.isArray(v) && v.length > 0 ? String(v[0]) : null);
+  return {
+    length: num(o.length) ?? 0,
+    lastGeneratedId: str(o['last-generated-id']) ?? '0-0',
+    entriesAdded: num(o['entries-added']),
+    maxDeletedEntryId: str(o['max-deleted-entry-id']),
+    firstEntryId: entryId(o['first-entry']),
+    lastEntryId: entryId(o['last-entry']),
+    groups: num(o.groups) ?? 0,
+  };
+}
+
+/** XINFO GROUPS, with a missing stream read as "no groups". */
+export async function readGroups(redis: RedisConnection, key: string): Promise<GroupInfo[]> {
+  try {
+    return parseXinfoGroups(await send(redis, ['XINFO', 'GROUPS', key]));
+  } catch (err) {
+    if (redisErrorIs(err, 'ERR')) return []; // ERR no such key
+    throw err;
+  }
+}
+
 
 /** A point-in-time view of a pipeline, from Redis and Postgres. */
 export interface PipelineSnapshot {
@@ -16,37 +116,32 @@ export interface PipelineSnapshot {
 
 export async function collectSnapshot(redis: RedisConnection, pool: PgPool, config: TributaryConfig): Promise<PipelineSnapshot> {
   const s = quoteIdent(config.pgSchema);
+  const t = `${s}.${quoteIdent(config.eventsTable)}`;
   const [length, groups, dlqLength] = await Promise.all([
     send(redis, ['XLEN', config.streamKey]),
-    send(redis, ['XINFO', 'GROUPS', config.streamKey]).catch((err) => (redisErrorIs(err, 'ERR') ? [] : Promise.reject(err))),
+    readGroups(redis, config.streamKey),
     send(redis, ['XLEN', config.dlqStream]),
   ]);
-  const group = (Array.isArray(groups) ? groups : [])
-    .filter(Array.isArray)
-    .map((g) => {
-      const o: Record<string, unknown> = {};
-      for (let i = 0; i + 1 < g.length; i += 2) o[String(g[i])] = g[i + 1];
-      return o;
-    })
-    .find((g) => g.name === config.group);
+  const group = groups.find((g) => g.name === config.group);
 
   const [counts, latency, byType] = await Promise.all([
     pool.query<{ events: string; last_minute: string; dead: string; size: string }>(
-      `SELECT (SELECT count(*) FROM ${s}.events) AS events,
-              (SELECT count(*) FROM ${s}.events WHERE ingested_at > now() - interval '1 minute') AS last_minute,
+      `SELECT (SELECT count(*) FROM ${t}) AS events,
+              (SELECT count(*) FROM ${t} WHERE ingested_at > now() - interval '1 minute') AS last_minute,
               (SELECT count(*) FROM ${s}.dead_letter_queue) AS dead,
-              pg_size_pretty(pg_total_relation_size('${s}.events')) AS size`,
+              pg_size_pretty(pg_total_relation_size($1::regclass)) AS size`,
+      [t],
     ),
     pool.query<{ p50: number | null; p99: number | null; max: number | null; n: string }>(
       `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
               percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
               max(ms) AS max, count(*) AS n
          FROM (SELECT extract(epoch FROM ingested_at - produced_at) * 1000 AS ms
-                 FROM ${s}.events
+                 FROM ${t}
                 WHERE ingested_at > now() - interval '1 minute' AND produced_at IS NOT NULL) t`,
     ),
     pool.query<{ event_type: string; n: string }>(
-      `SELECT event_type, count(*) AS n FROM ${s}.events GROUP BY event_type ORDER BY n DESC, event_type LIMIT 20`,
+      `SELECT event_type, count(*) AS n FROM ${t} GROUP BY event_type ORDER BY n DESC, event_type LIMIT 20`,
     ),
   ]);
   const c = counts.rows[0]!;
@@ -58,9 +153,9 @@ export async function collectSnapshot(redis: RedisConnection, pool: PgPool, conf
       key: config.streamKey,
       length: Number(length),
       group: config.group,
-      pending: Number(group?.pending ?? 0),
-      lag: group?.lag === undefined || group.lag === null ? null : Number(group.lag),
-      consumers: Number(group?.consumers ?? 0),
+      pending: group?.pending ?? 0,
+      lag: group?.lag ?? null,
+      consumers: group?.consumers ?? 0,
     },
     deadLetters: { stream: config.dlqStream, streamLength: Number(dlqLength), rows: Number(c.dead) },
     postgres: { events: Number(c.events), eventsLastMinute: Number(c.last_minute), tableSize: c.size },

@@ -139,6 +139,33 @@ describe('metrics, health and readiness', () => {
   });
 });
 
+describe('continuous retention', () => {
+  it('the engine trims to TRIM_MAXLEN but never past a group that has not received the entries', async () => {
+    const env = await setup('engine_trim');
+    // A second group that reads nothing: everything must stay for it.
+    await send(env.redis, ['XGROUP', 'CREATE', env.config.streamKey, 'laggard', '0', 'MKSTREAM']);
+    const engine = new Engine({ ...env.config, trimMaxLen: 100, trimIntervalMs: 100 }, { retry: { baseMs: 20, maxMs: 200 } });
+    const trims: number[] = [];
+    engine.on('trimmed', (t) => trims.push(t.deleted));
+    cleanups.push(() => engine.close({ force: true }));
+    await engine.start();
+    await produce(env, 2000);
+    await waitFor(async () => (await countRows(env)).rows === 2000, 20_000, 'drain');
+    await new Promise((r) => setTimeout(r, 500)); // several trim intervals
+    expect(Number(await send(env.redis, ['XLEN', env.config.streamKey]))).toBe(2000);
+    expect(trims).toEqual([]);
+
+    // The laggard goes away: now the stream is trimmed to about 100 entries (whole nodes).
+    await send(env.redis, ['XGROUP', 'DESTROY', env.config.streamKey, 'laggard']);
+    await waitFor(async () => Number(await send(env.redis, ['XLEN', env.config.streamKey])) < 500, 10_000, 'trimmed');
+    await engine.close();
+    expect(trims.reduce((a, b) => a + b, 0)).toBeGreaterThan(1500);
+    expect(Number(await send(env.redis, ['XLEN', env.config.streamKey]))).toBeGreaterThanOrEqual(100);
+    expect(await countRows(env)).toEqual({ rows: 2000, distinct: 2000 });
+    expect(await pendingCount(env)).toBe(0);
+  });
+});
+
 describe('fan-out and published stats', () => {
   it('two groups on one stream each receive every event, into their own tables', async () => {
     const env = await setup('fanout');

@@ -16,7 +16,7 @@ import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
 import { attachEngineLogging } from './start.js';
-import { formatSnapshot, snapshotOnce } from './stats.js';
+import { collectMonitorSnapshot, formatMonitor } from '../../observability/monitor.js';
 
 export function registerDemo(program: Command): void {
   withConfigOptions(
@@ -94,7 +94,8 @@ export function registerDemo(program: Command): void {
       print(`  Throughput:         ${Math.round((written / elapsedMs) * 1000)} events/s (produce to last row committed, ${(elapsedMs / 1000).toFixed(2)} s)`);
       print(`  End-to-end latency: p50 ${Number(p.p50).toFixed(1)} ms, p99 ${Number(p.p99).toFixed(1)} ms (ingested_at - produced_at)`);
       print('');
-      print(formatSnapshot(await snapshotOnce(config)));
+      // The summary ends with what `tributary monitor --once` shows.
+      print(formatMonitor(await collectMonitorSnapshot(redis, pool, config), { color: false, width: 100 }));
       if (written !== count || pendingCount !== 0) process.exitCode = 1;
     } finally {
       await engine.close();

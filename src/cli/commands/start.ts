@@ -15,6 +15,7 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
   engine.on('deadLetter', ({ id, code, error }) => log.warn({ entry: id, code }, `dead-lettered ${id}: ${code}: ${error}`));
   engine.on('reclaimed', ({ count, consumer }) => log.info({ count, consumer }, `reclaimed ${count} idle entries to ${consumer}`));
   engine.on('deleted', ({ ids }) => log.warn({ count: ids.length }, `${ids.length} pending entries had been deleted from the stream (trimmed); cleared`));
+  engine.on('trimmed', ({ deleted, cut, limitedBy }) => log.info({ deleted, cut, limitedBy }, `trimmed ${deleted} entries below ${cut} (limited by ${limitedBy})`));
   engine.on('retry', ({ server, error }) => log.debug({ server, err: error.message }, `retrying after a ${server} failure`));
   engine.on('error', (err) => log.error({ err }, `unexpected: ${err.message}`));
   let last = engine.stats().written;

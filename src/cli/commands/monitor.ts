@@ -1,0 +1,230 @@
+import { writeSync } from 'node:fs';
+import type { Command } from 'commander';
+import { sleep } from '../../core/backoff.js';
+import { TributaryError } from '../../errors.js';
+import type { TributaryConfig } from '../../config/schema.js';
+import {
+  collectMonitorSnapshot,
+  DEFAULT_IDLE_WARNING_MS,
+  DEFAULT_LAG_WARNING,
+  formatMonitor,
+  type MonitorOptions,
+  type MonitorSnapshot,
+} from '../../observability/monitor.js';
+import { createPgPool, type PgPool } from '../../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../redis/client.js';
+import { configFrom, withConfigOptions } from '../options.js';
+import { print } from '../output.js';
+
+const ESC = '\x1b[';
+/** Alternate screen on, cursor hidden. */
+const ENTER = `${ESC}?1049h${ESC}?25l`;
+/** Cursor shown, alternate screen off: the terminal as it was. */
+const LEAVE = `${ESC}?25h${ESC}?1049l`;
+
+export interface MonitorCommandOptions extends MonitorOptions {
+  /** Seconds between refreshes (ignored with once). */
+  intervalSec: number;
+  /** One snapshot, then return. */
+  once: boolean;
+  /** JSON instead of the dashboard. */
+  json: boolean;
+}
+
+/** Parses `monitor [interval-seconds]`: a positive number of seconds (at least 0.1). */
+export function parseInterval(text: string | undefined): number {
+  if (text === undefined) return 5;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0.1) {
+    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['interval-seconds', `must be a number of seconds, at least 0.1 (got ${JSON.stringify(text)})`]);
+  }
+  return n;
+}
+
+function parseNonNegative(name: string, text: unknown, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, `must be a non-negative number (got ${JSON.stringify(text)})`]);
+  return n;
+}
+
+/** The connections a monitor reads through. Redis fails fast while disconnected, so a refresh reports an outage instead of hanging. */
+async function openConnections(config: TributaryConfig): Promise<{ redis: RedisConnection; pool: PgPool; close(): Promise<void> }> {
+  const redis = createRedisConnection(config.redisUrl, { name: 'tributary:monitor', failFast: true });
+  const pool = createPgPool(config.databaseUrl, { max: 4, statementTimeoutMs: 10_000, applicationName: 'tributary:monitor' });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${config.redisUrl} after 5 s`])), 5000);
+      }),
+    ]);
+  } catch (err) {
+    destroyQuietly(redis);
+    await pool.end().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    redis,
+    pool,
+    async close() {
+      destroyQuietly(redis);
+      await pool.end().catch(() => {});
+    },
+  };
+}
+
+/**
+ * Runs the monitor: one snapshot (`once`, or `json` without an interval), or a
+ * refresh loop — redrawn in place on a terminal (alternate screen, cursor hidden,
+ * `q` or Ctrl-C quits, the terminal restored on every exit path), appended as plain
+ * text or JSON lines otherwise (SIGINT/SIGTERM stop it).
+ */
+export async function runMonitor(config: TributaryConfig, o: MonitorCommandOptions): Promise<void> {
+  const out = process.stdout;
+  const color = out.isTTY === true && !process.env.NO_COLOR;
+  const conn = await openConnections(config);
+  const format = (s: MonitorSnapshot, extra: { notice?: string; footer?: string; live?: boolean } = {}) =>
+    formatMonitor(s, {
+      color: extra.live ? !process.env.NO_COLOR : color,
+      lagWarning: o.lagWarning,
+      notice: extra.notice,
+      footer: extra.footer,
+      ...(extra.live ? { width: out.columns, height: out.rows } : {}),
+    });
+  try {
+    if (o.once) {
+      const s = await collectMonitorSnapshot(conn.redis, conn.pool, config, undefined, o);
+      print(o.json ? JSON.stringify(s, null, 2) : format(s));
+      return;
+    }
+    const live = !o.json && out.isTTY === true;
+    await refreshLoop(config, conn, o, live, format);
+  } finally {
+    await conn.close();
+  }
+}
+
+async function refreshLoop(
+  config: TributaryConfig,
+  conn: { redis: RedisConnection; pool: PgPool },
+  o: MonitorCommandOptions,
+  live: boolean,
+  format: (s: MonitorSnapshot, extra?: { notice?: string; footer?: string; live?: boolean }) => string,
+): Promise<void> {
+  const out = process.stdout;
+  const stdin = process.stdin;
+  const stop = new AbortController();
+  const quit = () => stop.abort();
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  let last: MonitorSnapshot | undefined;
+  let notice: string | undefined;
+  const intervalMs = Math.round(o.intervalSec * 1000);
+  const footer = `refresh every ${o.intervalSec} s · q or Ctrl-C quits`;
+
+  const draw = () => {
+    if (!last) {
+      if (notice) out.write(`${ESC}H${notice}${ESC}K${ESC}J`);
+      return;
+    }
+    const text = format(last, { notice, footer, live: true });
+    out.write(`${ESC}H${text.split('\n').join(`${ESC}K\n`)}${ESC}K${ESC}J`);
+  };
+  const onKey = (data: Buffer) => {
+    const key = data.toString('utf8');
+    if (key === 'q' || key === 'Q' || key.includes('\x03') || key.includes('\x04')) quit();
+  };
+  const rawInput = live && stdin.isTTY === true;
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    if (rawInput) {
+      stdin.setRawMode(false);
+      stdin.pause();
+    }
+    // Synchronous: it must reach the terminal even from an 'exit' handler.
+    if (live) writeSync(1, LEAVE);
+  };
+
+  for (const s of signals) process.on(s, quit);
+  process.on('exit', restore);
+  try {
+    if (live) {
+      out.write(ENTER);
+      out.on('resize', draw);
+      if (rawInput) {
+        stdin.setRawMode(true);
+        stdin.resume();
+        stdin.on('data', onKey);
+      }
+    }
+    while (!stop.signal.aborted) {
+      const started = Date.now();
+      try {
+        const next = await abortable(collectMonitorSnapshot(conn.redis, conn.pool, config, last, o), stop.signal);
+        if (next === undefined) break;
+        last = next;
+        notice = undefined;
+      } catch (err) {
+        notice = `refresh failed at ${new Date().toTimeString().slice(0, 8)}: ${(err as Error).message}; retrying`;
+        if (!live) process.stderr.write(`tributary monitor: ${notice}\n`);
+      }
+      if (live) draw();
+      else if (last && notice === undefined) print(o.json ? JSON.stringify(last) : `${format(last)}\n`);
+      await sleep(Math.max(0, intervalMs - (Date.now() - started)), stop.signal);
+    }
+  } finally {
+    for (const s of signals) process.off(s, quit);
+    out.off('resize', draw);
+    stdin.off('data', onKey);
+    restore();
+    process.off('exit', restore);
+  }
+}
+
+/** The promise's value, or undefined as soon as the signal aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => {});
+      resolve(undefined);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+export function registerMonitor(program: Command): void {
+  withConfigOptions(
+    program
+      .command('monitor')
+      .description('the pipeline dashboard, refreshed in place (q quits): stream, groups, consumers, rates, latency, dead letters, batches')
+      .argument('[interval-seconds]', 'seconds between refreshes (default 5)')
+      .option('--once', 'one snapshot, then exit')
+      .option('--json', 'machine-readable: one JSON object (with an interval and no --once: one JSON line per refresh)')
+      .option('--lag-warning <n>', `warn when a group's lag is above this (default ${DEFAULT_LAG_WARNING})`)
+      .option('--idle-warning <seconds>', `warn when a consumer with pending entries is idle longer (default ${DEFAULT_IDLE_WARNING_MS / 1000})`),
+  ).action(async (interval: string | undefined, opts: Record<string, unknown>) => {
+    const intervalSec = parseInterval(interval);
+    const lagWarning = parseNonNegative('--lag-warning', opts.lagWarning, DEFAULT_LAG_WARNING);
+    const idleWarningMs = parseNonNegative('--idle-warning', opts.idleWarning, DEFAULT_IDLE_WARNING_MS / 1000) * 1000;
+    const json = opts.json === true;
+    // --json without an interval is one object, like --once.
+    const once = opts.once === true || (json && interval === undefined);
+    await runMonitor(configFrom(opts), { intervalSec, once, json, lagWarning, idleWarningMs });
+  });
+}

@@ -1,0 +1,70 @@
+import type { Command } from 'commander';
+import { TributaryError } from '../../errors.js';
+import { STREAM_ID, parseStreamPoint } from '../../ops/time.js';
+import { previousStreamId } from '../../ops/retention.js';
+import { tailStream } from '../../ops/tail.js';
+import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import type { StreamEntry } from '../../redis/commands.js';
+import { configFrom, withConfigOptions } from '../options.js';
+import { print } from '../output.js';
+
+/**
+ * `--from` → the exclusive start of tailStream: `$` and `0` as they are, an entry ID
+ * as it is (the entries after it: pass the last ID a previous tail printed), an ISO
+ * time or a duration ago (`15m`) as the ID just before that time (entries at or after it).
+ */
+export function tailStart(text: string): string {
+  const t = text.trim();
+  if (t === '$' || t === '0') return t;
+  if (STREAM_ID.test(t)) return t.includes('-') ? t : `${t}-0`;
+  return previousStreamId(parseStreamPoint(t, '--from')) ?? '0';
+}
+
+/** One line per entry: ID, time, event_type, payload, then the other fields as name=value. */
+export function formatTailEntry(entry: StreamEntry): string {
+  const { event_type: type, payload, ...rest } = entry.fields;
+  const ms = Number(entry.id.split('-')[0]);
+  const time = Number.isFinite(ms) && ms < 8.64e15 ? new Date(ms).toISOString() : '';
+  const others = Object.entries(rest).map(([k, v]) => `${k}=${v}`);
+  return [entry.id, time, type ?? '(no event_type)', payload ?? '(no payload)', ...others].join('  ');
+}
+
+export function registerTail(program: Command): void {
+  withConfigOptions(
+    program
+      .command('tail')
+      .description('print stream entries as they arrive (a plain reader: no group, nothing acknowledged); Ctrl-C stops')
+      .option('--from <point>', '$ (new entries only), 0 (the whole stream), an entry ID (the entries after it), or an ISO time / duration ago such as 15m', '$')
+      .option('--count <n>', 'stop after this many entries')
+      .option('--json', 'one JSON object per line: {"id", "fields"}'),
+  ).action(async (opts: Record<string, unknown>) => {
+    const config = configFrom(opts);
+    const from = tailStart(String(opts.from));
+    let limit = Infinity;
+    if (opts.count !== undefined) {
+      limit = Number(opts.count);
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--count', `must be a positive integer (got ${JSON.stringify(opts.count)})`]);
+      }
+    }
+    const redis = createRedisConnection(config.redisUrl, { name: 'tributary:tail', failFast: false });
+    const stop = new AbortController();
+    const quit = () => stop.abort();
+    process.on('SIGINT', quit);
+    process.on('SIGTERM', quit);
+    process.stdout.on('error', quit); // e.g. EPIPE when piped into `head`
+    let n = 0;
+    try {
+      await redis.connect();
+      for await (const entry of tailStream(redis, config.streamKey, { from, signal: stop.signal })) {
+        print(opts.json ? JSON.stringify({ id: entry.id, fields: entry.fields }) : formatTailEntry(entry));
+        if (++n >= limit) break;
+      }
+    } finally {
+      process.off('SIGINT', quit);
+      process.off('SIGTERM', quit);
+      process.stdout.off('error', quit);
+      destroyQuietly(redis);
+    }
+  });
+}
