@@ -11,7 +11,6 @@ import { registerProduce } from './commands/produce.js';
 import { registerReplay } from './commands/replay.js';
 import { registerServices } from './commands/services.js';
 import { registerStart } from './commands/start.js';
-import { registerStats } from './commands/stats.js';
 import { registerTail } from './commands/tail.js';
 import { registerTrim } from './commands/trim.js';
 
@@ -26,7 +25,6 @@ registerServices(program);
 registerMigrate(program);
 registerStart(program);
 registerProduce(program);
-registerStats(program);
 registerDemo(program);
 registerDlq(program);
 registerPending(program);

@@ -34,7 +34,7 @@ import {
   type ConsumerInfo,
   type GroupInfo,
   type StreamInfo,
-} from './stats.js';
+} from '../redis/xinfo.js';
 
 /** Samples of rate history kept (one per refresh). */
 export const MONITOR_HISTORY = 30;

@@ -25,7 +25,7 @@
  * cheaper; it is the default. `=` removes exactly the entries below the cut.
  */
 import { TributaryError } from '../errors.js';
-import { readGroups } from '../observability/stats.js';
+import { readGroups } from '../redis/xinfo.js';
 import { RedisScript, send, type RedisConnection } from '../redis/client.js';
 import { compareStreamIds, parseEntryList, parsePendingRangeReply, redisErrorIs } from '../redis/commands.js';
 

@@ -5,7 +5,8 @@
  */
 import { send, type RedisConnection } from '../redis/client.js';
 import { parseStreamReadReply, redisErrorIs, type StreamEntry } from '../redis/commands.js';
-import { parseXinfoStream } from '../observability/stats.js';
+import { ABORTED, untilAborted } from '../core/backoff.js';
+import { parseXinfoStream } from '../redis/xinfo.js';
 
 export interface TailOptions {
   /**
@@ -54,32 +55,4 @@ export async function* tailStream(redis: RedisConnection, key: string, options: 
       if (signal?.aborted) return;
     }
   }
-}
-
-const ABORTED = Symbol('aborted');
-
-/** The promise's value, or ABORTED as soon as the signal aborts (the promise is then left to settle unobserved). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T | typeof ABORTED> {
-  if (!signal) return promise;
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.resolve(ABORTED);
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      promise.catch(() => {});
-      resolve(ABORTED);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

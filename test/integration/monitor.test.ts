@@ -15,7 +15,7 @@ import { REPO } from '../helpers/child.js';
 import { countRows, createTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { configFlags, runCommand } from '../fixtures/cli.js';
 
-const RUNNER = resolve(REPO, 'test/fixtures/run-monitor.mjs');
+const RUNNER = resolve(REPO, 'dist/cli/main.js');
 const BUILT = resolve(REPO, 'dist/cli/commands/monitor.js');
 
 let env: TestEnv;

@@ -13,7 +13,7 @@ import {
   visibleLength,
   type MonitorSnapshot,
 } from '../../src/observability/monitor.js';
-import type { GroupInfo, StreamInfo } from '../../src/observability/stats.js';
+import type { GroupInfo, StreamInfo } from '../../src/redis/xinfo.js';
 
 function snapshot(overrides: Partial<MonitorSnapshot> = {}): MonitorSnapshot {
   return {

@@ -15,6 +15,7 @@ import { createPgPool, type PgPool } from '../../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../redis/client.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
+import { ABORTED, untilAborted } from '../../core/backoff.js';
 
 const ESC = '\x1b[';
 /** Alternate screen on, cursor hidden. */
@@ -165,8 +166,8 @@ async function refreshLoop(
     while (!stop.signal.aborted) {
       const started = Date.now();
       try {
-        const next = await abortable(collectMonitorSnapshot(conn.redis, conn.pool, config, last, o), stop.signal);
-        if (next === undefined) break;
+        const next = await untilAborted(collectMonitorSnapshot(conn.redis, conn.pool, config, last, o), stop.signal);
+        if (next === ABORTED) break;
         last = next;
         notice = undefined;
       } catch (err) {
@@ -184,28 +185,6 @@ async function refreshLoop(
     restore();
     process.off('exit', restore);
   }
-}
-
-/** The promise's value, or undefined as soon as the signal aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      promise.catch(() => {});
-      resolve(undefined);
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 export function registerMonitor(program: Command): void {
