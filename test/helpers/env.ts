@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { afterEach } from 'vitest';
+import { migrate } from '../../src/postgres/migrate.js';
 import { resolveConfig } from '../../src/config/index.js';
 import type { TributaryConfig } from '../../src/config/schema.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
@@ -80,4 +82,27 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000,
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Per-test environments with automatic clean-up: `setup(label)` creates a migrated
+ * TestEnv with the file's default settings; `defer(fn)` runs fn after the test (in
+ * reverse order, engines before the env they use).
+ */
+export function testEnvs(defaults: Partial<Record<keyof TributaryConfig, unknown>> = {}) {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    defer(fn: () => Promise<unknown> | unknown): void {
+      cleanups.push(fn);
+    },
+    async setup(label: string, overrides: Partial<Record<keyof TributaryConfig, unknown>> = {}, options: { migrate?: boolean } = {}): Promise<TestEnv> {
+      const env = await createTestEnv(label, { ...defaults, ...overrides });
+      cleanups.push(() => env.cleanup());
+      if (options.migrate !== false) await migrate(env.pool, env.config.pgSchema);
+      return env;
+    },
+  };
 }

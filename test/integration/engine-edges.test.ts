@@ -1,28 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine, type EngineEvents } from '../../src/core/engine.js';
-import { migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { send } from '../../src/redis/client.js';
 import { freePort, RedisServerProcess } from '../helpers/child.js';
-import { countRows, createTestEnv, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
+import { countRows, createTestEnv, testEnvs, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
 
 const fast = { numWorkers: 2, batchTimeoutMs: 200, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 200 };
-let cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const envs = testEnvs(fast);
 
-async function setup(label: string, overrides: Record<string, unknown> = {}): Promise<TestEnv> {
-  const env = await createTestEnv(label, { ...fast, ...overrides });
-  cleanups.push(() => env.cleanup());
-  await migrate(env.pool, env.config.pgSchema);
-  return env;
-}
+const setup = (label: string, overrides: Record<string, unknown> = {}) => envs.setup(label, overrides);
 
 function engineFor(env: TestEnv, overrides: Record<string, unknown> = {}) {
   const engine = new Engine({ ...env.config, ...overrides } as typeof env.config, { retry: { baseMs: 20, maxMs: 200 } });
@@ -30,7 +20,7 @@ function engineFor(env: TestEnv, overrides: Record<string, unknown> = {}) {
   const downs: EngineEvents['serverDown'][] = [];
   engine.on('error', (e) => errors.push(e));
   engine.on('serverDown', (d) => downs.push(d));
-  cleanups.push(() => engine.close({ force: true }));
+  envs.defer(() => engine.close({ force: true }));
   return { engine, errors, downs };
 }
 
@@ -63,7 +53,7 @@ describe('engine edge cases found in review', () => {
   it('keys entries without event_id by stream, so two streams sharing a table do not collide', async () => {
     const env = await setup('two_streams');
     const otherKey = `${env.name}:other`;
-    cleanups.push(async () => void (await env.redis.del(otherKey)));
+    envs.defer(async () => void (await env.redis.del(otherKey)));
     // The same entry ID on both streams, no event_id.
     await add(env, { event_type: 't', payload: '{"from":"a"}' }, env.config.streamKey).then(() => {});
     const [id] = (await send(env.redis, ['XRANGE', env.config.streamKey, '-', '+'])) as [string, string[]][];
@@ -100,7 +90,7 @@ describe('engine edge cases found in review', () => {
     const env = await setup('stop_in_outage');
     const dir = mkdtempSync(join(tmpdir(), 'trib-redis-'));
     const redis = await RedisServerProcess.start(await freePort(), dir);
-    cleanups.push(async () => {
+    envs.defer(async () => {
       redis.killNow();
       rmSync(dir, { recursive: true, force: true });
     });
@@ -119,7 +109,7 @@ describe('engine edge cases found in review', () => {
 
   it('a migration whose connection is killed is retried, not fatal', async () => {
     const env = await createTestEnv('migrate_killed', fast);
-    cleanups.push(() => env.cleanup());
+    envs.defer(() => env.cleanup());
     const lock = `tributary:migrate:${env.config.pgSchema}`;
     const holder = await env.pool.connect();
     await holder.query('SELECT pg_advisory_lock(hashtext($1))', [lock]);

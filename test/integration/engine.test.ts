@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine, type EngineEvents } from '../../src/core/engine.js';
 import { parseEntry } from '../../src/core/entry.js';
 import { loadMigrations, migrate } from '../../src/postgres/migrate.js';
@@ -7,22 +7,13 @@ import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
 import { send } from '../../src/redis/client.js';
 import { PostgresEventsSink } from '../../src/sinks/postgres-events.js';
-import { countRows, createTestEnv, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
+import { countRows, createTestEnv, testEnvs, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
 
 const fast = { numWorkers: 3, batchTimeoutMs: 200, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 200 };
 
-let cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const envs = testEnvs(fast);
 
-async function setup(label: string, overrides: Record<string, unknown> = {}): Promise<TestEnv> {
-  const env = await createTestEnv(label, { ...fast, ...overrides });
-  cleanups.push(() => env.cleanup());
-  await migrate(env.pool, env.config.pgSchema);
-  return env;
-}
+const setup = (label: string, overrides: Record<string, unknown> = {}) => envs.setup(label, overrides);
 
 function startEngine(env: TestEnv, overrides: Record<string, unknown> = {}) {
   const engine = new Engine({ ...env.config, ...overrides }, { retry: { baseMs: 20, maxMs: 300 } });
@@ -32,7 +23,7 @@ function startEngine(env: TestEnv, overrides: Record<string, unknown> = {}) {
       ((events[name] ??= []) as unknown[]).push(arg);
     });
   }
-  cleanups.push(() => engine.close({ force: true }));
+  envs.defer(() => engine.close({ force: true }));
   return { engine, events };
 }
 
@@ -314,7 +305,7 @@ describe('engine: lifecycle edges', () => {
 describe('migrations', () => {
   it('are safe to run concurrently and record each version once', async () => {
     const env = await createTestEnv('migrate');
-    cleanups.push(() => env.cleanup());
+    envs.defer(() => env.cleanup());
     const results = await Promise.all(Array.from({ length: 5 }, () => migrate(env.pool, env.config.pgSchema)));
     const all = loadMigrations().map((m) => m.name);
     expect(all.slice(0, 2)).toEqual(['001_events', '002_dead_letter_queue']);

@@ -1,29 +1,19 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/core/engine.js';
 import { startOpsServer } from '../../src/http/server.js';
 import { createEngineMetrics } from '../../src/observability/metrics.js';
-import { migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
 import { send } from '../../src/redis/client.js';
 import { statsKey } from '../../src/redis/keys.js';
-import { countRows, createTestEnv, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
+import { countRows, testEnvs, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
 
 const fast = { numWorkers: 2, batchTimeoutMs: 200, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 500 };
-let cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const envs = testEnvs(fast);
 
-async function setup(label: string): Promise<TestEnv> {
-  const env = await createTestEnv(label, fast);
-  cleanups.push(() => env.cleanup());
-  await migrate(env.pool, env.config.pgSchema);
-  return env;
-}
+const setup = (label: string, overrides: Record<string, unknown> = {}) => envs.setup(label, overrides);
 
 async function produce(env: TestEnv, n: number): Promise<void> {
   const producer = new Producer({ redisUrl: env.config.redisUrl, streamKey: env.config.streamKey });
@@ -90,11 +80,11 @@ describe('metrics, health and readiness', () => {
   it('/metrics counts what the engine did; /healthz is up; /readyz follows Postgres', async () => {
     const env = await setup('ops_http');
     const proxy = await pgProxy(new URL(env.config.databaseUrl));
-    cleanups.push(() => proxy.close());
+    envs.defer(() => proxy.close());
     const engine = new Engine({ ...env.config, databaseUrl: proxy.url }, { retry: { baseMs: 20, maxMs: 200 } });
-    cleanups.push(() => engine.close({ force: true }));
+    envs.defer(() => engine.close({ force: true }));
     const ops = await startOpsServer(engine, createEngineMetrics(engine), 0, '127.0.0.1');
-    cleanups.push(() => ops.close());
+    envs.defer(() => ops.close());
 
     expect((await get(ops.port, '/readyz')).status).toBe(503); // not started yet
     await engine.start();
@@ -147,7 +137,7 @@ describe('continuous retention', () => {
     const engine = new Engine({ ...env.config, trimMaxLen: 100, trimIntervalMs: 100 }, { retry: { baseMs: 20, maxMs: 200 } });
     const trims: number[] = [];
     engine.on('trimmed', (t) => trims.push(t.deleted));
-    cleanups.push(() => engine.close({ force: true }));
+    envs.defer(() => engine.close({ force: true }));
     await engine.start();
     await produce(env, 2000);
     await waitFor(async () => (await countRows(env)).rows === 2000, 20_000, 'drain');
@@ -174,7 +164,8 @@ describe('fan-out and published stats', () => {
       { ...env.config, group: 'analytics', eventsTable: 'analytics_events', consumerName: `${env.name}-analytics` },
       { retry: { baseMs: 20, maxMs: 200 } },
     );
-    cleanups.push(() => main.close({ force: true }), () => analytics.close({ force: true }));
+    envs.defer(() => main.close({ force: true }));
+    envs.defer(() => analytics.close({ force: true }));
     await Promise.all([main.start(), analytics.start()]);
     await produce(env, 2000);
     const s = quoteIdent(env.config.pgSchema);
@@ -201,9 +192,9 @@ describe('fan-out and published stats', () => {
   it('the engine publishes batch counts and flush reasons for the monitor', async () => {
     const env = await setup('published');
     const key = statsKey(env.config.streamKey, env.config.group);
-    cleanups.push(async () => void (await env.redis.del(key)));
+    envs.defer(async () => void (await env.redis.del(key)));
     const engine = new Engine({ ...env.config, batchSize: 100, xreadCount: 100 });
-    cleanups.push(() => engine.close({ force: true }));
+    envs.defer(() => engine.close({ force: true }));
     await produce(env, 1050);
     await engine.start();
     await waitFor(async () => (await countRows(env)).rows === 1050, 20_000, 'drain');
