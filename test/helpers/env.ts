@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach } from 'vitest';
 import { migrate } from '../../src/postgres/migrate.js';
+import { isTributaryError } from '../../src/errors.js';
 import { resolveConfig } from '../../src/config/index.js';
 import type { TributaryConfig } from '../../src/config/schema.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
@@ -54,7 +55,9 @@ export async function createTestEnv(label: string, overrides: Partial<Record<key
     pool,
     childEnv,
     async cleanup() {
-      await redis.del([config.streamKey, config.dlqStream]).catch(() => {});
+      // The stream, its dead letters, and the batch counters engines published for its groups.
+      const stats = await redis.keys(`tributary:stats:${config.streamKey}:*`).catch(() => [] as string[]);
+      await redis.del([config.streamKey, config.dlqStream, ...stats]).catch(() => {});
       redis.destroy();
       await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(config.pgSchema)} CASCADE`).catch(() => {});
       await pool.end();
@@ -105,4 +108,15 @@ export function testEnvs(defaults: Partial<Record<keyof TributaryConfig, unknown
       return env;
     },
   };
+}
+
+/** "CODE: message" of the coded error a promise rejects with, or "resolved". */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (isTributaryError(err)) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return 'resolved';
 }

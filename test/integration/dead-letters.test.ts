@@ -16,7 +16,7 @@ import {
 import { migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { send } from '../../src/redis/client.js';
-import { createTestEnv, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
+import { createTestEnv, pendingCount, waitFor, type TestEnv, codeOf } from '../helpers/env.js';
 
 const fast = { numWorkers: 2, batchTimeoutMs: 200, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 200 };
 
@@ -57,15 +57,6 @@ async function entryFields(env: TestEnv, id: string): Promise<string[]> {
   return reply[0]![1];
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isTributaryError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'resolved';
-}
 
 const statuses = (outcomes: RetryOutcome[]) => outcomes.map((o) => o.status);
 

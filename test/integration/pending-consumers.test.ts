@@ -5,7 +5,7 @@ import { registerClaim, registerPending } from '../../src/cli/commands/pending.j
 import { isTributaryError } from '../../src/errors.js';
 import { claimIdle, deleteConsumerIfIdle, listConsumers, pendingSummary, planPrune, pruneConsumers } from '../../src/ops/pending.js';
 import { send } from '../../src/redis/client.js';
-import { createTestEnv, type TestEnv } from '../helpers/env.js';
+import { createTestEnv, type TestEnv, codeOf } from '../helpers/env.js';
 
 let cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -39,15 +39,6 @@ async function pel(env: TestEnv): Promise<Map<string, [string, number]>> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isTributaryError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'resolved';
-}
 
 describe('pending', () => {
   it('summarises the pending list: total, ID range, per consumer, oldest with idle time and deliveries', async () => {

@@ -1,8 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { registerTrim } from '../../src/cli/commands/trim.js';
 import { sleep } from '../../src/core/backoff.js';
 import { Engine } from '../../src/core/engine.js';
-import { migrate } from '../../src/postgres/migrate.js';
 import {
   nextStreamId,
   previousStreamId,
@@ -13,34 +12,22 @@ import {
   type TrimResult,
 } from '../../src/ops/retention.js';
 import { Producer } from '../../src/producer/producer.js';
-import { statsKey } from '../../src/redis/keys.js';
 import { sampleEvent } from '../../src/producer/sample.js';
 import { send } from '../../src/redis/client.js';
 import { compareStreamIds } from '../../src/redis/commands.js';
 import { expectExactlyOnce, produceInBackground } from '../helpers/child.js';
-import { countRows, createTestEnv, pendingCount, waitFor, type TestEnv } from '../helpers/env.js';
+import { countRows, pendingCount, waitFor, type TestEnv, testEnvs } from '../helpers/env.js';
 import { configFlags, runCommand } from '../fixtures/cli.js';
 
 const fast = { numWorkers: 3, batchSize: 50, batchTimeoutMs: 100, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 200 };
 
-let cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const envs = testEnvs(fast);
 
-async function setup(label: string): Promise<TestEnv> {
-  const env = await createTestEnv(label, fast);
-  cleanups.push(() => env.cleanup());
-  // The engine publishes its batch counters beside the stream.
-  cleanups.push(async () => void (await env.redis.del(['tributary'].map((g) => statsKey(env.config.streamKey, g)))));
-  await migrate(env.pool, env.config.pgSchema);
-  return env;
-}
+const setup = (label: string): Promise<TestEnv> => envs.setup(label);
 
 function producerFor(env: TestEnv): Producer {
   const producer = new Producer({ redisUrl: env.config.redisUrl, streamKey: env.config.streamKey });
-  cleanups.push(() => producer.close());
+  envs.defer(() => producer.close());
   return producer;
 }
 
@@ -62,7 +49,7 @@ describe('trimStream under load', () => {
     const engine = new Engine(env.config, { retry: { baseMs: 20, maxMs: 300 } });
     const deleted: string[] = [];
     engine.on('deleted', ({ ids }) => deleted.push(...ids)); // a pending entry found trimmed: must never happen
-    cleanups.push(() => engine.close({ force: true }));
+    envs.defer(() => engine.close({ force: true }));
     await engine.start();
 
     const producer = producerFor(env);
@@ -110,7 +97,7 @@ describe('trimStream and consumer groups', () => {
     const ids = await produce(env, 500);
     await send(env.redis, ['XGROUP', 'CREATE', key, 'idle', '0']); // has read nothing
     const engine = new Engine(env.config, { retry: { baseMs: 20, maxMs: 300 } });
-    cleanups.push(() => engine.close({ force: true }));
+    envs.defer(() => engine.close({ force: true }));
     await engine.start();
     await waitFor(async () => (await countRows(env)).rows === 500, 30_000, '500 rows');
     await engine.close();

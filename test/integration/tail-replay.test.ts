@@ -1,46 +1,35 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { registerReplay } from '../../src/cli/commands/replay.js';
+import { migrate } from '../../src/postgres/migrate.js';
 import { registerTail, tailStart } from '../../src/cli/commands/tail.js';
 import { Engine } from '../../src/core/engine.js';
-import { migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { createReplayGroup, replayRange } from '../../src/ops/replay.js';
 import { previousStreamId } from '../../src/ops/retention.js';
 import { tailStream } from '../../src/ops/tail.js';
 import { Producer } from '../../src/producer/producer.js';
-import { statsKey } from '../../src/redis/keys.js';
 import { sampleEvent } from '../../src/producer/sample.js';
 import { createRedisConnection, send } from '../../src/redis/client.js';
 import { compareStreamIds, type StreamEntry } from '../../src/redis/commands.js';
-import { createTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { waitFor, type TestEnv, testEnvs } from '../helpers/env.js';
 import { configFlags, runCommand } from '../fixtures/cli.js';
 
 const fast = { numWorkers: 2, batchSize: 50, batchTimeoutMs: 100, xreadBlockMs: 200, claimIdleMs: 3000, claimIntervalMs: 200 };
 
-let cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const envs = testEnvs(fast);
 
-async function setup(label: string): Promise<TestEnv> {
-  const env = await createTestEnv(label, fast);
-  cleanups.push(() => env.cleanup());
-  // The engine publishes its batch counters beside the stream.
-  cleanups.push(async () => void (await env.redis.del(['tributary', 'again'].map((g) => statsKey(env.config.streamKey, g)))));
-  return env;
-}
+const setup = (label: string): Promise<TestEnv> => envs.setup(label, {}, { migrate: false });
 
 function producerFor(env: TestEnv): Producer {
   const producer = new Producer({ redisUrl: env.config.redisUrl, streamKey: env.config.streamKey });
-  cleanups.push(() => producer.close());
+  envs.defer(() => producer.close());
   return producer;
 }
 
 /** A schema of its own (dropped after the test), migrated. */
 async function extraSchema(env: TestEnv, suffix: string): Promise<string> {
   const schema = `${env.name}_${suffix}`;
-  cleanups.push(async () => {
+  envs.defer(async () => {
     await env.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
   });
   await migrate(env.pool, schema);
@@ -57,7 +46,7 @@ const byId = compareStreamIds;
 /** Runs the engine on `config` until `until()` holds, then stops it gracefully. */
 async function runEngineUntil(config: TestEnv['config'], until: () => Promise<boolean>, what: string): Promise<void> {
   const engine = new Engine(config, { retry: { baseMs: 20, maxMs: 300 } });
-  cleanups.push(() => engine.close({ force: true }));
+  envs.defer(() => engine.close({ force: true }));
   await engine.start();
   await waitFor(until, 30_000, what);
   await engine.close();
@@ -70,7 +59,7 @@ describe('tailStream', () => {
     const ids = await producer.produceBatch(Array.from({ length: 5 }, () => sampleEvent()));
     const reader = createRedisConnection(env.config.redisUrl, { failFast: false });
     await reader.connect();
-    cleanups.push(async () => reader.destroy());
+    envs.defer(async () => reader.destroy());
     const stop = new AbortController();
     const tail = tailStream(reader, env.config.streamKey, { from: ids[1], blockMs: 200, signal: stop.signal });
     const next = async () => ((await tail.next()).value as StreamEntry).id;
@@ -96,7 +85,7 @@ describe('tailStream', () => {
     const producer = producerFor(env);
     const old = await producer.produceBatch([sampleEvent(), sampleEvent()]);
     const stop = new AbortController();
-    cleanups.push(async () => stop.abort());
+    envs.defer(async () => stop.abort());
     const fresh = tailStream(env.redis, env.config.streamKey, { from: '$', blockMs: 100, signal: stop.signal });
     const first = fresh.next(); // resolves `$` to the current last ID before reading
     await new Promise((r) => setTimeout(r, 50));
@@ -106,7 +95,7 @@ describe('tailStream', () => {
 
     const reader = createRedisConnection(env.config.redisUrl, { failFast: false });
     await reader.connect();
-    cleanups.push(async () => reader.destroy());
+    envs.defer(async () => reader.destroy());
     const all: string[] = [];
     for await (const e of tailStream(reader, env.config.streamKey, { from: '0', blockMs: 100 })) {
       all.push(e.id);
