@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { isTributaryError } from '../errors.js';
+import { registerBench } from './commands/bench.js';
 import { registerConsumers } from './commands/consumers.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDlq } from './commands/dlq.js';
@@ -34,6 +35,7 @@ registerMonitor(program);
 registerTail(program);
 registerTrim(program);
 registerReplay(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,146 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TributaryConfig } from '../config/schema.js';
+import { countRows, ingestSpan, preload, readLag, waitForRows } from './load.js';
+import { CpuMeter, peakRssKb } from './machine.js';
+import { summarizeCpuProfile, type CpuProfile, type ProfileSummary } from './profile.js';
+import type { DrainFigures } from './result.js';
+import { ratePerSec } from './stats.js';
+import { configEnv, openWorkspace, type BenchWorkspace } from './workspace.js';
+
+/** `dist/cli/main.js` of this package, whether this module runs from dist/ or (in tests) from src/. */
+export function defaultCliPath(): string {
+  const beside = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  return existsSync(beside) ? beside : fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+}
+
+export interface DrainOptions {
+  /** The settings; the bench runs them on its own stream and schema. */
+  config: TributaryConfig;
+  count: number;
+  /** Settings changed for this run (the sweep's NUM_WORKERS / BATCH_SIZE). */
+  overrides?: Partial<TributaryConfig>;
+  /** Give up after this long (default 600 s). */
+  timeoutMs?: number;
+  /** The CLI to run as `node <cliPath> start` (default dist/cli/main.js). */
+  cliPath?: string;
+  /** Run the engine with `node --cpu-prof` writing its profile into this directory. */
+  cpuProfileDir?: string;
+  /** Stage messages (the library never prints). */
+  onProgress?: (message: string) => void;
+  /** Drain this workspace, whose stream already holds `count` entries (the ceiling bench); it is not cleaned up. */
+  workspace?: BenchWorkspace;
+}
+
+export interface DrainRun {
+  settings: { count: number; numWorkers: number; batchSize: number; batchTimeoutMs: number; xreadCount: number; maxInFlight: number };
+  figures: DrainFigures;
+  /** When cpuProfileDir was given: the profile's path and its summary. */
+  profile?: { path: string; summary: ProfileSummary };
+}
+
+/**
+ * The drain benchmark: N events pre-loaded with the engine stopped, then the engine
+ * started as a child process (`node dist/cli/main.js start`, so its RSS is its own);
+ * timed from the spawn to the last row committed (max(ingested_at)). Polls slowly
+ * (250 ms, Redis first) so that the polling does not compete with the engine.
+ */
+export async function runDrain(options: DrainOptions): Promise<DrainRun> {
+  const progress = options.onProgress ?? (() => {});
+  const ws = options.workspace ?? (await openWorkspace('drain', options.config, options.overrides));
+  const c = ws.config;
+  const count = options.count;
+  let child: ChildProcess | undefined;
+  try {
+    let loadSecs: number | null = null;
+    if (!options.workspace) {
+      progress(`loading ${count} events into ${c.streamKey} (engine stopped)`);
+      loadSecs = await preload(ws, count);
+      progress(`loaded in ${loadSecs.toFixed(2)} s (${ratePerSec(count, loadSecs)} events/s)`);
+    }
+
+    const meter = await CpuMeter.start(ws.redis);
+    const nodeArgs: string[] = [];
+    let profileName: string | undefined;
+    if (options.cpuProfileDir) {
+      mkdirSync(options.cpuProfileDir, { recursive: true });
+      profileName = `engine-${ws.tag}.cpuprofile`;
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${profileName}`);
+    }
+    const spawnedAt = Date.now();
+    child = spawn(process.execPath, [...nodeArgs, options.cliPath ?? defaultCliPath(), 'start'], {
+      env: { ...configEnv(c), NO_COLOR: '1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const pid = child.pid;
+    if (pid === undefined) throw new Error('could not spawn the engine');
+    progress(`engine spawned (pid ${pid}): ${c.numWorkers} workers, batch ${c.batchSize}; waiting for ${count} rows`);
+    let log = '';
+    let startedAt: number | undefined;
+    child.stderr!.on('data', (chunk: Buffer) => {
+      log = (log + chunk.toString('utf8')).slice(-20_000);
+      if (startedAt === undefined && log.includes('engine started')) startedAt = Date.now();
+    });
+    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+
+    let peakKb = 0;
+    const counted = await waitForRows(ws, count, {
+      timeoutMs: options.timeoutMs ?? 600_000,
+      onPoll: () => {
+        if (child!.exitCode !== null || child!.signalCode !== null) throw new Error(`the engine exited early (${child!.exitCode ?? child!.signalCode}):\n${log}`);
+        peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0);
+      },
+    });
+    // VmHWM is the peak of the process's life: read it once more while it still lives.
+    peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0);
+    const cpu = await meter.stop(pid);
+    const span = await ingestSpan(ws);
+
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())]);
+    if (code === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    child = undefined;
+    const pendingAfter = (await readLag(ws)).pending;
+    const final = await countRows(ws);
+
+    // End = the last commit by Postgres's clock (same host), not when the slow poll noticed it.
+    const drainWallSecs = (span.lastMs - spawnedAt) / 1000;
+    const ingestSpanSecs = (span.lastMs - span.firstMs) / 1000;
+    const afterStartSecs = startedAt === undefined ? null : (span.lastMs - startedAt) / 1000;
+    const figures: DrainFigures = {
+      rows: final.rows,
+      pendingAfter,
+      loadEventsPerSec: loadSecs === null ? null : ratePerSec(count, loadSecs),
+      drainWallSecs: Number(drainWallSecs.toFixed(3)),
+      drainEventsPerSec: ratePerSec(count, drainWallSecs),
+      ingestSpanSecs: Number(ingestSpanSecs.toFixed(3)),
+      ingestEventsPerSec: ratePerSec(count, ingestSpanSecs),
+      enginePeakRssMiB: Math.round(peakKb / 1024),
+      engineStartupSecs: startedAt === undefined ? null : Number(((startedAt - spawnedAt) / 1000).toFixed(3)),
+      afterStartSecs: afterStartSecs === null ? null : Number(afterStartSecs.toFixed(3)),
+      afterStartEventsPerSec: afterStartSecs === null ? null : ratePerSec(count, afterStartSecs),
+      deadLetters: counted.deadLetters,
+      cpu,
+    };
+    const run: DrainRun = {
+      settings: { count, numWorkers: c.numWorkers, batchSize: c.batchSize, batchTimeoutMs: c.batchTimeoutMs, xreadCount: c.xreadCount, maxInFlight: c.maxInFlight },
+      figures,
+    };
+    if (options.cpuProfileDir && profileName) {
+      const path = join(options.cpuProfileDir, profileName);
+      if (existsSync(path)) {
+        figures.cpuProfile = basename(path);
+        run.profile = { path, summary: summarizeCpuProfile(JSON.parse(readFileSync(path, 'utf8')) as CpuProfile) };
+      }
+    }
+    return run;
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (!options.workspace) await ws.cleanup();
+  }
+}

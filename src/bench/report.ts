@@ -1,0 +1,159 @@
+import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
+import { fileTimestamp } from './result.js';
+import { sweepChartName } from './sweep.js';
+
+/**
+ * The README's benchmark section (between <!-- bench:start --> and <!-- bench:end -->),
+ * generated from the result files: nothing in it is typed by hand. Pure.
+ */
+
+export interface ResultFile {
+  file: string;
+  result: BenchResult;
+}
+
+const n = (v: number | null | undefined) => (v === null || v === undefined ? '–' : Math.round(v).toLocaleString('en-US'));
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(1));
+const pct = (f: number) => `${(f * 100).toFixed(0)}%`;
+
+export function machineLabel(m: MachineFacts): string {
+  return `${m.cores} cores, Node ${m.node}, Redis ${m.redis}, PostgreSQL ${String(m.postgres).split(' ')[0]}`;
+}
+
+function link(dir: string, file: string): string {
+  return `[${file}](${dir}/${file})`;
+}
+
+function of<K extends BenchResult['bench']>(results: readonly ResultFile[], kind: K): Array<{ file: string; result: Extract<BenchResult, { bench: K }> }> {
+  return results.filter((r) => r.result.bench === kind) as Array<{ file: string; result: Extract<BenchResult, { bench: K }> }>;
+}
+
+function cpuCell(f: DrainFigures): string {
+  if (!f.cpu) return '–';
+  const s = (v: number | null) => (v === null ? '–' : v.toFixed(1));
+  return `${s(f.cpu.engineSecs)} / ${s(f.cpu.postgresSecs)} / ${s(f.cpu.redisSecs)}`;
+}
+
+function drainTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'drain', DrainFigures> }>): string[] {
+  const out = [
+    '| Result file | Events | Workers × batch | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS | CPU s: engine / postgres / redis | Machine |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { file, result: r } of rows) {
+    const s = r.settings as { numWorkers: number; batchSize: number };
+    out.push(
+      `| ${link(dir, file)} | ${n(r.figures.rows)} | ${s.numWorkers} × ${s.batchSize} | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.ingestEventsPerSec)} | ${r.figures.enginePeakRssMiB} MiB | ${cpuCell(r.figures)} | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
+function ceilingTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'ceiling', CeilingFigures> }>): string[] {
+  const out = [
+    '| Result file | Events | Postgres COPY | Engine INSERT alone | Redis XADD (pipelined) | Redis XREADGROUP + XACK | produceBatch (1 process) | Drain (incl. start-up) | Drain / ceiling (steady) | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { file, result: r } of rows) {
+    const f = r.figures;
+    out.push(
+      `| ${link(dir, file)} | ${n(r.settings.count as number)} | ${n(f.postgresCopyEventsPerSec)} | ${n(f.sinkInsertEventsPerSec)} | ${n(f.redisXaddEventsPerSec)} | ${n(f.redisReadAckEventsPerSec)} | ${n(f.produce.eventsPerSec)} | ${n(f.drain.drainEventsPerSec)} | ${pct(f.drainFractionOfCeiling)} (${pct(f.steadyFractionOfCeiling)}) | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
+function rateTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'rate', RateFigures> }>): string[] {
+  const out = [
+    '| Result file | Target | Produced | Actual rate | Accuracy | Latency ms p50 / p95 / p99 / max | Final lag (undelivered + pending) | Max lag seen | Workers × batch | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { file, result: r } of rows) {
+    const f = r.figures;
+    const e = f.engine;
+    const s = r.settings as { durationSecs: number; numWorkers?: number; batchSize?: number };
+    out.push(
+      `| ${link(dir, file)} | ${n(f.targetRate)}/s × ${s.durationSecs} s | ${n(f.totalEvents)} | ${n(f.actualRate)}/s | ${f.accuracyPct.toFixed(2)}% | ` +
+        (e
+          ? `${ms(e.latencyMs.p50)} / ${ms(e.latencyMs.p95)} / ${ms(e.latencyMs.p99)} / ${ms(e.latencyMs.max)} | ${n((e.finalLag.lag ?? 0) + e.finalLag.pending)} | ${n(e.maxLagSeen.backlog)} | ${s.numWorkers} × ${s.batchSize}`
+          : '– | – | – | no engine') +
+        ` | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
+function produceTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'produce', ProduceFigures> }>): string[] {
+  const out = ['| Result file | Events | Batch | In flight | produceBatch (events/s) | Machine |', '|---|---|---|---|---|---|'];
+  for (const { file, result: r } of rows) {
+    const f = r.figures;
+    out.push(`| ${link(dir, file)} | ${n(f.events)} | ${n(f.batch)} | ${f.concurrency} | ${n(f.eventsPerSec)} | ${machineLabel(r.machine)} |`);
+  }
+  return out;
+}
+
+function sweepSection(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'sweep', SweepFigures> }>): string[] {
+  const latest = rows[rows.length - 1]!;
+  const r = latest.result;
+  const stamp = fileTimestamp(r.at);
+  const out = [`From ${link(dir, latest.file)} (${n(r.settings.count as number)} events per run; ${machineLabel(r.machine)}):`, ''];
+  for (const setting of ['numWorkers', 'batchSize'] as const) {
+    const points = r.figures.points.filter((p) => p.setting === setting);
+    if (points.length === 0) continue;
+    const name = setting === 'numWorkers' ? 'NUM_WORKERS' : 'BATCH_SIZE';
+    const fixed = setting === 'numWorkers' ? `BATCH_SIZE ${points[0]!.batchSize}` : `NUM_WORKERS ${points[0]!.numWorkers}`;
+    out.push(`| ${name} (${fixed}) | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS |`, '|---|---|---|---|');
+    for (const p of points) out.push(`| ${p.value} | ${n(p.figures.drainEventsPerSec)} | ${n(p.figures.ingestEventsPerSec)} | ${p.figures.enginePeakRssMiB} MiB |`);
+    const chart = sweepChartName(stamp, setting);
+    if (!r.files || r.files.includes(chart)) out.push('', `![Drain rate by ${name}](${dir}/${chart})`);
+    out.push('');
+  }
+  if (rows.length > 1) out.push(`Earlier sweeps: ${rows.slice(0, -1).map((x) => link(dir, x.file)).join(', ')}.`, '');
+  return out;
+}
+
+/** The generated benchmark section. `dir` is the results directory as linked from the README. */
+export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results'): string {
+  const drain = of(results, 'drain');
+  const ceiling = of(results, 'ceiling');
+  const rate = of(results, 'rate');
+  const produce = of(results, 'produce');
+  const sweep = of(results, 'sweep');
+  if (results.length === 0) {
+    return '_No benchmark results yet: run `npm run bench:drain -- 100000`, then `npm run bench:report`._\n';
+  }
+  const out: string[] = [];
+  if (drain.length) {
+    out.push(
+      '**Drain** (`tributary bench drain --count N`): N events pre-loaded into the stream with the engine stopped, then `tributary start` as a child process; time from spawning the engine to the last row committed (max(`ingested_at`)). The steady write rate is N over first-to-last `ingested_at`. RSS is the engine\'s peak (VmHWM); CPU seconds are the engine\'s, every `postgres` process\'s and the Redis server\'s during the drain.',
+      '',
+      ...drainTable(dir, drain),
+      '',
+    );
+  }
+  if (ceiling.length) {
+    out.push(
+      '**Ceiling** (`tributary bench ceiling --count N`), events/s, all on the same N events in one run: one `COPY` (text) into a table like `events` (same columns, primary key and index); the engine\'s own `INSERT` statement alone (NUM_WORKERS writers, BATCH_SIZE rows, no Redis); pipelined `XADD`; `XREADGROUP` (COUNT 1000) + `XACK` by one consumer; `Producer.produceBatch` from one process; and the engine draining them. The ceiling is the lower of `COPY` and `XREADGROUP` + `XACK`.',
+      '',
+      ...ceilingTable(dir, ceiling),
+      '',
+    );
+  }
+  if (rate.length) {
+    out.push(
+      '**Sustained rate** (`tributary bench <rate> <seconds> --with-engine`): events produced at a target rate with the engine running in the same process. Latency is `ingested_at - produced_at` of every event of the run (`ingested_at` is the writing statement\'s start, so the last write\'s own duration is not in it); lag is sampled from `XINFO GROUPS` (undelivered) and `XPENDING` (unacknowledged) every 250 ms.',
+      '',
+      ...rateTable(dir, rate),
+      '',
+    );
+  }
+  if (produce.length) {
+    out.push('**Producer** (`tributary bench produce --count N`): `Producer.produceBatch` throughput from one process, events generated before timing.', '', ...produceTable(dir, produce), '');
+  }
+  if (sweep.length) {
+    out.push('**Sweep** (`tributary bench sweep --count N`): drain rate across NUM_WORKERS at the default batch size, and across BATCH_SIZE at the default number of workers; one drain run (its own stream, schema and engine process) per point. Engine start-up grows with NUM_WORKERS (a connection per worker), so the steady write rate shows the effect of a setting better than the drain figure that includes it.', '', ...sweepSection(dir, sweep));
+  }
+  out.push(
+    'Run them with `npm run bench:drain -- 100000`, `npm run bench:ceiling -- 100000`, `npm run bench:sweep -- 100000`, or `tributary bench <args>` (`./run.sh bench 10000 60 --with-engine`), then `npm run bench:report`. Other work on the machine skews the figures; each result records the load average when it began (`machine.loadAvg1`).',
+  );
+  return `${out.join('\n').trimEnd()}\n`;
+}

@@ -1,0 +1,248 @@
+import { relative } from 'node:path';
+import type { Command } from 'commander';
+import { runCeiling } from '../../bench/ceiling.js';
+import { runDrain } from '../../bench/drain.js';
+import {
+  ceilingResults,
+  completedLine,
+  drainResults,
+  produceResults,
+  progressBar,
+  progressMarks,
+  producedLine,
+  rateHeader,
+  rateResults,
+  sweepResults,
+} from '../../bench/format.js';
+import { measureProduce, sampleEvents } from '../../bench/load.js';
+import { collectMachine } from '../../bench/machine.js';
+import { formatProfileSummary } from '../../bench/profile.js';
+import { runRate } from '../../bench/rate.js';
+import { buildResult, defaultResultsDir, fileTimestamp, writeResult, type BenchResult, type MachineFacts } from '../../bench/result.js';
+import { DEFAULT_SWEEP_BATCH_SIZES, DEFAULT_SWEEP_WORKERS, runSweep, sweepChartName, sweepCharts } from '../../bench/sweep.js';
+import { openWorkspace } from '../../bench/workspace.js';
+import type { TributaryConfig } from '../../config/schema.js';
+import { TributaryError } from '../../errors.js';
+import { createPgPool } from '../../postgres/pool.js';
+import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import { configFrom, withConfigOptions } from '../options.js';
+import { print } from '../output.js';
+import { parsePositiveInt } from './produce.js';
+
+/** `1,2,5` → [1, 2, 5]; each a positive integer. */
+export function parseIntList(name: string, value: string): number[] {
+  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, `must be a comma-separated list of positive integers (got ${JSON.stringify(value)})`]);
+  return items.map((s) => parsePositiveInt(name, s));
+}
+
+async function machineFacts(config: TributaryConfig): Promise<MachineFacts> {
+  const redis = createRedisConnection(config.redisUrl, { failFast: false });
+  const pool = createPgPool(config.databaseUrl, { max: 1 });
+  try {
+    await redis.connect();
+    return await collectMachine(redis, pool);
+  } finally {
+    destroyQuietly(redis);
+    await pool.end();
+  }
+}
+
+function resultsDir(opts: Record<string, unknown>): string {
+  return typeof opts.resultsDir === 'string' ? opts.resultsDir : defaultResultsDir();
+}
+
+function saved(path: string): void {
+  const rel = relative(process.cwd(), path);
+  print(`Result: ${rel.startsWith('..') ? path : rel}`);
+}
+
+const wallSince = (t: number) => (performance.now() - t) / 1000;
+
+/** A command's options merged with those given to `bench` itself (the settings flags, --results-dir). */
+function allOptions(command: Command): Record<string, unknown> {
+  return command.optsWithGlobals();
+}
+
+/**
+ * `tributary bench <rate> <duration-s> [--with-engine]` and its sub-commands `drain`,
+ * `ceiling`, `sweep` and `produce`. Settings flags and --results-dir go on `bench`
+ * and apply to every sub-command; each writes `<bench>-<timestamp>.json` to the
+ * results directory (default bench/results, or BENCH_RESULTS_DIR).
+ */
+export function registerBench(program: Command): void {
+  const bench = withConfigOptions(
+    program
+      .command('bench')
+      .description(
+        'benchmarks: produce <rate> events/s for <duration-s> seconds and report (with --with-engine: end-to-end latency and lag); ' +
+          'sub-commands drain, ceiling, sweep, produce. Every bench uses its own stream and schema and writes a JSON result',
+      )
+      .argument('<rate>', 'target rate, events/s')
+      .argument('<duration-s>', 'how long to produce, seconds')
+      .option('--with-engine', 'run an engine in this process; report end-to-end latency p50/p95/p99/max, final and max lag')
+      .option('--produce-batch <n>', 'events per produceBatch (default rate/100, 1 to 1000: a batch every 10 ms)')
+      .option('--results-dir <dir>', 'where result files go (default bench/results, or BENCH_RESULTS_DIR)'),
+  ).action(async (rateArg: string, durationArg: string, opts: Record<string, unknown>) => {
+    const rate = parsePositiveInt('rate', rateArg);
+    const durationSecs = parsePositiveInt('duration-s', durationArg);
+    const batch = opts.produceBatch === undefined ? undefined : parsePositiveInt('--produce-batch', String(opts.produceBatch));
+    const config = configFrom(opts);
+    const machine = await machineFacts(config);
+    const at = new Date();
+    const t = performance.now();
+    const total = rate * durationSecs;
+    print(rateHeader(rate, durationSecs));
+    print('');
+    const tty = process.stdout.isTTY === true;
+    let reported = 0;
+    let drawnAt = 0;
+    const run = await runRate({
+      config,
+      rate,
+      durationSecs,
+      withEngine: opts.withEngine === true,
+      batch,
+      onProgress: (m) => process.stderr.write(`${m}\n`),
+      onProduced: (done) => {
+        if (tty) {
+          if (done === total || performance.now() - drawnAt > 100) {
+            drawnAt = performance.now();
+            process.stdout.write(`\r${progressBar(done, total)}`);
+          }
+        } else {
+          for (const mark of progressMarks(reported, done)) print(producedLine(mark));
+        }
+        reported = done;
+      },
+    });
+    if (tty) process.stdout.write('\n');
+    print(completedLine(run.figures.totalEvents));
+    print('');
+    print(rateResults(run.figures, run.settings.withEngine ? { numWorkers: run.settings.numWorkers as number, batchSize: run.settings.batchSize as number } : undefined));
+    saved(writeResult(resultsDir(opts), buildResult('rate', { at, machine, settings: run.settings, figures: run.figures, wallSecs: wallSince(t) })));
+  });
+
+  bench
+    .command('drain')
+    .description('pre-load N events with the engine stopped, start it as a child process, time until all N rows are in Postgres; events/s and the engine\'s peak RSS')
+    .option('--count <n>', 'events to drain', '100000')
+    .option('--timeout <s>', 'give up after this many seconds', '600')
+    .option('--engine-cpu-prof [dir]', 'run the engine with node --cpu-prof, the profile into dir (default: the results directory), and print where its time went')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const config = configFrom(opts);
+      const dir = resultsDir(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const cpuProfileDir = opts.engineCpuProf === undefined ? undefined : typeof opts.engineCpuProf === 'string' ? opts.engineCpuProf : dir;
+      const run = await runDrain({ config, count, timeoutMs, cpuProfileDir, onProgress: (m) => print(m) });
+      print('');
+      print(drainResults(run.figures, run.settings));
+      if (run.profile) {
+        print('');
+        print(formatProfileSummary(run.profile.summary));
+        print(`Profile: ${run.profile.path}`);
+      }
+      saved(writeResult(dir, buildResult('drain', { at, machine, settings: run.settings, figures: run.figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
+    .command('ceiling')
+    .description('on the same N events: one COPY into a table like events, the engine\'s INSERT alone, pipelined XADD, XREADGROUP+XACK, produceBatch, and the engine\'s drain as a fraction of the ceiling')
+    .option('--count <n>', 'events', '100000')
+    .option('--batch <n>', 'entries per pipelined XADD round trip and per produceBatch', '1000')
+    .option('--concurrency <n>', 'produceBatch calls in flight', '1')
+    .option('--timeout <s>', 'give up the drain after this many seconds', '600')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const batch = parsePositiveInt('--batch', String(opts.batch));
+      const concurrency = parsePositiveInt('--concurrency', String(opts.concurrency));
+      const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const config = configFrom(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const run = await runCeiling({ config, count, batch, produceConcurrency: concurrency, timeoutMs, onProgress: (m) => print(m) });
+      print('');
+      print(ceilingResults(run.figures, count));
+      saved(writeResult(resultsDir(opts), buildResult('ceiling', { at, machine, settings: run.settings, figures: run.figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
+    .command('produce')
+    .description('Producer.produceBatch throughput from one process (events generated before timing)')
+    .option('--count <n>', 'events', '100000')
+    .option('--batch <n>', 'events per produceBatch', '1000')
+    .option('--concurrency <n>', 'produceBatch calls in flight', '1')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const batch = parsePositiveInt('--batch', String(opts.batch));
+      const concurrency = parsePositiveInt('--concurrency', String(opts.concurrency));
+      const config = configFrom(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const ws = await openWorkspace('produce', config);
+      let figures;
+      try {
+        print(`generating ${count} sample events`);
+        const events = sampleEvents(count);
+        print(`producing to ${ws.config.streamKey}: batch ${batch}, ${concurrency} in flight`);
+        figures = await measureProduce(ws.config.redisUrl, ws.config.streamKey, events, batch, concurrency);
+      } finally {
+        await ws.cleanup();
+      }
+      print('');
+      print(produceResults(figures));
+      saved(writeResult(resultsDir(opts), buildResult('produce', { at, machine, settings: { count, batch, concurrency }, figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
+    .command('sweep')
+    .description('drain rate across NUM_WORKERS at the configured batch size and across BATCH_SIZE at the configured workers; a JSON result and one SVG chart per setting')
+    .option('--count <n>', 'events per drain run', '100000')
+    .option('--workers <list>', 'NUM_WORKERS values', DEFAULT_SWEEP_WORKERS.join(','))
+    .option('--batch-sizes <list>', 'BATCH_SIZE values', DEFAULT_SWEEP_BATCH_SIZES.join(','))
+    .option('--timeout <s>', 'give up a drain run after this many seconds', '600')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const workers = parseIntList('--workers', String(opts.workers));
+      const batchSizes = parseIntList('--batch-sizes', String(opts.batchSizes));
+      const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const config = configFrom(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const points = await runSweep({
+        config,
+        count,
+        workers,
+        batchSizes,
+        timeoutMs,
+        onProgress: (m) => print(m),
+        onPoint: (p) => print(`  → ${p.figures.drainEventsPerSec} events/s (steady ${p.figures.ingestEventsPerSec}), RSS ${p.figures.enginePeakRssMiB} MiB`),
+      });
+      print('');
+      print(sweepResults(points, count));
+      const stamp = fileTimestamp(at.toISOString());
+      const charts = sweepCharts(points, count, machine).map((c) => ({ name: sweepChartName(stamp, c.setting), content: c.svg }));
+      const result: BenchResult = buildResult('sweep', {
+        at,
+        machine,
+        settings: { count, workers, batchSizes, numWorkers: config.numWorkers, batchSize: config.batchSize, batchTimeoutMs: config.batchTimeoutMs, xreadCount: config.xreadCount },
+        figures: { points },
+        wallSecs: wallSince(t),
+        files: charts.map((c) => c.name),
+      });
+      const path = writeResult(resultsDir(opts), result, charts);
+      for (const c of charts) print(`Chart: ${c.name}`);
+      saved(path);
+    });
+}

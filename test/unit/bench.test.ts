@@ -1,0 +1,416 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { copyTextField, copyTextLine, eventCopyLine } from '../../src/bench/copy.js';
+import {
+  ceilingResults,
+  completedLine,
+  drainResults,
+  produceResults,
+  progressBar,
+  progressMarks,
+  producedLine,
+  RULE,
+  rateHeader,
+  rateResults,
+  sweepResults,
+} from '../../src/bench/format.js';
+import { statCpuTicks } from '../../src/bench/machine.js';
+import { areaOf, summarizeCpuProfile, type CpuProfile } from '../../src/bench/profile.js';
+import { benchReadmeSection } from '../../src/bench/report.js';
+import {
+  buildResult,
+  fileTimestamp,
+  readResults,
+  resultFileName,
+  writeResult,
+  type CeilingFigures,
+  type DrainFigures,
+  type MachineFacts,
+  type RateFigures,
+  type SweepPoint,
+} from '../../src/bench/result.js';
+import { percentile, ratePerSec, summarizeLatencies } from '../../src/bench/stats.js';
+import { escapeXml, niceStep, renderBarChart } from '../../src/bench/svg.js';
+import { sweepChartName, sweepCharts } from '../../src/bench/sweep.js';
+import { benchConfig, configEnv } from '../../src/bench/workspace.js';
+import { parseIntList } from '../../src/cli/commands/bench.js';
+import { resolveConfig } from '../../src/config/index.js';
+
+const machine: MachineFacts = { cores: 2, cpu: 'AMD EPYC', memoryGiB: 24, node: 'v20.20.2', redis: '7.0.15', postgres: '15.20 (Debian 15.20-0+deb12u1)' };
+
+const drainFigures = (over: Partial<DrainFigures> = {}): DrainFigures => ({
+  rows: 100_000,
+  pendingAfter: 0,
+  loadEventsPerSec: 80_000,
+  drainWallSecs: 2.5,
+  drainEventsPerSec: 40_000,
+  ingestSpanSecs: 1.6,
+  ingestEventsPerSec: 62_500,
+  enginePeakRssMiB: 170,
+  engineStartupSecs: 0.6,
+  afterStartSecs: 1.9,
+  afterStartEventsPerSec: 52_632,
+  deadLetters: 0,
+  cpu: { engineSecs: 2.1, redisSecs: 0.3, postgresSecs: 1.4, hostBusyPct: 90 },
+  ...over,
+});
+
+const rateFigures = (withEngine: boolean): RateFigures => ({
+  totalEvents: 600_000,
+  elapsedSecs: 60.02,
+  actualRate: 9996.67,
+  targetRate: 10_000,
+  accuracyPct: 99.97,
+  ...(withEngine
+    ? {
+        engine: {
+          written: 600_000,
+          deadLetters: 0,
+          latencyMs: { samples: 600_000, p50: 12.3, p95: 25.5, p99: 40.1, max: 120.7, mean: 14 },
+          finalLag: { lag: 0, pending: 100 },
+          maxLagSeen: { lag: 300, pending: 1500, backlog: 1600 },
+          caughtUpSecs: 0.05,
+          lagSamples: [[250, 0, 100]],
+        },
+      }
+    : {}),
+});
+
+const ceilingFigures: CeilingFigures = {
+  postgresCopySecs: 0.6,
+  postgresCopyEventsPerSec: 166_667,
+  sinkInsertSecs: 0.7,
+  sinkInsertEventsPerSec: 142_857,
+  redisXaddSecs: 0.5,
+  redisXaddEventsPerSec: 200_000,
+  redisReadAckSecs: 0.55,
+  redisReadAckEventsPerSec: 181_818,
+  produce: { events: 100_000, batch: 1000, concurrency: 1, elapsedSecs: 0.7, eventsPerSec: 142_857 },
+  drain: drainFigures(),
+  ceilingEventsPerSec: 166_667,
+  drainFractionOfCeiling: 0.24,
+  steadyFractionOfCeiling: 0.375,
+};
+
+const sweepPoints: SweepPoint[] = [
+  { setting: 'numWorkers', value: 1, numWorkers: 1, batchSize: 500, figures: drainFigures({ drainEventsPerSec: 21_000 }) },
+  { setting: 'numWorkers', value: 5, numWorkers: 5, batchSize: 500, figures: drainFigures({ drainEventsPerSec: 40_000 }) },
+  { setting: 'batchSize', value: 100, numWorkers: 5, batchSize: 100, figures: drainFigures({ drainEventsPerSec: 30_500 }) },
+  { setting: 'batchSize', value: 5000, numWorkers: 5, batchSize: 5000, figures: drainFigures({ drainEventsPerSec: 45_250 }) },
+];
+
+describe('percentile (linear interpolation, as percentile_cont)', () => {
+  const oneToHundred = Array.from({ length: 100 }, (_, i) => i + 1);
+
+  it('interpolates between the nearest ranks', () => {
+    expect(percentile(oneToHundred, 0.5)).toBe(50.5);
+    expect(percentile(oneToHundred, 0.95)).toBeCloseTo(95.05, 10);
+    expect(percentile(oneToHundred, 0.99)).toBeCloseTo(99.01, 10);
+    expect(percentile([10, 20], 0.25)).toBe(12.5);
+  });
+
+  it('p0 is the minimum and p100 the maximum; one value is every percentile', () => {
+    expect(percentile(oneToHundred, 0)).toBe(1);
+    expect(percentile(oneToHundred, 1)).toBe(100);
+    expect(percentile([7], 0.99)).toBe(7);
+  });
+
+  it('is null for no values and rejects p outside [0, 1]', () => {
+    expect(percentile([], 0.5)).toBeNull();
+    expect(() => percentile([1], 1.5)).toThrow(RangeError);
+    expect(() => percentile([1], Number.NaN)).toThrow(RangeError);
+  });
+
+  it('summarizeLatencies sorts a copy and reports p50/p95/p99/max/mean', () => {
+    const values = [...oneToHundred].reverse();
+    const s = summarizeLatencies(values);
+    expect(s).toEqual({ samples: 100, p50: 50.5, p95: 95.1, p99: 99, max: 100, mean: 50.5 });
+    expect(values[0]).toBe(100); // not sorted in place
+    expect(summarizeLatencies([])).toEqual({ samples: 0, p50: null, p95: null, p99: null, max: null, mean: null });
+  });
+
+  it('ratePerSec rounds and survives zero time', () => {
+    expect(ratePerSec(100_000, 2.5)).toBe(40_000);
+    expect(ratePerSec(10, 0)).toBe(0);
+  });
+});
+
+/** Every tag closed in order (a small well-formedness check: no XML parser needed). */
+function expectWellFormed(svg: string): void {
+  const stack: string[] = [];
+  for (const m of svg.matchAll(/<(\/?)([a-zA-Z]+)[^>]*?(\/?)>/g)) {
+    const [, closing, name, selfClosing] = m;
+    if (selfClosing) continue;
+    if (closing) expect(stack.pop(), `closing </${name}>`).toBe(name);
+    else stack.push(name!);
+  }
+  expect(stack).toEqual([]);
+  expect(svg.replace(/&(amp|lt|gt|quot|apos);/g, '')).not.toMatch(/&/);
+}
+
+describe('SVG bar chart', () => {
+  const svg = renderBarChart({
+    title: 'Drain rate by NUM_WORKERS',
+    subtitle: '100,000 events',
+    xLabel: 'NUM_WORKERS',
+    yLabel: 'events/s',
+    categories: ['1', '5', '20'],
+    series: [{ name: 'drain', values: [21_000, 40_000, 38_765] }],
+  });
+  const twoSeries = renderBarChart({
+    title: 't',
+    xLabel: 'BATCH_SIZE',
+    yLabel: 'events/s',
+    categories: ['100', '500'],
+    series: [
+      { name: 'drain', values: [30_000, 37_000] },
+      { name: 'steady', values: [41_000, 55_483] },
+    ],
+  });
+
+  it('is one well-formed svg element', () => {
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    expectWellFormed(svg);
+  });
+
+  it('writes every value, label and axis title', () => {
+    for (const text of ['>21,000<', '>40,000<', '>38,765<', '>1<', '>5<', '>20<', '>NUM_WORKERS<', '>events/s<', '>Drain rate by NUM_WORKERS<', '>100,000 events<']) {
+      expect(svg).toContain(text);
+    }
+    expect(svg.match(/<rect [^>]*fill="#4a78b5"/g)).toHaveLength(3);
+    expect(svg).not.toContain('>drain<'); // one series: no legend
+  });
+
+  it('several series: grouped bars in the palette colours, every value, and a legend', () => {
+    expectWellFormed(twoSeries);
+    expect(twoSeries.match(/<rect [^>]*fill="#4a78b5"><title>/g)).toHaveLength(2);
+    expect(twoSeries.match(/<rect [^>]*fill="#e08a2c"><title>/g)).toHaveLength(2);
+    for (const text of ['>30,000<', '>37,000<', '>41,000<', '>55,483<', '>drain<', '>steady<', '>100<', '>500<']) expect(twoSeries).toContain(text);
+    expect(twoSeries).toContain('<title>500, steady: 55,483</title>');
+  });
+
+  it('the tallest bar reaches at most the top of the axis; bar heights follow the values', () => {
+    const heights = [...svg.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)" fill="#4a78b5"/g)].map((m) => Number(m[1]));
+    expect(heights[1]! / heights[0]!).toBeCloseTo(40_000 / 21_000, 1);
+    expect(Math.max(...heights)).toBeLessThanOrEqual(420 - 64 - 64);
+  });
+
+  it('escapes text and copes with no points or zero values', () => {
+    expect(escapeXml(`a<b & "c" 'd'>`)).toBe('a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;');
+    const odd = renderBarChart({ title: 'x < y & z', xLabel: 'x', yLabel: 'y', categories: ['<0>', 'missing'], series: [{ name: 'a&b', values: [0] }] });
+    expectWellFormed(odd);
+    expect(odd).toContain('x &lt; y &amp; z');
+    expect(odd).toContain('>&lt;0&gt;<');
+    expect(odd).toContain('>–<'); // a category without a value
+    expectWellFormed(renderBarChart({ title: 't', xLabel: 'x', yLabel: 'y', categories: [], series: [] }));
+  });
+
+  it('niceStep picks 1, 2 or 5 × 10^k', () => {
+    expect(niceStep(40_000)).toBe(10_000);
+    expect(niceStep(45_250)).toBe(10_000);
+    expect(niceStep(9)).toBe(2);
+    expect(niceStep(0)).toBe(1);
+    expect(niceStep(1_000_000)).toBe(200_000);
+  });
+
+  it('a sweep draws one chart per setting, named after the result', () => {
+    const charts = sweepCharts(sweepPoints, 100_000, machine);
+    expect(charts.map((c) => c.setting)).toEqual(['numWorkers', 'batchSize']);
+    expect(charts[1]!.svg).toContain('>45,250<');
+    expect(charts[1]!.svg).toContain('>62,500<'); // the steady rate beside it
+    expect(charts[1]!.svg).toContain('steady write rate');
+    expect(charts[1]!.svg).toContain('BATCH_SIZE');
+    expect(sweepChartName('2026-11-22T15-56-27-935Z', 'batchSize')).toBe('sweep-2026-11-22T15-56-27-935Z-batch-size.svg');
+  });
+});
+
+describe('report formatting', () => {
+  it('the rate header has the familiar block', () => {
+    expect(rateHeader(10_000, 60).split('\n')).toEqual([
+      RULE,
+      'STREAMING BENCHMARK',
+      RULE,
+      'Target Rate: 10000 events/sec',
+      'Duration: 60 seconds',
+      'Expected Total: 600000 events',
+      RULE,
+    ]);
+  });
+
+  it('progress: a line per 1,000 events passed, or a bar on a terminal', () => {
+    expect(progressMarks(0, 999)).toEqual([]);
+    expect(progressMarks(900, 3100)).toEqual([1000, 2000, 3000]);
+    expect(progressMarks(1000, 1500)).toEqual([]);
+    expect(producedLine(2000)).toBe('Produced 2000 events...');
+    expect(completedLine(600_000)).toBe('Completed: 600000 total events produced');
+    expect(progressBar(300, 600, 10)).toBe('[#####-----] 300/600 events (50.0%)');
+    expect(progressBar(700, 600, 4)).toBe('[####] 700/600 events (100.0%)');
+  });
+
+  it('BENCHMARK RESULTS has the exact labels', () => {
+    const lines = rateResults(rateFigures(false)).split('\n');
+    expect(lines).toEqual([
+      RULE,
+      'BENCHMARK RESULTS',
+      RULE,
+      'Total Events: 600000',
+      'Elapsed Time: 60.02 seconds',
+      'Actual Rate: 9996.67 events/sec',
+      'Target Rate: 10000 events/sec',
+      'Accuracy: 99.97%',
+      RULE,
+    ]);
+  });
+
+  it('with the engine it adds latency percentiles and lag', () => {
+    const text = rateResults(rateFigures(true), { numWorkers: 5, batchSize: 500 });
+    for (const line of [
+      'Accuracy: 99.97%',
+      'Engine: 5 workers, batch 500, in-process',
+      'Events Written: 600000',
+      'Latency p50: 12.3 ms',
+      'Latency p95: 25.5 ms',
+      'Latency p99: 40.1 ms',
+      'Latency max: 120.7 ms',
+      'Final Lag: 0 undelivered, 100 pending',
+      'Max Lag Seen: 1600 events (300 undelivered, 1500 pending)',
+      'Caught Up: 0.05 seconds after the last event was produced',
+    ]) {
+      expect(text.split('\n')).toContain(line);
+    }
+  });
+
+  it('drain, ceiling, produce and sweep results name their figures', () => {
+    const drain = drainResults(drainFigures(), { count: 100_000, numWorkers: 5, batchSize: 500 });
+    for (const s of ['DRAIN RESULTS', 'Drain Rate: 40000 events/sec', 'Steady Write Rate: 62500 events/sec', 'Engine Peak RSS: 170 MiB', 'CPU: engine 2.1 s, postgres 1.4 s, redis 0.3 s; all cores 90% busy', 'Pending After: 0']) {
+      expect(drain).toContain(s);
+    }
+    const ceiling = ceilingResults(ceilingFigures, 100_000);
+    for (const s of ['CEILING RESULTS', 'Postgres COPY: 166667 events/sec', 'Redis XADD: 200000 events/sec', 'Redis XREADGROUP+XACK: 181818 events/sec', 'produceBatch: 142857 events/sec', 'Drain / Ceiling: 24.0% (steady: 37.5%)']) {
+      expect(ceiling).toContain(s);
+    }
+    expect(produceResults(ceilingFigures.produce)).toContain('Rate: 142857 events/sec');
+    const sweep = sweepResults(sweepPoints, 100_000);
+    expect(sweep).toContain('NUM_WORKERS (batch 500)');
+    expect(sweep).toContain('BATCH_SIZE (5 workers)');
+    expect(sweep).toMatch(/ {2}5000: 45250 events\/sec/);
+  });
+});
+
+describe('result files', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it('buildResult has a fixed shape; the file is named <bench>-<timestamp>.json', () => {
+    const r = buildResult('drain', { at: new Date('2026-11-22T15:56:27.935Z'), machine, settings: { count: 10 }, figures: drainFigures(), wallSecs: 3.14159 });
+    expect(Object.keys(r)).toEqual(['bench', 'version', 'at', 'machine', 'settings', 'figures', 'wallSecs']);
+    expect(r).toMatchObject({ bench: 'drain', version: 1, at: '2026-11-22T15:56:27.935Z', wallSecs: 3.142 });
+    expect(fileTimestamp(r.at)).toBe('2026-11-22T15-56-27-935Z');
+    expect(resultFileName('sweep', r.at)).toBe('sweep-2026-11-22T15-56-27-935Z.json');
+    expect(buildResult('sweep', { at: r.at, machine, settings: {}, figures: { points: [] }, files: ['a.svg'] }).files).toEqual(['a.svg']);
+  });
+
+  it('written and read back, oldest first; the first drain files (no version) read as version 1', () => {
+    dir = mkdtempSync(join(tmpdir(), 'bench-results-'));
+    const later = buildResult('rate', { at: '2026-11-22T17:00:00.000Z', machine, settings: { durationSecs: 60 }, figures: rateFigures(true) });
+    const path = writeResult(dir, later, [{ name: 'x.svg', content: '<svg/>' }]);
+    expect(path).toBe(join(dir, 'rate-2026-11-22T17-00-00-000Z.json'));
+    const legacy = { bench: 'drain', at: '2026-11-22T15:56:27.935Z', machine, settings: { count: 100000, numWorkers: 5, batchSize: 500 }, figures: drainFigures({ cpu: undefined }) };
+    writeFileSync(join(dir, 'drain-2026-11-22T15-56-27-935Z.json'), JSON.stringify(legacy));
+    writeFileSync(join(dir, 'notes.txt'), 'not a result');
+    const read = readResults(dir);
+    expect(read.map((r) => r.file)).toEqual(['drain-2026-11-22T15-56-27-935Z.json', 'rate-2026-11-22T17-00-00-000Z.json']);
+    expect(read[0]!.result.version).toBe(1);
+    expect(read[1]!.result).toEqual(later);
+    expect(readResults(join(dir, 'missing'))).toEqual([]);
+  });
+});
+
+describe('README bench section', () => {
+  const at = (m: number) => `2026-11-22T16:${String(m).padStart(2, '0')}:00.000Z`;
+  const files = [
+    { file: 'drain-legacy.json', result: { bench: 'drain', version: 1, at: at(1), machine, settings: { count: 100000, numWorkers: 5, batchSize: 500 }, figures: drainFigures({ cpu: undefined }) } },
+    { file: 'drain-new.json', result: buildResult('drain', { at: at(2), machine, settings: { count: 100000, numWorkers: 5, batchSize: 500 }, figures: drainFigures() }) },
+    { file: 'ceiling-x.json', result: buildResult('ceiling', { at: at(3), machine, settings: { count: 100000 }, figures: ceilingFigures }) },
+    { file: 'rate-x.json', result: buildResult('rate', { at: at(4), machine, settings: { durationSecs: 60, numWorkers: 5, batchSize: 500 }, figures: rateFigures(true) }) },
+    {
+      file: 'sweep-x.json',
+      result: buildResult('sweep', { at: at(5), machine, settings: { count: 100000 }, figures: { points: sweepPoints }, files: [sweepChartName(fileTimestamp(at(5)), 'numWorkers'), sweepChartName(fileTimestamp(at(5)), 'batchSize')] }),
+    },
+  ] as const;
+  const section = benchReadmeSection(files as never, 'bench/results');
+
+  it('has a table per bench with links to the result files', () => {
+    expect(section).toContain('| [drain-legacy.json](bench/results/drain-legacy.json) | 100,000 | 5 × 500 | 40,000 | 62,500 | 170 MiB | – | 2 cores, Node v20.20.2, Redis 7.0.15, PostgreSQL 15.20 |');
+    expect(section).toContain('| 170 MiB | 2.1 / 1.4 / 0.3 |');
+    expect(section).toContain('| [ceiling-x.json](bench/results/ceiling-x.json) | 100,000 | 166,667 | 142,857 | 200,000 | 181,818 | 142,857 | 40,000 | 24% (38%) |');
+    expect(section).toContain('| 10,000/s × 60 s | 600,000 | 9,997/s | 99.97% | 12.3 / 25.5 / 40.1 / 120.7 | 100 | 1,600 | 5 × 500 |');
+  });
+
+  it('links the sweep charts', () => {
+    expect(section).toContain('![Drain rate by NUM_WORKERS](bench/results/sweep-2026-11-22T16-05-00-000Z-num-workers.svg)');
+    expect(section).toContain('![Drain rate by BATCH_SIZE](bench/results/sweep-2026-11-22T16-05-00-000Z-batch-size.svg)');
+    expect(section).toContain('| 5000 | 45,250 |');
+  });
+
+  it('says how to get results when there are none', () => {
+    expect(benchReadmeSection([])).toMatch(/No benchmark results yet/);
+  });
+});
+
+describe('bench plumbing', () => {
+  it('COPY text format escapes backslash, tab, newline and carriage return; NULL is \\N', () => {
+    expect(copyTextField('a\\b\tc\nd\re')).toBe('a\\\\b\\tc\\nd\\re');
+    expect(copyTextField(null)).toBe('\\N');
+    expect(copyTextLine(['x', null, '{"a":"\\n"}'])).toBe('x\t\\N\t{"a":"\\\\n"}\n');
+    expect(eventCopyLine({ eventId: 'e1', eventType: 't', payload: '{"k":1}', streamId: '1-0', producedAt: 0 })).toBe('e1\tt\t{"k":1}\t1-0\t1970-01-01T00:00:00.000Z\n');
+  });
+
+  it('a bench runs on its own stream, schema and consumer; the child env carries every setting', () => {
+    const base = resolveConfig({ envFile: false, overrides: { metricsPort: 9464 } });
+    const c = benchConfig(base, 'bench_drain_1_abcd', { numWorkers: 2 });
+    expect(c).toMatchObject({ streamKey: 'bench_drain_1_abcd:events', dlqStream: 'bench_drain_1_abcd:dead', pgSchema: 'bench_drain_1_abcd', consumerName: 'bench_drain_1_abcd', numWorkers: 2, metricsPort: undefined });
+    expect(() => benchConfig(base, 'bench_x', { batchSize: 50_000 })).toThrow(/BATCH_SIZE|maxInFlight/);
+    const env = configEnv(c, { METRICS_PORT: '9464', PATH: '/bin' });
+    expect(env).toMatchObject({ STREAM_KEY: 'bench_drain_1_abcd:events', PG_SCHEMA: 'bench_drain_1_abcd', NUM_WORKERS: '2', BATCH_SIZE: String(c.batchSize), PATH: '/bin' });
+    expect(env.METRICS_PORT).toBeUndefined();
+  });
+
+  it('parses /proc/<pid>/stat with a command name holding spaces and parentheses', () => {
+    const line = '1234 (node (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 11 0 100 1000 100';
+    expect(statCpuTicks(line)).toBe(325);
+  });
+
+  it('summarises a CPU profile by self time', () => {
+    const profile: CpuProfile = {
+      startTime: 0,
+      endTime: 10_000,
+      nodes: [
+        { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 }, children: [2, 3, 4] },
+        { id: 2, callFrame: { functionName: 'encodeRows', url: 'file:///w/dist/sinks/postgres-events.js', lineNumber: 79 } },
+        { id: 3, callFrame: { functionName: 'parse', url: 'file:///w/node_modules/pg/lib/x.js', lineNumber: 9 } },
+        { id: 4, callFrame: { functionName: '(garbage collector)', url: '', lineNumber: -1 } },
+      ],
+      samples: [2, 2, 3, 4, 2],
+      timeDeltas: [1000, 1000, 1000, 1000, 1000],
+    };
+    const s = summarizeCpuProfile(profile);
+    expect(s.totalMs).toBe(5);
+    expect(s.top[0]).toEqual({ name: 'encodeRows (dist/sinks/postgres-events.js:80)', selfMs: 3, selfPct: 60 });
+    expect(s.byArea.map((a) => a.name)).toEqual(['tributary', 'pg', '(garbage collector)']);
+    expect(areaOf('node:internal/streams', 'x')).toBe('node internals');
+    expect(areaOf('file:///w/node_modules/@redis/client/dist/x.js', 'x')).toBe('@redis/client');
+  });
+
+  it('parses the sweep lists', () => {
+    expect(parseIntList('--workers', '1, 2,5')).toEqual([1, 2, 5]);
+    expect(() => parseIntList('--workers', '1,x')).toThrow(/TRIB_ERR_CONFIG_INVALID|--workers/);
+    expect(() => parseIntList('--workers', '')).toThrow(/--workers/);
+  });
+});
