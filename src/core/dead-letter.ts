@@ -41,6 +41,9 @@ function pgSafeFields(fields: Record<string, string>): Record<string, string> {
  * to the dead-letter stream atomically, only if it was still pending. A crash at any
  * point repeats the work without a second row or a second stream entry.
  */
+/** The key of the placeholder `fields` of a dead letter Postgres refused to store. */
+export const UNSTORED = '_tributary';
+
 /** Above this many fields a dead letter's fields are stored as one `dlq_fields_json` field. */
 export const MAX_STREAM_FIELDS = 3000;
 
@@ -87,7 +90,7 @@ export class DeadLetterWriter {
       // The key the engine uses for it, so a retried dead letter stays idempotent.
       event_id: short(l.entry.fields.event_id ?? defaultEventId(this.target.streamKey, l.entry.id)),
       event_type: short(l.entry.fields.event_type),
-      fields: unstorable ? { _tributary: pgSafe(unstorable) } : pgSafeFields(l.entry.fields),
+      fields: unstorable ? { [UNSTORED]: pgSafe(unstorable) } : pgSafeFields(l.entry.fields),
       error_code: l.code,
       error: pgSafe(l.error),
       deliveries: l.deliveries,

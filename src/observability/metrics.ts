@@ -71,6 +71,15 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     return gauges;
   };
   new Gauge({
+    name: 'tributary_gauges_up',
+    help: '1 when the stream gauges below were read from Redis for this scrape; 0 when they could not be (they are then absent, not stale).',
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.set(labels, (await current()) ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: 'tributary_stream_length',
     help: 'Entries in the stream (XLEN).',
     labelNames,
@@ -78,6 +87,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     async collect() {
       const g = await current();
       if (g) this.set(labels, g.streamLength);
+      else this.reset();
     },
   });
   new Gauge({
@@ -88,6 +98,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     async collect() {
       const g = await current();
       if (g) this.set(labels, g.pending);
+      else this.reset();
     },
   });
   new Gauge({
@@ -98,6 +109,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     async collect() {
       const g = await current();
       if (g && g.lag !== null) this.set(labels, g.lag);
+      else this.reset();
     },
   });
   new Gauge({

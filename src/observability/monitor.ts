@@ -133,7 +133,7 @@ export interface MonitorSnapshot {
   deadLetters: {
     stream: string;
     streamLength: number;
-    /** Rows of `<schema>.dead_letter_queue` (all streams). */
+    /** Rows of `<schema>.dead_letter_queue` for this stream and group (retried ones included). */
     rows: number;
     /** The stream or the table grew since the previous snapshot. */
     growing: boolean;
@@ -352,7 +352,9 @@ async function readPostgres(
     dbTime: catalog.db_now.toISOString(),
   };
   const deadLetterRows = catalog.has_dlq
-    ? pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${dlq}`).then((r) => Number(r.rows[0]!.n))
+    ? pool
+        .query<{ n: string }>(`SELECT count(*) AS n FROM ${dlq} WHERE stream_key = $1 AND group_name = $2`, [config.streamKey, config.group])
+        .then((r) => Number(r.rows[0]!.n))
     : Promise.resolve(0);
   if (!catalog.has_events) {
     return {

@@ -20,6 +20,7 @@
  * dead-letter stream entry is deleted, so the stream holds exactly the dead letters
  * not yet retried (`XLEN` of the dead-letter stream = what is still dead).
  */
+import { UNSTORED } from '../core/dead-letter.js';
 import { ErrorReply, WatchError } from 'redis';
 import type { TributaryConfig } from '../config/schema.js';
 import { backoffDelay, sleep } from '../core/backoff.js';
@@ -108,6 +109,8 @@ export type RetryOutcome =
   | { id: number; status: 'already_retried'; retriedAs: string | null }
   | { id: number; status: 'in_progress' }
   | { id: number; status: 'in_doubt'; reason: string }
+  /** Nothing to re-add: the row kept no fields (Postgres refused them) and the stream copy is gone. */
+  | { id: number; status: 'unretryable'; reason: string }
   | { id: number; status: 'not_found' };
 
 export interface PurgeOptions {
@@ -258,11 +261,18 @@ export async function retryDeadLetters(ops: DeadLetterOps, selector: RetrySelect
         }
       }
     } else {
+      // Only the dead letters that exist now: an entry retried while an engine runs may fail
+      // again and come back as a new row, which this run must not pick up (it would loop).
+      const newest = await ops.pool.query<{ max: string | null }>(
+        `SELECT max(id) AS max FROM ${table(ops.config)} WHERE stream_key = $1 AND group_name = $2`,
+        [ops.config.streamKey, ops.config.group],
+      );
+      const upTo = Number(newest.rows[0]?.max ?? 0);
       let after = 0;
       for (;;) {
         const extra = selector.type === undefined ? [] : [selector.type];
-        const typeFilter = selector.type === undefined ? '' : ' AND event_type = $5';
-        const rows = await selectForRetry(ops, inDoubtAfterMs, `retried_as IS NULL AND id > $4${typeFilter}`, [after, ...extra], CHUNK);
+        const typeFilter = selector.type === undefined ? '' : ' AND event_type = $6';
+        const rows = await selectForRetry(ops, inDoubtAfterMs, `retried_as IS NULL AND id > $4 AND id <= $5${typeFilter}`, [after, upTo, ...extra], CHUNK);
         if (rows.length === 0) break;
         after = rows.at(-1)!.row.id;
         const found = await findStreamEntries(ops, rows.map((r) => r.row.streamId).filter((s): s is string => s !== null));
@@ -326,6 +336,9 @@ async function retryOne(
   }
 
   // Not retried yet: claim the row; of concurrent retries only one gets it.
+  if (!entry && UNSTORED in row.fields) {
+    return { id, status: 'unretryable', reason: `the row kept no fields (${row.fields[UNSTORED]}) and the dead-letter stream no longer holds the entry` };
+  }
   const claimed = await ops.pool.query(
     `UPDATE ${table(ops.config)} SET retried_at = now() WHERE id = $1 AND retried_at IS NULL RETURNING id`,
     [id],
@@ -408,11 +421,19 @@ async function addGuarded(ops: DeadLetterOps, tx: RedisConnection, dlqEntryId: s
  * that was somehow written already adds no row.
  */
 function retryFields(row: DeadLetterRow, entry: StreamEntryPairs | undefined): string[] {
-  const pairs = entry ? [...entry.fields] : Object.entries(row.fields).flat();
+  const pairs = entry ? expandWide(entry.fields) : Object.entries(row.fields).flat();
   let hasEventId = false;
   for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === 'event_id') hasEventId = true;
   if (!hasEventId && row.eventId !== null) pairs.push('event_id', row.eventId);
   return pairs;
+}
+
+/** The dead-letter writer keeps a very wide entry as one `dlq_fields_json` field: unfold it. */
+function expandWide(fields: readonly string[]): string[] {
+  if (fields.length === 2 && fields[0] === 'dlq_fields_json') {
+    return Object.entries(JSON.parse(fields[1]!) as Record<string, string>).flat();
+  }
+  return [...fields];
 }
 
 /** A dead-letter stream entry: its ID and the original entry's field/value pairs (dlq_* removed). */

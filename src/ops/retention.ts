@@ -228,6 +228,8 @@ export interface TrimOptions {
   dryRun?: boolean;
   /** `XTRIM MINID =` instead of `~` (default false: approximate, cheaper, see above). */
   exact?: boolean;
+  /** Keep repeating approximate passes with the same cut for at most this long (default 5000 ms). */
+  maxPassMs?: number;
   /** The clock, for maxAgeMs (default Date.now). */
   now?: () => number;
 }
@@ -278,8 +280,17 @@ export async function trimStream(redis: RedisConnection, key: string, options: T
     const base = { requestedCut, safePoint: choice.safePoint, cut: choice.cut, limitedBy: choice.limitedBy, dryRun, exact };
     if (choice.cut === null) return { ...base, deleted: 0, ...(dryRun ? { wouldDelete: 0 } : {}) };
     if (dryRun) return { ...base, deleted: 0, wouldDelete: await countBelow(redis, key, choice.cut) };
-    const trimmed = await guardedTrim(redis, key, choice.cut, exact);
-    if (trimmed.refusedBy === null) return { ...base, deleted: trimmed.deleted };
+    // An approximate pass removes at most 100 nodes: repeat the guarded XTRIM with the
+    // same cut (decided once: no re-walk of the stream) until a pass removes nothing.
+    let deleted = 0;
+    let trimmed = await guardedTrim(redis, key, choice.cut, exact);
+    const until = Date.now() + (options.maxPassMs ?? 5000);
+    while (trimmed.refusedBy === null && trimmed.deleted > 0 && !exact && Date.now() < until) {
+      deleted += trimmed.deleted;
+      trimmed = await guardedTrim(redis, key, choice.cut, exact);
+    }
+    if (trimmed.refusedBy === null) return { ...base, deleted: deleted + trimmed.deleted };
+    if (deleted > 0) return { ...base, deleted }; // a later pass was refused: what was removed stays removed
     refusedBy = trimmed.refusedBy; // a group appeared or moved back meanwhile: decide again
   }
   throw new TributaryError('TRIB_ERR_TRIM_CONTENDED', [key, ATTEMPTS, `group ${refusedBy}`]);

@@ -105,6 +105,7 @@ describe('metrics, health and readiness', () => {
     expect(metricValue(metrics, 'tributary_group_pending', labels)).toBe(0);
     expect(metricValue(metrics, 'tributary_group_lag', labels)).toBe(0);
     expect(metricValue(metrics, 'tributary_in_flight', labels)).toBe(0);
+    expect(metricValue(metrics, 'tributary_gauges_up', labels)).toBe(1);
     expect(metrics).toMatch(/# TYPE tributary_entries_reclaimed_total counter/);
 
     expect(await get(ops.port, '/healthz')).toEqual({ status: 200, body: '{"status":"ok"}\n' });

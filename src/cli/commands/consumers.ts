@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
 import { describePrune, listConsumers, planPrune, pruneConsumers, type PrunePlan } from '../../ops/pending.js';
+import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { formatTable } from './dlq.js';
-import { formatMs, parseIdle, withRedis } from './pending.js';
+import { formatMs, parseIdle } from './pending.js';
 
 const inactive = (ms: number | null) => (ms === null ? 'n/a' : formatMs(ms));
 

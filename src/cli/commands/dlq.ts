@@ -12,24 +12,20 @@ import {
 } from '../../ops/dead-letters.js';
 import { parseTime } from '../../ops/time.js';
 import { migrate } from '../../postgres/migrate.js';
-import { createPgPool } from '../../postgres/pool.js';
-import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import { withConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
 
-/** Connects to both servers (migrating, so the retry columns exist), runs `fn`, closes. */
+/**
+ * Connects to both servers (failing with a coded error within seconds when one is down),
+ * migrates (so the retry columns exist), runs `fn`, closes.
+ */
 export async function withDeadLetterOps<T>(config: TributaryConfig, fn: (ops: DeadLetterOps) => Promise<T>): Promise<T> {
-  const redis = createRedisConnection(config.redisUrl, { name: 'tributary:dlq', failFast: false });
-  const pool = createPgPool(config.databaseUrl, { max: 2, applicationName: 'tributary:dlq' });
-  try {
-    await redis.connect();
+  return withConnections(config, 'dlq', { max: 2 }, async ({ redis, pool }) => {
     await migrate(pool, config.pgSchema);
-    return await fn({ redis, pool, config });
-  } finally {
-    destroyQuietly(redis);
-    await pool.end();
-  }
+    return fn({ redis, pool, config });
+  });
 }
 
 /** Plain-text columns, padded to the widest cell. */
@@ -71,6 +67,8 @@ export function describeOutcome(o: RetryOutcome): string {
       return `#${o.id} is being retried by another process: nothing added`;
     case 'in_doubt':
       return `#${o.id} in doubt: ${o.reason}`;
+    case 'unretryable':
+      return `#${o.id} cannot be retried: ${o.reason}`;
     case 'not_found':
       return `#${o.id} not found`;
   }

@@ -11,8 +11,9 @@ import {
   type MonitorOptions,
   type MonitorSnapshot,
 } from '../../observability/monitor.js';
-import { createPgPool, type PgPool } from '../../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../redis/client.js';
+import type { PgPool } from '../../postgres/pool.js';
+import type { RedisConnection } from '../../redis/client.js';
+import { openConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { ABORTED, untilAborted } from '../../core/backoff.js';
@@ -49,35 +50,6 @@ function parseNonNegative(name: string, text: unknown, fallback: number): number
   return n;
 }
 
-/** The connections a monitor reads through. Redis fails fast while disconnected, so a refresh reports an outage instead of hanging. */
-async function openConnections(config: TributaryConfig): Promise<{ redis: RedisConnection; pool: PgPool; close(): Promise<void> }> {
-  const redis = createRedisConnection(config.redisUrl, { name: 'tributary:monitor', failFast: true });
-  const pool = createPgPool(config.databaseUrl, { max: 4, statementTimeoutMs: 10_000, applicationName: 'tributary:monitor' });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      redis.connect(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${config.redisUrl} after 5 s`])), 5000);
-      }),
-    ]);
-  } catch (err) {
-    destroyQuietly(redis);
-    await pool.end().catch(() => {});
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-  return {
-    redis,
-    pool,
-    async close() {
-      destroyQuietly(redis);
-      await pool.end().catch(() => {});
-    },
-  };
-}
-
 /**
  * Runs the monitor: one snapshot (`once`, or `json` without an interval), or a
  * refresh loop — redrawn in place on a terminal (alternate screen, cursor hidden,
@@ -87,7 +59,9 @@ async function openConnections(config: TributaryConfig): Promise<{ redis: RedisC
 export async function runMonitor(config: TributaryConfig, o: MonitorCommandOptions): Promise<void> {
   const out = process.stdout;
   const color = out.isTTY === true && !process.env.NO_COLOR;
-  const conn = await openConnections(config);
+  // Both servers must answer once at the start (a coded error otherwise); later, a failed
+  // refresh is reported and retried. Redis fails fast, so a refresh never hangs on it.
+  const conn = await openConnections(config, 'monitor', { max: 4, statementTimeoutMs: 10_000 });
   const format = (s: MonitorSnapshot, extra: { notice?: string; footer?: string; live?: boolean } = {}) =>
     formatMonitor(s, {
       color: extra.live ? !process.env.NO_COLOR : color,

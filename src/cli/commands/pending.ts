@@ -2,22 +2,11 @@ import type { Command } from 'commander';
 import type { TributaryConfig } from '../../config/schema.js';
 import { claimIdle, pendingSummary, type ClaimResult } from '../../ops/pending.js';
 import { parseDuration } from '../../ops/time.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../redis/client.js';
+import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { formatTable } from './dlq.js';
 import { parsePositiveInt } from './produce.js';
-
-/** Connects to Redis, runs `fn`, disconnects. */
-export async function withRedis<T>(config: TributaryConfig, name: string, fn: (redis: RedisConnection) => Promise<T>): Promise<T> {
-  const redis = createRedisConnection(config.redisUrl, { name: `tributary:${name}`, failFast: false });
-  try {
-    await redis.connect();
-    return await fn(redis);
-  } finally {
-    destroyQuietly(redis);
-  }
-}
 
 /** `--idle`: ms (`60000`) or a duration (`90s`, `5m`). */
 export function parseIdle(value: string, name = '--idle'): number {

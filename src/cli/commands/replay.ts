@@ -3,8 +3,8 @@ import { TributaryError } from '../../errors.js';
 import { createReplayGroup, isRangeOrdered, replayRange, type ReplayReport } from '../../ops/replay.js';
 import { STREAM_ID, parseStreamPoint } from '../../ops/time.js';
 import { migrate } from '../../postgres/migrate.js';
-import { createPgPool, quoteIdent } from '../../postgres/pool.js';
-import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import { quoteIdent } from '../../postgres/pool.js';
+import { withConnections, withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 
@@ -45,62 +45,60 @@ export function registerReplay(program: Command): void {
     const config = configFrom(opts);
     const from = parseStreamPoint(String(opts.from), '--from');
     const replayGroup = typeof opts.group === 'string' ? opts.group : undefined;
-    const redis = createRedisConnection(config.redisUrl, { name: 'tributary:replay', failFast: false });
     if (replayGroup !== undefined) {
       if (opts.to !== undefined) {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--to', 'cannot be used with --group: a group reads on to the end of the stream']);
       }
-      try {
-        await redis.connect();
-        const created = await createReplayGroup(redis, config.streamKey, replayGroup, from);
-        print(
-          opts.json
-            ? JSON.stringify({ stream: config.streamKey, ...created, from }, null, 2)
-            : `created group ${created.group} on ${config.streamKey} at ${created.startId}: ` +
-                `\`tributary start --group ${created.group}\` consumes from ${from} on`,
-        );
-      } finally {
-        destroyQuietly(redis);
-      }
+      const created = await withRedis(config, 'replay', (redis) => createReplayGroup(redis, config.streamKey, replayGroup, from));
+      print(
+        opts.json
+          ? JSON.stringify({ stream: config.streamKey, ...created, from }, null, 2)
+          : `created group ${created.group} on ${config.streamKey} at ${created.startId}: ` +
+              `\`tributary start --group ${created.group}\` consumes from ${from} on`,
+      );
       return;
     }
 
     const to = opts.to === undefined ? '+' : replayEnd(String(opts.to));
     if (!isRangeOrdered(from, to)) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--to', `must not be before --from (${from} > ${to})`]);
-    const pool = createPgPool(config.databaseUrl, { max: 2, applicationName: 'tributary:replay' });
-    const stop = new AbortController();
-    const quit = () => stop.abort();
-    process.on('SIGINT', quit);
-    process.on('SIGTERM', quit);
-    try {
-      await redis.connect();
+    await withConnections(config, 'replay', { max: 2 }, async ({ redis, pool }) => {
       await migrate(pool, config.pgSchema);
       const table = `${quoteIdent(config.pgSchema)}.${quoteIdent(config.eventsTable)}`;
       const exists = await pool.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [table]);
       if (!exists.rows[0]!.ok) {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['EVENTS_TABLE (--events-table)', `table ${config.pgSchema}.${config.eventsTable} does not exist`]);
       }
-      const started = performance.now();
-      const progress = process.stderr.isTTY
-        ? (r: ReplayReport) => process.stderr.write(`\rread ${r.read}, inserted ${r.inserted}, already present ${r.alreadyPresent}, poison ${r.poison}`)
-        : undefined;
-      const report = await replayRange(redis, pool, config.streamKey, {
-        from,
-        to,
-        schema: config.pgSchema,
-        table: config.eventsTable,
-        deadLetters: opts.deadLetter === true ? { group: config.group, dlqStream: config.dlqStream } : undefined,
-        signal: stop.signal,
-        onProgress: progress,
-      });
-      if (progress) process.stderr.write('\r\x1b[K');
-      const seconds = (performance.now() - started) / 1000;
-      print(opts.json ? JSON.stringify({ stream: config.streamKey, from, to, ...report }, null, 2) : formatReplayReport(config.streamKey, from, to, report, seconds));
-    } finally {
-      process.off('SIGINT', quit);
-      process.off('SIGTERM', quit);
-      destroyQuietly(redis);
-      await pool.end().catch(() => {});
-    }
+      // Only now: while connecting, SIGINT/SIGTERM end the process at once (the default);
+      // from here they stop the replay after the page in progress.
+      const stop = new AbortController();
+      const quit = () => stop.abort();
+      process.on('SIGINT', quit);
+      process.on('SIGTERM', quit);
+      try {
+        const started = performance.now();
+        const progress = process.stderr.isTTY
+          ? (r: ReplayReport) => process.stderr.write(`\rread ${r.read}, inserted ${r.inserted}, already present ${r.alreadyPresent}, poison ${r.poison}`)
+          : undefined;
+        const report = await replayRange(redis, pool, config.streamKey, {
+          from,
+          to,
+          schema: config.pgSchema,
+          table: config.eventsTable,
+          deadLetters: opts.deadLetter === true ? { group: config.group, dlqStream: config.dlqStream } : undefined,
+          signal: stop.signal,
+          onProgress: progress,
+        });
+        if (progress) process.stderr.write('\r\x1b[K');
+        const seconds = (performance.now() - started) / 1000;
+        print(
+          opts.json
+            ? JSON.stringify({ stream: config.streamKey, from, to, ...report }, null, 2)
+            : formatReplayReport(config.streamKey, from, to, report, seconds),
+        );
+      } finally {
+        process.off('SIGINT', quit);
+        process.off('SIGTERM', quit);
+      }
+    });
   });
 }

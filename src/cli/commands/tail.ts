@@ -3,8 +3,8 @@ import { TributaryError } from '../../errors.js';
 import { STREAM_ID, parseStreamPoint } from '../../ops/time.js';
 import { previousStreamId } from '../../ops/retention.js';
 import { tailStream } from '../../ops/tail.js';
-import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
 import type { StreamEntry } from '../../redis/commands.js';
+import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 
@@ -47,24 +47,24 @@ export function registerTail(program: Command): void {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--count', `must be a positive integer (got ${JSON.stringify(opts.count)})`]);
       }
     }
-    const redis = createRedisConnection(config.redisUrl, { name: 'tributary:tail', failFast: false });
-    const stop = new AbortController();
-    const quit = () => stop.abort();
-    process.on('SIGINT', quit);
-    process.on('SIGTERM', quit);
-    process.stdout.on('error', quit); // e.g. EPIPE when piped into `head`
-    let n = 0;
-    try {
-      await redis.connect();
-      for await (const entry of tailStream(redis, config.streamKey, { from, signal: stop.signal })) {
-        print(opts.json ? JSON.stringify({ id: entry.id, fields: entry.fields }) : formatTailEntry(entry));
-        if (++n >= limit) break;
+    await withRedis(config, 'tail', async (redis) => {
+      // Only now: while connecting, SIGINT/SIGTERM end the process at once (the default).
+      const stop = new AbortController();
+      const quit = () => stop.abort();
+      process.on('SIGINT', quit);
+      process.on('SIGTERM', quit);
+      process.stdout.on('error', quit); // e.g. EPIPE when piped into `head`
+      let n = 0;
+      try {
+        for await (const entry of tailStream(redis, config.streamKey, { from, signal: stop.signal })) {
+          print(opts.json ? JSON.stringify({ id: entry.id, fields: entry.fields }) : formatTailEntry(entry));
+          if (++n >= limit) break;
+        }
+      } finally {
+        process.off('SIGINT', quit);
+        process.off('SIGTERM', quit);
+        process.stdout.off('error', quit);
       }
-    } finally {
-      process.off('SIGINT', quit);
-      process.off('SIGTERM', quit);
-      process.stdout.off('error', quit);
-      destroyQuietly(redis);
-    }
+    });
   });
 }

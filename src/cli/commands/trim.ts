@@ -2,12 +2,14 @@ import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
 import { trimStream, type TrimResult } from '../../ops/retention.js';
 import { parseDuration } from '../../ops/time.js';
-import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import type { TributaryConfig } from '../../config/schema.js';
+import type { RedisConnection } from '../../redis/client.js';
+import { readGroups } from '../../redis/xinfo.js';
+import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 
 /** How many `~` passes one `tributary trim` makes at most (each removes whole nodes, about 10,000 entries at most). */
-const MAX_PASSES = 10_000;
 
 export function formatTrimResult(key: string, r: TrimResult): string {
   const limit = r.limitedBy === 'request' ? 'the request' : `${r.limitedBy.replace(/^group:/, 'group ')} (not yet received or acknowledged beyond it)`;
@@ -22,15 +24,46 @@ export function formatTrimResult(key: string, r: TrimResult): string {
   return lines.join('\n');
 }
 
+/**
+ * Refuses (TRIB_ERR_GROUP_NOT_FOUND) a trim that would remove entries while the
+ * configured GROUP does not exist on the stream: the safe point only knows the groups
+ * that exist, and an engine that creates its group later (at GROUP_START_ID) would
+ * still have to consume those entries. Nothing to remove, or an existing group: no-op.
+ */
+export async function refuseWithoutGroup(
+  redis: RedisConnection,
+  config: TributaryConfig,
+  request: { maxLen?: number; maxAgeMs?: number },
+): Promise<void> {
+  const groups = await readGroups(redis, config.streamKey);
+  if (groups.some((g) => g.name === config.group)) return;
+  const preview = await trimStream(redis, config.streamKey, { ...request, dryRun: true, exact: true });
+  const n = preview.wouldDelete ?? 0;
+  if (preview.cut === null || n === 0) return;
+  throw new TributaryError('TRIB_ERR_GROUP_NOT_FOUND', [
+    config.group,
+    `${config.streamKey}: this trim would remove ${n} entr${n === 1 ? 'y' : 'ies'} that the engine's group, once created ` +
+      `(at GROUP_START_ID ${config.groupStartId}), would still have to consume; nothing was trimmed. Start the engine first ` +
+      `(it creates the group), check STREAM_KEY / GROUP (--stream-key, --group), or run again with --force to trim anyway`,
+  ]);
+}
+
 export function registerTrim(program: Command): void {
   withConfigOptions(
     program
       .command('trim')
-      .description('trim the stream by length or age, never past what a consumer group has not yet received or acknowledged')
+      .description(
+        'trim the stream by length or age, never past what a consumer group has not yet received or acknowledged; ' +
+          'refused while the configured GROUP does not exist on the stream (see --force)',
+      )
       .option('--maxlen <n>', 'keep about the newest N entries (default TRIM_MAXLEN)')
       .option('--max-age <duration>', 'remove entries older than this, e.g. 7d, 12h (default TRIM_MAX_AGE)')
       .option('--exact', 'remove exactly the entries below the cut (MINID =); default MINID ~, whole nodes only: cheaper, may keep a few more')
       .option('--dry-run', 'report what would be trimmed, remove nothing')
+      .option(
+        '--force',
+        'trim even though the configured GROUP does not exist on the stream (refused otherwise: the entries removed are lost to the engine that creates it later)',
+      )
       .option('--json', 'machine-readable result'),
   ).action(async (opts: Record<string, unknown>) => {
     const config = configFrom(opts);
@@ -50,20 +83,12 @@ export function registerTrim(program: Command): void {
     const dryRun = opts.dryRun === true;
     const exact = opts.exact === true;
 
-    const redis = createRedisConnection(config.redisUrl, { name: 'tributary:trim', failFast: false });
-    try {
-      await redis.connect();
-      const first = await trimStream(redis, config.streamKey, { maxLen, maxAgeMs, dryRun, exact });
-      // `~` removes at most one bounded batch of whole nodes per call: go on while it makes progress.
-      let deleted = first.deleted;
-      for (let pass = 1, last = first.deleted; !dryRun && !exact && last > 0 && pass < MAX_PASSES; pass++) {
-        last = (await trimStream(redis, config.streamKey, { maxLen, maxAgeMs, exact })).deleted;
-        deleted += last;
-      }
-      const total = { ...first, deleted };
+    await withRedis(config, 'trim', async (redis) => {
+      if (opts.force !== true) await refuseWithoutGroup(redis, config, { maxLen, maxAgeMs });
+      // trimStream repeats the guarded pass with one cut until nothing more goes; an
+      // operator's trim may take as long as the stream needs (the engine's is capped).
+      const total = await trimStream(redis, config.streamKey, { maxLen, maxAgeMs, dryRun, exact, maxPassMs: 10 * 60_000 });
       print(opts.json ? JSON.stringify({ stream: config.streamKey, ...total }, null, 2) : formatTrimResult(config.streamKey, total));
-    } finally {
-      destroyQuietly(redis);
-    }
+    });
   });
 }
