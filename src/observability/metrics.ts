@@ -79,39 +79,23 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
       this.set(labels, (await current()) ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'tributary_stream_length',
-    help: 'Entries in the stream (XLEN).',
-    labelNames,
-    registers: [registry],
-    async collect() {
-      const g = await current();
-      if (g) this.set(labels, g.streamLength);
-      else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'tributary_group_pending',
-    help: 'Entries delivered to the group and not yet acknowledged (all consumers).',
-    labelNames,
-    registers: [registry],
-    async collect() {
-      const g = await current();
-      if (g) this.set(labels, g.pending);
-      else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'tributary_group_lag',
-    help: 'Entries in the stream not yet delivered to the group (XINFO GROUPS lag).',
-    labelNames,
-    registers: [registry],
-    async collect() {
-      const g = await current();
-      if (g && g.lag !== null) this.set(labels, g.lag);
-      else this.reset();
-    },
-  });
+  // The Redis-read gauges: absent (not stale) when this scrape could not read them.
+  const fromRedis = (name: string, help: string, pick: (g: NonNullable<Awaited<typeof gauges>>) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const g = await current();
+        const value = g ? pick(g) : null;
+        if (value === null) this.reset();
+        else this.set(labels, value);
+      },
+    });
+  fromRedis('tributary_stream_length', 'Entries in the stream (XLEN).', (g) => g.streamLength);
+  fromRedis('tributary_group_pending', 'Entries delivered to the group and not yet acknowledged (all consumers).', (g) => g.pending);
+  fromRedis('tributary_group_lag', 'Entries in the stream not yet delivered to the group (XINFO GROUPS lag).', (g) => g.lag);
   new Gauge({
     name: 'tributary_in_flight',
     help: 'Entries read by this process and not yet acknowledged.',

@@ -5,13 +5,13 @@
  * PID in afterAll whatever happens.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServicesState } from '../../src/config/index.js';
+import { freePort } from '../helpers/child.js';
 import { isTributaryError } from '../../src/errors.js';
 import { ensureDatabase, servicesDown, servicesUp, type ServicesUpResult } from '../../src/services/index.js';
 import { withDefaultUser } from '../../src/postgres/pool.js';
@@ -19,18 +19,6 @@ import { withDefaultUser } from '../../src/postgres/pool.js';
 const SYSTEM_REDIS = 'redis://127.0.0.1:6379';
 const SYSTEM_POSTGRES = 'postgres://127.0.0.1:5432/postgres';
 
-/** A port nothing listens on (bound, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function alive(pid: number): boolean {
   try {
@@ -135,8 +123,8 @@ describe('servicesUp with the defaults unreachable', () => {
   beforeAll(async () => {
     system = await systemServers();
     defaults = {
-      redisUrl: `redis://127.0.0.1:${await closedPort()}`,
-      databaseUrl: `postgres://127.0.0.1:${await closedPort()}/tributary`,
+      redisUrl: `redis://127.0.0.1:${await freePort()}`,
+      databaseUrl: `postgres://127.0.0.1:${await freePort()}/tributary`,
     };
     try {
       first = await servicesUp({ env, defaults, onProgress: (m) => progress.push(m) });
@@ -241,8 +229,8 @@ describe('servicesUp with a given URL that does not answer', () => {
   afterAll(() => rmSync(home, { recursive: true, force: true }));
 
   it('fails fast with a clear error for REDIS_URL and starts nothing', async () => {
-    const redisUrl = `redis://127.0.0.1:${await closedPort()}`;
-    const env = { TRIBUTARY_HOME: home, REDIS_URL: redisUrl, DATABASE_URL: `postgres://127.0.0.1:${await closedPort()}/x` };
+    const redisUrl = `redis://127.0.0.1:${await freePort()}`;
+    const env = { TRIBUTARY_HOME: home, REDIS_URL: redisUrl, DATABASE_URL: `postgres://127.0.0.1:${await freePort()}/x` };
     const started = Date.now();
     const err = await servicesUp({ env }).catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -254,7 +242,7 @@ describe('servicesUp with a given URL that does not answer', () => {
   }, 30_000);
 
   it('fails with a clear error for DATABASE_URL and starts nothing', async () => {
-    const databaseUrl = `postgres://user:secret@127.0.0.1:${await closedPort()}/tributary`;
+    const databaseUrl = `postgres://user:secret@127.0.0.1:${await freePort()}/tributary`;
     const env = { TRIBUTARY_HOME: home, REDIS_URL: SYSTEM_REDIS, DATABASE_URL: databaseUrl };
     const err = await servicesUp({ env }).catch((e: unknown) => e);
     expect(isTributaryError(err, 'TRIB_ERR_POSTGRES_UNAVAILABLE')).toBe(true);
