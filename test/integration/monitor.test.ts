@@ -171,6 +171,16 @@ describe('tributary monitor (commander program)', () => {
     expect(out).toMatch(/Flush reasons: \w+ \d+/);
   });
 
+  it('--once measures rates over a short sample; --sample 0 takes a single snapshot', async () => {
+    const sampled = JSON.parse(await runCommand(registerMonitor, ['monitor', '--once', '--json', '--sample', '0.3', ...configFlags(env)]));
+    expect(sampled.intervalMs).toBeGreaterThanOrEqual(250);
+    expect(typeof sampled.rates.producedPerSec).toBe('number');
+    expect(typeof sampled.rates.writtenPerSec).toBe('number');
+    const single = JSON.parse(await runCommand(registerMonitor, ['monitor', '--once', '--json', '--sample', '0', ...configFlags(env)]));
+    expect(single.intervalMs).toBeNull();
+    expect(single.rates.producedPerSec).toBeNull();
+  });
+
   it('rejects a bad interval with a coded error', async () => {
     await expect(runCommand(registerMonitor, ['monitor', 'soon', ...configFlags(env)])).rejects.toMatchObject({
       code: 'TRIB_ERR_CONFIG_INVALID',

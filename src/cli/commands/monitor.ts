@@ -31,6 +31,8 @@ export interface MonitorCommandOptions extends MonitorOptions {
   once: boolean;
   /** JSON instead of the dashboard. */
   json: boolean;
+  /** With once: seconds between the two samples the rates are computed from (0: one sample, no rates). */
+  sampleSec?: number;
 }
 
 /** Parses `monitor [interval-seconds]`: a positive number of seconds (at least 0.1). */
@@ -72,7 +74,12 @@ export async function runMonitor(config: TributaryConfig, o: MonitorCommandOptio
     });
   try {
     if (o.once) {
-      const s = await collectMonitorSnapshot(conn.redis, conn.pool, config, undefined, o);
+      // Rates need two samples: take one, wait, and report the second against it.
+      let s = await collectMonitorSnapshot(conn.redis, conn.pool, config, undefined, o);
+      if ((o.sampleSec ?? 0) > 0) {
+        await sleep((o.sampleSec ?? 0) * 1000);
+        s = await collectMonitorSnapshot(conn.redis, conn.pool, config, s, o);
+      }
       print(o.json ? JSON.stringify(s, null, 2) : format(s));
       return;
     }
@@ -168,6 +175,7 @@ export function registerMonitor(program: Command): void {
       .description('the pipeline dashboard, refreshed in place (q quits): stream, groups, consumers, rates, latency, dead letters, batches')
       .argument('[interval-seconds]', 'seconds between refreshes (default 5)')
       .option('--once', 'one snapshot, then exit')
+      .option('--sample <seconds>', 'with --once: measure rates over this many seconds (0: no rates)', '1')
       .option('--json', 'machine-readable: one JSON object (with an interval and no --once: one JSON line per refresh)')
       .option('--lag-warning <n>', `warn when a group's lag is above this (default ${DEFAULT_LAG_WARNING})`)
       .option('--idle-warning <seconds>', `warn when a consumer with pending entries is idle longer (default ${DEFAULT_IDLE_WARNING_MS / 1000})`),
@@ -178,6 +186,7 @@ export function registerMonitor(program: Command): void {
     const json = opts.json === true;
     // --json without an interval is one object, like --once.
     const once = opts.once === true || (json && interval === undefined);
-    await runMonitor(configFrom(opts), { intervalSec, once, json, lagWarning, idleWarningMs });
+    const sampleSec = parseNonNegative('--sample', opts.sample, 1);
+    await runMonitor(configFrom(opts), { intervalSec, once, json, lagWarning, idleWarningMs, sampleSec });
   });
 }
