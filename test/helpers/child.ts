@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
+import { destroyQuietly } from '../../src/redis/client.js';
 import { expect } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
@@ -377,7 +378,7 @@ export class RedisServerProcess {
       } catch {
         // not up yet (or still loading the AOF)
       } finally {
-        client.destroy();
+        destroyQuietly(client);
       }
       if (Date.now() > until) throw new Error(`redis-server on ${this.port} not answering:\n${this.log}`);
       await sleep(50);

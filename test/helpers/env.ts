@@ -5,7 +5,7 @@ import { isTributaryError } from '../../src/errors.js';
 import { resolveConfig } from '../../src/config/index.js';
 import type { TributaryConfig } from '../../src/config/schema.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
-import { createRedisConnection, type RedisConnection } from '../../src/redis/client.js';
+import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../src/redis/client.js';
 
 /**
  * A private corner of the real servers for one test: its own stream key, DLQ stream,
@@ -58,7 +58,7 @@ export async function createTestEnv(label: string, overrides: Partial<Record<key
       // The stream, its dead letters, and the batch counters engines published for its groups.
       const stats = await redis.keys(`tributary:stats:${config.streamKey}:*`).catch(() => [] as string[]);
       await redis.del([config.streamKey, config.dlqStream, ...stats]).catch(() => {});
-      redis.destroy();
+      destroyQuietly(redis);
       await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(config.pgSchema)} CASCADE`).catch(() => {});
       await pool.end();
     },

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/postgres/migrate.js';
-import { send } from '../../src/redis/client.js';
+import { send, destroyQuietly } from '../../src/redis/client.js';
 import { assertBuilt, CLI, freePort, killChildren, REPO, startEngine } from '../helpers/child.js';
 import { countRows, createTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 
@@ -111,7 +111,7 @@ describe('rediss:// (TLS)', () => {
       } catch {
         return false;
       } finally {
-        c.destroy();
+        destroyQuietly(c);
       }
     }, 10_000, 'TLS redis-server');
   });

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
+import { destroyQuietly } from '../../src/redis/client.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';
 import { Engine } from '../../src/core/engine.js';
@@ -154,7 +155,7 @@ describe('outages: the pipeline pauses and resumes by itself', () => {
         expect(Number(await env.redis.sendCommand(['XLEN', env.config.streamKey]))).toBeGreaterThanOrEqual(TOTAL);
         await expectExactlyOnce(env, produced.ids);
       } finally {
-        admin.destroy();
+        destroyQuietly(admin);
         await producer.close().catch(() => {});
         await env.cleanup();
       }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createClient } from 'redis';
+import { destroyQuietly } from '../../src/redis/client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServicesState } from '../../src/config/index.js';
 import { freePort } from '../helpers/child.js';
@@ -51,7 +52,7 @@ async function withRedis<T>(url: string, fn: (client: ReturnType<typeof createCl
   try {
     return await fn(client);
   } finally {
-    client.destroy();
+    destroyQuietly(client);
   }
 }
 

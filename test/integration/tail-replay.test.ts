@@ -9,7 +9,7 @@ import { previousStreamId } from '../../src/ops/retention.js';
 import { tailStream } from '../../src/ops/tail.js';
 import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
-import { createRedisConnection, send } from '../../src/redis/client.js';
+import { createRedisConnection, send, destroyQuietly } from '../../src/redis/client.js';
 import { compareStreamIds, type StreamEntry } from '../../src/redis/commands.js';
 import { waitFor, type TestEnv, testEnvs } from '../helpers/env.js';
 import { configFlags, runCommand } from '../fixtures/cli.js';
@@ -59,7 +59,7 @@ describe('tailStream', () => {
     const ids = await producer.produceBatch(Array.from({ length: 5 }, () => sampleEvent()));
     const reader = createRedisConnection(env.config.redisUrl, { failFast: false });
     await reader.connect();
-    envs.defer(async () => reader.destroy());
+    envs.defer(async () => destroyQuietly(reader));
     const stop = new AbortController();
     const tail = tailStream(reader, env.config.streamKey, { from: ids[1], blockMs: 200, signal: stop.signal });
     const next = async () => ((await tail.next()).value as StreamEntry).id;
@@ -95,7 +95,7 @@ describe('tailStream', () => {
 
     const reader = createRedisConnection(env.config.redisUrl, { failFast: false });
     await reader.connect();
-    envs.defer(async () => reader.destroy());
+    envs.defer(async () => destroyQuietly(reader));
     const all: string[] = [];
     for await (const e of tailStream(reader, env.config.streamKey, { from: '0', blockMs: 100 })) {
       all.push(e.id);
