@@ -67,23 +67,25 @@ export class DeadLetterWriter {
   }
 
   /**
-   * Records the dead letters in Postgres (idempotent). Throws on a server error. If
+   * Records the dead letters in Postgres (idempotent) and returns how many rows were
+   * new. Throws on a server error. If
    * Postgres refuses a dead letter's own content (a value too large, say), the rows are
    * stored without their fields — the dead-letter stream keeps those — rather than
    * retried forever: a dead letter must never block the pipeline.
    */
-  async record(letters: readonly DeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
+  async record(letters: readonly DeadLetter[]): Promise<number> {
+    if (letters.length === 0) return 0;
     try {
-      await this.insert(letters);
+      return await this.insert(letters);
     } catch (err) {
       if (!isRowContentError(err)) throw err;
       const reason = `fields not storable in Postgres ([${(err as { code: string }).code}] ${(err as Error).message}); see the dead-letter stream`;
-      await this.insert(letters, reason);
+      return await this.insert(letters, reason);
     }
   }
 
-  private async insert(letters: readonly DeadLetter[], unstorable?: string): Promise<void> {
+  /** Inserts the rows; returns how many were new (the rest were recorded before). */
+  private async insert(letters: readonly DeadLetter[], unstorable?: string): Promise<number> {
     const short = (v: string | undefined) => (v === undefined ? null : pgSafe(unstorable ? v.slice(0, 512) : v));
     const rows = letters.map((l) => ({
       stream_id: l.entry.id,
@@ -95,7 +97,8 @@ export class DeadLetterWriter {
       error: pgSafe(l.error),
       deliveries: l.deliveries,
     }));
-    await this.pool.query(this.sql, [this.target.streamKey, this.target.group, JSON.stringify(rows)]);
+    const res = await this.pool.query(this.sql, [this.target.streamKey, this.target.group, JSON.stringify(rows)]);
+    return res.rowCount ?? 0;
   }
 
   /**

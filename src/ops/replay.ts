@@ -33,8 +33,10 @@ export interface ReplayOptions {
   schema?: string;
   /** Events table (default `events`). */
   table?: string;
-  /** Entries per XRANGE page and per INSERT statement (default 1000). */
+  /** Entries per XRANGE page (default 1000). */
   pageSize?: number;
+  /** At most this many bytes of rows per INSERT statement (default 8 MiB, like BATCH_MAX_BYTES). */
+  maxBytes?: number;
   /** Record poison entries in `dead_letter_queue` under this stream and group (default: count and report only). */
   deadLetters?: { group: string; dlqStream: string };
   /** Stops after the page in progress. */
@@ -70,6 +72,26 @@ export interface ReplayReport {
 }
 
 const SAMPLES = 20;
+const DEFAULT_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Splits rows into runs whose payloads and keys add up to at most `maxBytes` (a row larger than that goes alone). */
+export function chunksByBytes(rows: readonly EventRow[], maxBytes: number): EventRow[][] {
+  const chunks: EventRow[][] = [];
+  let current: EventRow[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const size = row.payload.length + row.eventId.length + row.eventType.length + row.streamId.length;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(row);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
 
 /** Writes the entries from `from` to `to` (inclusive) to Postgres, idempotently, in pages. */
 export async function replayRange(redis: RedisConnection, pool: PgPool, key: string, options: ReplayOptions): Promise<ReplayReport> {
@@ -118,20 +140,22 @@ export async function replayRange(redis: RedisConnection, pool: PgPool, key: str
         poison.push({ entry, code: err.code, error: err.message, deliveries: 0 });
       }
     }
-    const written = await sink.write(rows);
-    report.inserted += written.inserted;
-    report.alreadyPresent += written.duplicates;
-    for (const r of written.rejected) {
-      const err = new TributaryError('TRIB_ERR_ENTRY_REJECTED', [r.row.streamId, r.sqlState, r.message]);
-      poison.push({ entry: byId.get(r.row.streamId)!, code: err.code, error: err.message, deliveries: 0 });
+    // One statement per chunk of at most maxBytes, as the engine's batches are.
+    for (const chunk of chunksByBytes(rows, options.maxBytes ?? DEFAULT_MAX_BYTES)) {
+      const written = await sink.write(chunk);
+      report.inserted += written.inserted;
+      report.alreadyPresent += written.duplicates;
+      for (const r of written.rejected) {
+        const err = new TributaryError('TRIB_ERR_ENTRY_REJECTED', [r.row.streamId, r.sqlState, r.message]);
+        poison.push({ entry: byId.get(r.row.streamId)!, code: err.code, error: err.message, deliveries: 0 });
+      }
     }
     report.poison += poison.length;
     for (const p of poison.slice(0, SAMPLES - report.poisonSamples.length)) {
       report.poisonSamples.push({ id: p.entry.id, code: p.code, message: p.error });
     }
     if (deadLetters && poison.length > 0) {
-      await deadLetters.record(poison);
-      report.deadLettersRecorded += poison.length;
+      report.deadLettersRecorded += await deadLetters.record(poison);
     }
     options.onProgress?.({ ...report, poisonSamples: [...report.poisonSamples] });
     if (page.length < pageSize) return report;

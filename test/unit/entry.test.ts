@@ -47,3 +47,15 @@ describe('parseEntry (the stream contract)', () => {
     }
   });
 });
+
+describe('replay chunking', () => {
+  it('splits rows into statements of at most maxBytes, a larger row alone', async () => {
+    const { chunksByBytes } = await import('../../src/ops/replay.js');
+    const row = (n: number, size: number) => ({ eventId: `e${n}`, eventType: 't', payload: 'x'.repeat(size), streamId: `${n}-0`, producedAt: null });
+    const rows = [row(1, 40), row(2, 40), row(3, 40), row(4, 500), row(5, 10)];
+    const chunks = chunksByBytes(rows, 100);
+    expect(chunks.map((c) => c.map((r) => r.eventId))).toEqual([['e1', 'e2'], ['e3'], ['e4'], ['e5']]);
+    expect(chunksByBytes([], 100)).toEqual([]);
+    expect(chunksByBytes(rows, 1e9)).toHaveLength(1);
+  });
+});

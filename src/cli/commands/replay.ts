@@ -84,6 +84,7 @@ export function registerReplay(program: Command): void {
           to,
           schema: config.pgSchema,
           table: config.eventsTable,
+          maxBytes: config.batchMaxBytes,
           deadLetters: opts.deadLetter === true ? { group: config.group, dlqStream: config.dlqStream } : undefined,
           signal: stop.signal,
           onProgress: progress,
