@@ -146,6 +146,18 @@ export const ERRORS = {
     retryable: false,
     description: 'A destructive command (`dlq purge`, `consumers prune`) was run without --yes; the message says what it would delete.',
   },
+
+  // Orders
+  TRIB_ERR_ORDERS_BAD_BATCH: {
+    message: 'cannot stage orders batch %s: %s',
+    retryable: false,
+    description: 'A staging batch is not well-formed (a column array whose length differs from the batch length, or an empty batch id); nothing was staged.',
+  },
+  TRIB_ERR_ORDERS_PROMOTE_CONTENDED: {
+    message: 'promote of %s gave up after %s attempts: %s',
+    retryable: true,
+    description: 'Concurrent promoters kept deadlocking; nothing was promoted and the staged rows stay for the next promote.',
+  },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof ERRORS;
