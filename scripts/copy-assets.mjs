@@ -1,6 +1,6 @@
 // Copies non-TypeScript assets (SQL migrations, Lua scripts) next to the compiled code.
 import { cpSync, mkdirSync } from 'node:fs';
-for (const dir of ['postgres/migrations', 'redis/scripts']) {
+for (const dir of ['postgres/migrations', 'redis/scripts', 'orders/migrations']) {
   mkdirSync(`dist/${dir}`, { recursive: true });
   cpSync(`src/${dir}`, `dist/${dir}`, { recursive: true });
 }
