@@ -1,11 +1,24 @@
 import { TributaryError } from '../errors.js';
-import type { StreamEntry } from '../redis/commands.js';
-import type { PostgresEventsSink } from '../sinks/postgres-events.js';
+import { RawStreamEntry, type StreamEntry } from '../redis/commands.js';
+import type { PostgresEventsSink, SinkWriteResult } from '../sinks/postgres-events.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { FlushReason } from './batch-policy.js';
 import type { DeadLetter, DeadLetterWriter } from './dead-letter.js';
-import { parseEntry, type EventRow } from './entry.js';
+import { parseEntry, parseRawEntry, type EntryProblem, type EventRow, type RawEventRow } from './entry.js';
+
+/** A batch on its way to Postgres: rows for COPY (raw) or for the statement path. */
+interface PreparedBatch {
+  rows: EventRow[];
+  /** The COPY path's rows; null once the batch is on the statement path. */
+  raw: RawEventRow[] | null;
+  letters: DeadLetter[];
+  byId: Map<string, StreamEntry>;
+  /** Statements already spent (a refused COPY). */
+  statements: number;
+}
+
+type WrittenRow = Pick<EventRow, 'streamId' | 'producedAt'>;
 
 export type ServerName = 'redis' | 'postgres';
 
@@ -93,18 +106,22 @@ export class BatchProcessor {
   constructor(private readonly deps: ProcessorDeps) {}
 
   async process(entries: readonly StreamEntry[], options: ProcessOptions): Promise<BatchReport> {
-    const rows: EventRow[] = [];
-    const letters: DeadLetter[] = [...(options.deadLetters ?? [])];
-    const byId = new Map<string, StreamEntry>();
-    for (const entry of entries) {
-      const parsed = parseEntry(entry, this.deps.source.key);
-      if (parsed.ok) {
-        rows.push(parsed.row);
-        byId.set(entry.id, entry);
-      } else {
-        const err = new TributaryError(parsed.problem.code, parsed.problem.args);
-        letters.push({ entry, code: err.code, error: err.message, deliveries: options.deliveries?.get(entry.id) ?? 1 });
+    const batch: PreparedBatch = { rows: [], raw: null, letters: [...(options.deadLetters ?? [])], byId: new Map(), statements: 0 };
+    // Entries read for the first time go by COPY (RawStreamEntry, from XREADGROUP >).
+    // Redeliveries (own pending, reclaimed) are likely already stored: straight to the
+    // statement path, whose ON CONFLICT skips them.
+    const copy = options.reason !== 'pending' && options.reason !== 'reclaim' && entries.every((e) => e instanceof RawStreamEntry);
+    if (copy) {
+      batch.raw = [];
+      for (const entry of entries as readonly RawStreamEntry[]) {
+        const parsed = parseRawEntry(entry, this.deps.source.key);
+        if (parsed.ok) {
+          batch.raw.push(parsed.row);
+          batch.byId.set(entry.id, entry);
+        } else this.reject(batch, entry, parsed.problem, options);
       }
+    } else {
+      for (const entry of entries) this.parseInto(batch, entry, options);
     }
     const heldIds = [...entries.map((e) => e.id), ...(options.deadLetters ?? []).map((l) => l.entry.id)];
     // While the batch is worked on (a long write, an outage), keep its entries fresh so no
@@ -114,23 +131,52 @@ export class BatchProcessor {
       Math.max(500, Math.floor(this.deps.claimIdleMs / 3)),
     );
     try {
-      return await this.writeAndAck(entries.length, rows, letters, byId, options);
+      return await this.writeAndAck(entries.length, batch, options);
     } finally {
       clearInterval(toucher);
     }
   }
 
-  private async writeAndAck(
-    entryCount: number,
-    rows: EventRow[],
-    letters: DeadLetter[],
-    byId: Map<string, StreamEntry>,
-    options: ProcessOptions,
-  ): Promise<BatchReport> {
+  private parseInto(batch: PreparedBatch, entry: StreamEntry, options: ProcessOptions): void {
+    const parsed = parseEntry(entry, this.deps.source.key);
+    if (parsed.ok) {
+      batch.rows.push(parsed.row);
+      batch.byId.set(entry.id, entry);
+    } else this.reject(batch, entry, parsed.problem, options);
+  }
+
+  private reject(batch: PreparedBatch, entry: StreamEntry, problem: EntryProblem, options: ProcessOptions): void {
+    const err = new TributaryError(problem.code, problem.args);
+    batch.letters.push({ entry, code: err.code, error: err.message, deliveries: options.deliveries?.get(entry.id) ?? 1 });
+  }
+
+  /**
+   * COPY first when the batch is raw; if Postgres refuses it for its content (a bad row,
+   * a duplicate), the batch drops to the statement path once: parsed as text (so bad JSON
+   * gets its own error, as on any other path), then written with ON CONFLICT DO NOTHING
+   * and bad rows isolated by splitting.
+   */
+  private async write(batch: PreparedBatch, options: ProcessOptions): Promise<SinkWriteResult> {
+    if (batch.raw !== null) {
+      batch.statements++;
+      const copied = await this.deps.sink.copy(batch.raw);
+      if (copied !== null) return { inserted: copied, duplicates: batch.raw.length - copied, rejected: [], statements: batch.statements };
+      const raw = batch.raw;
+      batch.raw = null;
+      batch.byId.clear();
+      for (const row of raw) this.parseInto(batch, row.entry, options);
+    }
+    const written = await this.deps.sink.write(batch.rows);
+    return { ...written, statements: written.statements + batch.statements };
+  }
+
+  private async writeAndAck(entryCount: number, batch: PreparedBatch, options: ProcessOptions): Promise<BatchReport> {
     const started = Date.now();
-    const written = await this.retry('postgres', () => this.deps.sink.write(rows));
+    const written = await this.retry('postgres', () => this.write(batch, options));
     const writeMs = Date.now() - started;
     const committedAt = Date.now();
+    const { letters, byId } = batch;
+    const rows: readonly WrittenRow[] = batch.raw ?? batch.rows;
 
     for (const rejected of written.rejected) {
       const entry = byId.get(rejected.row.streamId)!;
@@ -144,11 +190,15 @@ export class BatchProcessor {
     }
 
     const rejectedIds = new Set(written.rejected.map((r) => r.row.streamId));
-    const ackIds = rows.filter((r) => !rejectedIds.has(r.streamId)).map((r) => r.streamId);
+    const ackIds: string[] = [];
+    const producedAt: number[] = [];
+    for (const r of rows) {
+      if (rejectedIds.size > 0 && rejectedIds.has(r.streamId)) continue;
+      ackIds.push(r.streamId);
+      if (r.producedAt !== null) producedAt.push(r.producedAt);
+    }
     await this.retry('redis', () => this.deps.source.ack(ackIds));
 
-    const producedAt: number[] = [];
-    for (const r of rows) if (r.producedAt !== null && !rejectedIds.has(r.streamId)) producedAt.push(r.producedAt);
     return {
       consumer: options.consumer,
       reason: options.reason,

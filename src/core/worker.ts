@@ -1,8 +1,8 @@
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
-import { redisErrorIs, type StreamEntry } from '../redis/commands.js';
+import { redisErrorIs, type RawStreamEntry } from '../redis/commands.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { BatchPolicy, entrySize, type FlushReason } from './batch-policy.js';
+import { BatchPolicy, type FlushReason } from './batch-policy.js';
 import type { InFlight } from './in-flight.js';
 import { ForcedStop, splitByDeliveries, type BatchProcessor, type BatchReport, type ServerHealth } from './processor.js';
 
@@ -80,7 +80,7 @@ export class Worker {
   private stopping = false;
   private reader: RedisConnection | undefined;
   private readerId: string | undefined;
-  private batch: StreamEntry[] = [];
+  private batch: RawStreamEntry[] = [];
   private batchBytes = 0;
   private firstAt: number | undefined;
   private permits = 0;
@@ -176,7 +176,7 @@ export class Worker {
           : policy.flushWhenCaughtUp
             ? undefined
             : policy.blockFor(state, Date.now(), this.deps.blockMs) || undefined;
-      let got: StreamEntry[];
+      let got: RawStreamEntry[];
       try {
         got = (await this.deps.source.read(reader, this.consumer, asked, blockMs)).entries;
         this.deps.health.ok('redis');
@@ -203,7 +203,7 @@ export class Worker {
         if (this.batch.length === 0) this.firstAt = Date.now();
         for (const e of got) {
           this.batch.push(e);
-          this.batchBytes += entrySize(e.fields);
+          this.batchBytes += e.size;
         }
         this.deps.onRead(got.length);
       }

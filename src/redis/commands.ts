@@ -74,6 +74,62 @@ export function parseStreamReadReply(raw: RawReply): ParsedEntries {
   return { entries, deletedIds };
 }
 
+/**
+ * A stream entry read on the engine's hot path: field names and values stay the bytes
+ * Redis sent (no UTF-8 decoding), so the batch can be written to Postgres without
+ * turning every payload into a string and back. `fields` decodes them (as node-redis
+ * would: UTF-8, invalid bytes become U+FFFD) on first use, for the paths that need text
+ * (dead letters, logs).
+ */
+export class RawStreamEntry implements StreamEntry {
+  private decoded: Record<string, string> | undefined;
+
+  constructor(
+    readonly id: string,
+    /** Field/value pairs, flat: name, value, name, value, ... */
+    readonly raw: readonly Buffer[],
+  ) {}
+
+  get fields(): Record<string, string> {
+    if (this.decoded === undefined) {
+      const out: Record<string, string> = {};
+      for (let i = 0; i + 1 < this.raw.length; i += 2) out[this.raw[i]!.toString()] = this.raw[i + 1]!.toString();
+      this.decoded = out;
+    }
+    return this.decoded;
+  }
+
+  /** Bytes of field names and values (what BATCH_MAX_BYTES counts). */
+  get size(): number {
+    let n = 0;
+    for (let i = 0; i < this.raw.length; i++) n += this.raw[i]!.length;
+    return n;
+  }
+}
+
+/** A reply read with blob strings mapped to Buffers. */
+export type RawBufferReply = Buffer | number | null | RawBufferReply[];
+
+/**
+ * XREADGROUP reply (blob strings as Buffers, nil on timeout) for a single stream.
+ * History reads can return `[id, nil]` for a deleted entry: its ID goes to `deletedIds`.
+ */
+export function parseRawStreamReadReply(raw: RawBufferReply): { entries: RawStreamEntry[]; deletedIds: string[] } {
+  const entries: RawStreamEntry[] = [];
+  const deletedIds: string[] = [];
+  if (!Array.isArray(raw) || raw.length === 0) return { entries, deletedIds };
+  const stream = raw[0];
+  if (!Array.isArray(stream) || !Array.isArray(stream[1])) return { entries, deletedIds };
+  for (const item of stream[1]) {
+    if (!Array.isArray(item)) continue;
+    const id = String(item[0]);
+    const fields = item[1];
+    if (Array.isArray(fields)) entries.push(new RawStreamEntry(id, fields as Buffer[]));
+    else deletedIds.push(id);
+  }
+  return { entries, deletedIds };
+}
+
 export interface XAutoClaimOptions {
   key: string;
   group: string;

@@ -1,5 +1,6 @@
-import type { EventRow } from '../core/entry.js';
-import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
+import copyStreams from 'pg-copy-streams';
+import type { EventRow, RawEventRow } from '../core/entry.js';
+import { isConnectionError, isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 
 export interface RejectedRow {
   row: EventRow;
@@ -33,6 +34,7 @@ export interface SinkWriteResult {
  */
 export class PostgresEventsSink {
   private readonly sql: string;
+  private readonly copySql: string;
 
   constructor(
     private readonly pool: PgPool,
@@ -47,6 +49,45 @@ export class PostgresEventsSink {
       `SELECT e->>'i', e->>'t', e->'p', e->>'s', to_timestamp((e->>'a')::double precision / 1000.0) ` +
       `FROM jsonb_array_elements($1::jsonb) AS e ` +
       `ON CONFLICT (event_id) DO NOTHING`;
+    this.copySql = `COPY ${t} (event_id, event_type, payload, stream_id, produced_at) FROM STDIN WITH (FORMAT binary)`;
+  }
+
+  /**
+   * The fast path for entries read for the first time: one binary COPY of the raw bytes
+   * (no JSON parsing or re-encoding here; Postgres checks every payload as it parses it
+   * into jsonb). Autocommit: when it resolves the rows are durable.
+   *
+   * COPY has no ON CONFLICT, so it is all or nothing: it resolves `null`, writing
+   * nothing, when Postgres refused the batch for its content — a bad row, or an
+   * event_id already stored (a redelivery), or a deadlock with a concurrent batch over
+   * the same event_ids. The caller then takes `write`, which skips duplicates and
+   * isolates bad rows. Any other error (connection lost, server down) is thrown.
+   */
+  async copy(rows: readonly RawEventRow[]): Promise<number | null> {
+    if (rows.length === 0) return 0;
+    const data = encodeCopyBinary(rows);
+    const client = await this.pool.connect();
+    // A backend that dies mid-COPY must not become an uncaught 'error' on the client.
+    const onError = () => {};
+    client.on('error', onError);
+    let broken: Error | undefined;
+    try {
+      const stream = client.query(copyStreams.from(this.copySql));
+      await new Promise<void>((resolve, reject) => {
+        stream.on('finish', resolve);
+        stream.on('error', reject);
+        stream.end(data);
+      });
+      return stream.rowCount;
+    } catch (err) {
+      if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
+    } finally {
+      client.off('error', onError);
+      // A broken client is destroyed, not returned to the pool.
+      client.release(broken);
+    }
   }
 
   async write(rows: readonly EventRow[]): Promise<SinkWriteResult> {
@@ -86,4 +127,73 @@ export function encodeRows(rows: readonly EventRow[]): string {
       `"s":${JSON.stringify(r.streamId)},"a":${r.producedAt === null ? 'null' : r.producedAt}}`;
   }
   return `[${parts.join(',')}]`;
+}
+
+const DEADLOCK_DETECTED = '40P01';
+
+// COPY BINARY framing: signature, flags (none), header extension length (0); trailer -1.
+const COPY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+const FIELDS_PER_ROW = 5;
+// timestamptz travels as microseconds since 2000-01-01T00:00:00Z.
+const PG_EPOCH_MS = 946_684_800_000;
+const TWO_32 = 4_294_967_296;
+
+/**
+ * The rows in COPY BINARY format, in one buffer: per row the field count, then each
+ * field as a length and its bytes (jsonb: version byte 1 then the JSON text; a NULL
+ * produced_at: length -1). Values that are Buffers are copied as they came from Redis.
+ */
+export function encodeCopyBinary(rows: readonly RawEventRow[]): Buffer {
+  let size = COPY_HEADER.length + 2;
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    size +=
+      2 +
+      4 + byteLength(r.eventId) +
+      4 + r.eventType.length +
+      4 + 1 + r.payload.length +
+      4 + Buffer.byteLength(r.streamId, 'latin1') +
+      4 + (r.producedAt === null ? 0 : 8);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let o = COPY_HEADER.copy(out, 0);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    o = out.writeInt16BE(FIELDS_PER_ROW, o);
+    if (typeof r.eventId === 'string') {
+      const n = out.write(r.eventId, o + 4, 'utf8');
+      o = out.writeInt32BE(n, o) + n;
+    } else {
+      o = out.writeInt32BE(r.eventId.length, o);
+      o += r.eventId.copy(out, o);
+    }
+    o = out.writeInt32BE(r.eventType.length, o);
+    o += r.eventType.copy(out, o);
+    o = out.writeInt32BE(r.payload.length + 1, o);
+    out[o++] = 1;
+    o += r.payload.copy(out, o);
+    const n = out.write(r.streamId, o + 4, 'latin1');
+    o = out.writeInt32BE(n, o) + n;
+    if (r.producedAt === null) {
+      o = out.writeInt32BE(-1, o);
+    } else {
+      o = out.writeInt32BE(8, o);
+      const ms = r.producedAt - PG_EPOCH_MS;
+      const us = Math.round(ms * 1000);
+      if (Number.isSafeInteger(us)) {
+        const hi = Math.floor(us / TWO_32);
+        o = out.writeInt32BE(hi, o);
+        o = out.writeUInt32BE(us - hi * TWO_32, o);
+      } else {
+        // Past 2^53 µs (after the year 2255) a double cannot count microseconds: whole ms stay exact.
+        o = out.writeBigInt64BE(Number.isInteger(ms) ? BigInt(ms) * 1000n : BigInt(us), o);
+      }
+    }
+  }
+  o = out.writeInt16BE(-1, o);
+  return o === size ? out : out.subarray(0, o);
+}
+
+function byteLength(value: Buffer | string): number {
+  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
 }

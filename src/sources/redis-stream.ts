@@ -1,18 +1,23 @@
+import { RESP_TYPES } from 'redis';
 import { ensureGroup, send, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
   parseEntryList,
   parsePendingRangeReply,
-  parseStreamReadReply,
+  parseRawStreamReadReply,
   xackArgs,
   xautoclaimArgs,
   xpendingRangeArgs,
   xreadgroupArgs,
   type AutoClaimResult,
-  type ParsedEntries,
+  type RawBufferReply,
+  type RawStreamEntry,
   type PendingEntry,
   type StreamEntry,
 } from '../redis/commands.js';
+
+/** Blob strings as Buffers: what the hot-path read asks node-redis for. */
+const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 
 export interface RedisStreamSourceOptions {
   key: string;
@@ -41,10 +46,15 @@ export class RedisStreamSource {
     return ensureGroup(this.commands, this.key, this.group, startId);
   }
 
-  /** XREADGROUP of new entries (`>`) on the worker's own connection. */
-  async read(reader: RedisConnection, consumer: string, count: number, blockMs?: number): Promise<ParsedEntries> {
-    const reply = await send(reader, xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }));
-    return parseStreamReadReply(reply);
+  /**
+   * XREADGROUP of new entries (`>`) on the worker's own connection. Values come back as
+   * the bytes Redis holds (RawStreamEntry), for the engine's COPY path.
+   */
+  async read(reader: RedisConnection, consumer: string, count: number, blockMs?: number): Promise<{ entries: RawStreamEntry[]; deletedIds: string[] }> {
+    const reply = (await reader.sendCommand(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), {
+      typeMapping: BUFFERS,
+    })) as RawBufferReply;
+    return parseRawStreamReadReply(reply);
   }
 
   /** The consumer's pending entries after `after` (exclusive), oldest first. */
