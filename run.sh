@@ -33,6 +33,21 @@ prepare() {
 
 cli() { node dist/cli/main.js "$@"; }
 
+# The PgBouncer tests start a real pgbouncer (Debian package); install it on a fresh machine.
+ensure_pgbouncer() {
+  command -v pgbouncer >/dev/null && return 0
+  [ -x /usr/sbin/pgbouncer ] && return 0
+  command -v apt-get >/dev/null || return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run.sh: pgbouncer is not installed (apt-get install pgbouncer, as root): its tests will fail" >&2
+    return 0
+  fi
+  echo "run.sh: installing pgbouncer (apt-get)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q pgbouncer >&2 || { apt-get update -q >&2 && apt-get install -y -q pgbouncer >&2; } \
+    || echo "run.sh: could not install pgbouncer: its tests will fail" >&2
+}
+
 verb="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$verb" in
@@ -45,6 +60,7 @@ case "$verb" in
     npx tsc -p tsconfig.test.json   # tests type-check too (unused code included)
     cli up
     cli migrate
+    ensure_pgbouncer
     npx vitest run "$@"
     ;;
   help|-h|--help)
