@@ -158,6 +158,33 @@ export const ERRORS = {
     retryable: true,
     description: 'Concurrent promoters kept deadlocking; nothing was promoted and the staged rows stay for the next promote.',
   },
+
+  // Orders (Redis)
+  TRIB_ERR_ORDERS_CACHE_EMPTY: {
+    message: 'the orders lookup cache (prefix %s) is not initialised: publish the reference data first (orders init-cache)',
+    retryable: false,
+    description: 'A lookup ran before any reference data was published to the orders lookup cache (run `orders init-cache`).',
+  },
+  TRIB_ERR_ORDERS_CACHE_EXPIRED: {
+    message: 'the orders lookup cache (prefix %s) version %s has expired: publish the reference data again (orders init-cache)',
+    retryable: false,
+    description: 'The current lookup-cache version outlived its TTL without a refresh (or vanished before it became current); lookups refuse to enrich from nothing.',
+  },
+  TRIB_ERR_ORDERS_CACHE_INVALID: {
+    message: 'reference data rejected: %s',
+    retryable: false,
+    description: 'Reference data given to the lookup cache lacks a key or has a bad number (the message names the entry); nothing was published.',
+  },
+  TRIB_ERR_ORDERS_SIGNAL_INVALID: {
+    message: 'ignored a malformed message on %s: %s',
+    retryable: false,
+    description: 'A message on the orders signals channel was not a JSON promoted-batch signal; subscribers skip it and report it as an error.',
+  },
+  TRIB_ERR_ORDERS_BACKPRESSURE_ABORTED: {
+    message: 'stopped waiting for room in %s (depth %s, limit %s)',
+    retryable: true,
+    description: 'A producer waiting for the orders queue depth to drop below its limit was aborted; its batch was not pushed.',
+  },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof ERRORS;
