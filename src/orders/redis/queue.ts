@@ -1,0 +1,263 @@
+/**
+ * The orders queue: a reliable Redis list queue with per-worker processing lists, a
+ * heartbeat set for finding dead workers, and a depth counter for backpressure.
+ *
+ * Why not BRPOP (the Python original's `queue.pop`): BRPOP *removes* the order from
+ * Redis as it hands it over. A worker that crashes (or is killed, or loses its
+ * connection) between the pop and the Postgres commit loses that order for good —
+ * nothing in Redis remembers it. BLMOVE instead moves the order atomically into the
+ * worker's own processing list, where it stays until the worker acknowledges it after
+ * the commit; if the worker dies, `recover` returns the list to the queue. Delivery is
+ * at-least-once; the orders table's primary key makes the effect exactly-once.
+ *
+ * Shape of the lists: producers LPUSH onto the left of `<p>:queue`; workers take from
+ * the right (oldest first) into the left of `<p>:processing:<worker>`, so the oldest
+ * order a worker holds is at the right end of its processing list.
+ *
+ * The depth counter `<p>:depth` = orders queued + orders taken and not yet
+ * acknowledged. push INCRBYs it in the same MULTI as the LPUSH; take and recover leave it
+ * alone (the orders stay uncommitted); ack DECRBYs it by exactly the number of orders it
+ * removed, in the same Lua script. It can still drift from the lists when something else
+ * writes them (a producer LPUSHing directly, a manual DEL or LREM, a key evicted under
+ * maxmemory, a FLUSH); `resyncDepth()` recomputes it atomically from LLEN of the queue and
+ * every processing list.
+ */
+import { RedisScript, send, type RedisConnection } from '../../redis/client.js';
+import { checkWorkerName, orderKeys, type OrderKeys } from './keys.js';
+import { checkInteger, checkNumber, chunks, redisNowMs, scanKeys, toArray, toNumber, toStrings } from './reply.js';
+
+const HEARTBEAT = new RedisScript('orders-heartbeat');
+const TAKE = new RedisScript('orders-take');
+const ACK = new RedisScript('orders-ack');
+const RECOVER = new RedisScript('orders-recover');
+const DEPTH_RESYNC = new RedisScript('orders-depth-resync');
+
+/** Orders per LPUSH inside push()'s single MULTI (keeps each command's argument count modest). */
+const PUSH_CHUNK = 10_000;
+
+export interface OrderQueueOptions {
+  /**
+   * The connection for every command (required). `take()` blocks it for up to `blockMs`:
+   * give each worker its own connection and its own OrderQueue (the object is cheap).
+   */
+  client: RedisConnection;
+  /** Key prefix; keys are `<prefix>:queue`, `<prefix>:processing:<worker>`, ... (default `orders`). */
+  prefix?: string;
+}
+
+export interface AckResult {
+  /** Orders removed from the processing list (and from the depth counter). */
+  acked: number;
+  /**
+   * Orders asked for that were no longer in the processing list: recovered to the queue
+   * meanwhile (this worker was presumed dead) or acknowledged already. They will be (or
+   * were) processed again; the primary key makes that a no-op.
+   */
+  missing: number;
+  /** The depth counter after the ack. */
+  depth: number;
+}
+
+export interface RecoverOptions {
+  /**
+   * A worker whose last heartbeat is at least this old (Redis clock) is dead (required,
+   * > 0). Must exceed the longest batch plus the heartbeat interval, and `blockMs` of
+   * take(): a live worker judged dead has its batch processed twice (harmless for
+   * Postgres thanks to the primary key, but wasted).
+   */
+  staleMs: number;
+  /**
+   * Also SCAN for processing lists whose worker has no heartbeat at all (a heartbeat set
+   * deleted by hand, say). Costs one SCAN of the keyspace (default true).
+   */
+  scanOrphans?: boolean;
+}
+
+export interface RecoverResult {
+  /** Orders returned to the queue. */
+  items: number;
+  /** Dead workers cleared (heartbeat removed; their processing list returned, if any). */
+  workers: number;
+  /** Orders returned per recovered worker. */
+  byWorker: Record<string, number>;
+}
+
+export interface WorkerState {
+  worker: string;
+  /** Orders in its processing list. */
+  processing: number;
+  /** ms since its last heartbeat (Redis clock); null when it has none (an orphan list). */
+  heartbeatAgeMs: number | null;
+}
+
+export class OrderQueue {
+  readonly keys: OrderKeys;
+  private readonly client: RedisConnection;
+
+  constructor(options: OrderQueueOptions) {
+    if (!options?.client) throw new RangeError('OrderQueue client is required');
+    this.client = options.client;
+    this.keys = orderKeys(options.prefix);
+  }
+
+  /**
+   * Queues orders (JSON texts; `ordersJson[0]` is taken first) and adds them to the depth
+   * counter, in one MULTI: one round trip, both or neither. Returns the depth after.
+   */
+  async push(ordersJson: readonly string[]): Promise<number> {
+    if (ordersJson.length === 0) return this.depth();
+    const multi = this.client.multi();
+    for (const chunk of chunks(ordersJson, PUSH_CHUNK)) multi.addCommand(['LPUSH', this.keys.queue, ...chunk]);
+    multi.addCommand(['INCRBY', this.keys.depth, String(ordersJson.length)]);
+    const replies = (await multi.exec()) as unknown as unknown[];
+    return toNumber(replies[replies.length - 1] as number);
+  }
+
+  /**
+   * Takes up to `max` orders (oldest first) into this worker's processing list and
+   * returns them. Waits up to `blockMs` for the first (BLMOVE; `0`: do not wait), then
+   * moves up to `max - 1` more without waiting (a Lua loop of LMOVE) — both sent in one
+   * round trip — and records the worker's heartbeat. Returns [] if nothing came.
+   *
+   * If take (or ack) fails with a connection error, what this worker's processing list
+   * holds is unknown: call `release(worker)` before taking again.
+   */
+  async take(worker: string, max: number, blockMs: number): Promise<string[]> {
+    checkWorkerName(worker);
+    checkInteger('take max', max, 1);
+    checkNumber('take blockMs', blockMs, 0);
+    const keys = [this.keys.queue, this.keys.processing(worker), this.keys.workers];
+    if (blockMs === 0) return toStrings(await TAKE.run(this.client, keys, [worker, String(max)]));
+    // Heartbeat first, so a worker holding orders is always in the heartbeat set.
+    const beat = HEARTBEAT.run(this.client, [this.keys.workers], [worker]);
+    const timeout = (Math.max(blockMs, 1) / 1000).toFixed(3); // never "0": BLMOVE 0 blocks forever
+    const first = send(this.client, ['BLMOVE', this.keys.queue, this.keys.processing(worker), 'RIGHT', 'LEFT', timeout]);
+    const rest = max > 1 ? TAKE.run(this.client, keys, [worker, String(max - 1)]) : Promise.resolve([]);
+    const [, item, more] = await Promise.all([beat, first, rest]);
+    const taken = item === null ? [] : [String(item)];
+    return taken.concat(toStrings(more));
+  }
+
+  /**
+   * Acknowledges committed orders: removes them from this worker's processing list and
+   * subtracts them from the depth counter, atomically. `count`: the `count` oldest taken
+   * orders (the usual case: the whole batch, in take order); `items`: exactly these
+   * orders (each removes one equal element). Call only after the batch is committed.
+   */
+  async ack(worker: string, countOrItems: number | readonly string[]): Promise<AckResult> {
+    checkWorkerName(worker);
+    const keys = [this.keys.processing(worker), this.keys.depth];
+    let asked: number;
+    let reply;
+    if (typeof countOrItems === 'number') {
+      asked = checkInteger('ack count', countOrItems, 0);
+      reply = await ACK.run(this.client, keys, ['count', String(asked)]);
+    } else {
+      asked = countOrItems.length;
+      reply = await ACK.run(this.client, keys, ['items', ...countOrItems]);
+    }
+    const [acked, depth] = toArray(reply).map((v) => toNumber(v));
+    return { acked: acked!, missing: asked - acked!, depth: depth! };
+  }
+
+  /** Records this worker's heartbeat now (Redis clock); returns it in ms. take() does it too. */
+  async heartbeat(worker: string): Promise<number> {
+    checkWorkerName(worker);
+    return toNumber(await HEARTBEAT.run(this.client, [this.keys.workers], [worker]));
+  }
+
+  /**
+   * Returns the processing lists of dead workers to the queue (the end take reads, so
+   * they are processed next) and forgets their heartbeats, atomically per worker. Dead:
+   * last heartbeat at least `staleMs` old, or (with `scanOrphans`) a processing list and
+   * no heartbeat. The depth counter is unchanged: the orders are still uncommitted.
+   */
+  async recover(options: RecoverOptions): Promise<RecoverResult> {
+    const staleMs = checkNumber('recover staleMs', options?.staleMs, 1);
+    const beats = await this.heartbeats();
+    const now = await redisNowMs(this.client);
+    const candidates = new Set<string>();
+    for (const [worker, at] of beats) if (now - at >= staleMs) candidates.add(worker);
+    if (options.scanOrphans ?? true) {
+      for (const worker of await this.processingWorkers()) if (!beats.has(worker)) candidates.add(worker);
+    }
+    const result: RecoverResult = { items: 0, workers: 0, byWorker: {} };
+    for (const worker of candidates) {
+      const reply = toArray(
+        await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue], [worker, String(staleMs)]),
+      );
+      if (String(reply[1]) !== 'recovered') continue; // it beat since we looked
+      const moved = toNumber(reply[0]);
+      result.items += moved;
+      result.workers++;
+      result.byWorker[worker] = moved;
+    }
+    return result;
+  }
+
+  /**
+   * Returns everything this worker holds to the queue at once (whatever its heartbeat)
+   * and forgets its heartbeat. For a worker that stops without committing its batch, or
+   * restarts under the same name, or lost track after a connection error. Returns how
+   * many orders went back.
+   */
+  async release(worker: string): Promise<number> {
+    checkWorkerName(worker);
+    const reply = toArray(await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue], [worker, '0']));
+    return toNumber(reply[0]);
+  }
+
+  /** The depth counter: orders queued plus taken-but-unacknowledged (0 when unset). */
+  async depth(): Promise<number> {
+    return toNumber(await send(this.client, ['GET', this.keys.depth]));
+  }
+
+  /**
+   * Recomputes the depth counter from the lists (LLEN of the queue plus every processing
+   * list, in one Lua script) and returns the values before and after. Needed only if
+   * something wrote the lists behind the queue's back (see the module comment).
+   */
+  async resyncDepth(): Promise<{ before: number; after: number }> {
+    const found = (await this.processingWorkers()).map((w) => this.keys.processing(w));
+    const reply = toArray(
+      await DEPTH_RESYNC.run(this.client, [this.keys.depth, this.keys.queue, this.keys.workers, ...found], [this.keys.processingPrefix]),
+    );
+    return { before: toNumber(reply[0]), after: toNumber(reply[1]) };
+  }
+
+  /** Orders waiting in the queue (LLEN; excludes those being processed). */
+  async length(): Promise<number> {
+    return toNumber(await send(this.client, ['LLEN', this.keys.queue]));
+  }
+
+  /** Every worker known by a heartbeat or a processing list, with what it holds. */
+  async workers(): Promise<WorkerState[]> {
+    const beats = await this.heartbeats();
+    const names = new Set([...beats.keys(), ...(await this.processingWorkers())]);
+    const sorted = [...names].sort();
+    const multi = this.client.multi();
+    for (const w of sorted) multi.addCommand(['LLEN', this.keys.processing(w)]);
+    multi.addCommand(['TIME']);
+    const replies = (await multi.execAsPipeline()) as unknown as unknown[];
+    const [seconds, micros] = toStrings(replies[replies.length - 1] as string[]);
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    return sorted.map((worker, i) => {
+      const at = beats.get(worker);
+      return { worker, processing: toNumber(replies[i] as number), heartbeatAgeMs: at === undefined ? null : Math.max(0, now - at) };
+    });
+  }
+
+  /** Heartbeat set: worker → last heartbeat (ms, Redis clock). */
+  private async heartbeats(): Promise<Map<string, number>> {
+    const flat = toStrings(await send(this.client, ['ZRANGE', this.keys.workers, '0', '-1', 'WITHSCORES']));
+    const out = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) out.set(flat[i]!, Number(flat[i + 1]));
+    return out;
+  }
+
+  /** Workers that have a (non-empty) processing list, found by SCAN. */
+  private async processingWorkers(): Promise<string[]> {
+    const keys = await scanKeys(this.client, this.keys.processingPattern);
+    return keys.map((k) => k.slice(this.keys.processingPrefix.length));
+  }
+}
