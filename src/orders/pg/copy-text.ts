@@ -32,6 +32,8 @@ export const STAGING_COPY_COLUMNS = [
 ] as const;
 
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
+/** What a text value needs looked at for: an escape, or a NUL. */
+const SPECIAL = /[\\\t\n\r\0]/;
 const ESCAPABLE = /[\\\t\n\r]/g;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
@@ -50,25 +52,34 @@ export function copyNumberField(value: number | null): string {
 }
 
 /**
- * `YYYY-MM-DDThh:mm:ss[.f{1,6}]Z` for a real instant from year 0001 on: what the
- * transform's normalised timestamps look like, and text Postgres reads as the same
- * instant whatever the session's DateStyle or TimeZone.
+ * `YYYY-MM-DDThh:mm:ss[.f{1,6}]Z`: what the transform's normalised timestamps look like,
+ * and text Postgres reads as the same instant whatever the session's DateStyle or TimeZone.
  */
-const UTC_ISO = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?Z$/;
+const UTC_ISO = /^\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z$/;
+
+/** Two or four ASCII digits at `at` as a number (the pattern has checked they are digits). */
+function digits(text: string, at: number, count: 2 | 4): number {
+  let n = 0;
+  for (let i = at; i < at + count; i++) n = n * 10 + text.charCodeAt(i) - 48;
+  return n;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
 
 /**
  * The timestamp if it is ISO 8601 UTC text naming a real instant (no 30 February, no
  * hour 24, no leap second, year ≥ 1), else null. Pure.
  */
 export function utcTimestampOrNull(value: string | null): string | null {
-  if (value === null) return null;
-  const m = UTC_ISO.exec(value);
-  if (!m) return null;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  if (year < 1 || hour > 23 || minute > 59 || second > 59) return null;
-  const d = new Date(Date.UTC(2000, month - 1, day)); // any leap year: only month/day validity is checked here
-  d.setUTCFullYear(year);
-  return d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day ? value : null;
+  if (value === null || !UTC_ISO.test(value)) return null;
+  const year = digits(value, 0, 4);
+  const month = digits(value, 5, 2);
+  const day = digits(value, 8, 2);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
+  return digits(value, 11, 2) > 23 ? null : value;
 }
 
 const TEXT_COLUMNS = ['order_id', 'customer_id', 'product_id', 'currency', 'zip_code', 'category', 'shipping_zone', 'region'] as const;
@@ -90,7 +101,9 @@ export function stagingCopyLine(batchIdField: string, cols: StagingColumns, i: n
   let problems: string[] | undefined;
   const text = (column: (typeof TEXT_COLUMNS)[number]): string => {
     const value = (cols[column][i] ?? null) as string | null;
-    if (value !== null && value.includes('\0')) {
+    if (value === null) return '\\N';
+    if (!SPECIAL.test(value)) return value; // the common case: nothing to escape
+    if (value.includes('\0')) {
       (problems ??= []).push(`${column} contains NUL characters (staged as U+FFFD)`);
       return copyTextField(value.replaceAll('\0', '\uFFFD'));
     }
