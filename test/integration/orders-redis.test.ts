@@ -190,6 +190,23 @@ describe('OrderQueue', () => {
     expect(await queue.recover({ staleMs: 5000 })).toEqual({ items: 0, workers: 0, byWorker: {} });
   });
 
+  it('keepAlive beats during a long batch so recover leaves the worker alone', async () => {
+    const { client, prefix } = await setup('keepalive');
+    const queue = new OrderQueue({ client, prefix });
+    await queue.push(orders(2));
+    await queue.take('long', 2, 100);
+    const stop = queue.keepAlive('long', 50);
+    cleanups.push(stop);
+    await ageHeartbeat(client, queue, 'long', 10_000);
+    await sleep(150);
+    expect((await queue.workers())[0]!.heartbeatAgeMs).toBeLessThan(1000);
+    expect(await queue.recover({ staleMs: 5000 })).toEqual({ items: 0, workers: 0, byWorker: {} });
+    stop();
+    await ageHeartbeat(client, queue, 'long', 10_000);
+    await sleep(150);
+    expect((await queue.recover({ staleMs: 5000 })).items).toBe(2);
+  });
+
   it('recover finds processing lists without a heartbeat (scanOrphans), release returns a worker’s own orders', async () => {
     const { client, prefix } = await setup('orphan');
     const queue = new OrderQueue({ client, prefix });
@@ -452,6 +469,27 @@ describe('OrderSignals and ViewRefresher', () => {
     await unsubscribe();
     await unsubscribe();
     expect(await signals.publishPromoted({ batchId: 'b-2', promoted: 1 })).toBe(0);
+  });
+
+  it('after the subscriber connection drops, it resubscribes by itself and calls onReconnect (signals may have been missed)', async () => {
+    const { client, prefix } = await setup('signalreconnect');
+    const signals = new OrderSignals({ client, prefix });
+    const received: string[] = [];
+    let reconnects = 0;
+    const name = `${prefix}-sub`;
+    const unsubscribe = await signals.subscribe((s) => void received.push(s.batchId), { name, onReconnect: () => reconnects++ });
+    cleanups.push(unsubscribe);
+    const list = String(await send(client, ['CLIENT', 'LIST', 'TYPE', 'pubsub']));
+    const id = /id=(\d+) .*name=(\S+)/.exec(list.split('\n').find((l) => l.includes(`name=${name} `)) ?? '')?.[1];
+    expect(id).toBeDefined();
+    expect(await send(client, ['CLIENT', 'KILL', 'ID', id!])).toBe(1);
+    await waitUntil(() => reconnects === 1);
+    for (let i = 0; received.length === 0; i++) {
+      await signals.publishPromoted({ batchId: `after-${i}`, promoted: 1 });
+      await sleep(20);
+      if (i > 200) throw new Error('no signal after the reconnect');
+    }
+    expect(received[0]).toMatch(/^after-/);
   });
 
   it('a malformed message or a failing handler goes to onError (TRIB_ERR_ORDERS_SIGNAL_INVALID); later signals still arrive', async () => {

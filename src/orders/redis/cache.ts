@@ -147,8 +147,8 @@ export class LookupCache {
     const sizes: CacheSizes = { products: tables.products.size, currencies: tables.currencies.size, zipCodes: tables.zips.size };
     const meta = this.keys.cacheMeta(version);
     const multi = this.client.multi();
-    multi.addCommand(['HSET', meta, 'version', String(version), 'published_at', String(Date.now()),
-      'products', String(sizes.products), 'currencies', String(sizes.currencies), 'zips', String(sizes.zipCodes)]);
+    const fields = { version, published_at: Date.now(), products: sizes.products, currencies: sizes.currencies, zips: sizes.zipCodes };
+    multi.addCommand(['HSET', meta, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])]);
     multi.addCommand(['PEXPIRE', meta, ttl]);
     await multi.exec();
     const reply = toArray(

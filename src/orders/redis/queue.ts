@@ -167,6 +167,21 @@ export class OrderQueue {
   }
 
   /**
+   * Beats for this worker every `intervalMs` until the returned function is called: for a
+   * batch that may take longer than recover's `staleMs` (take() only beats when it takes).
+   * The timer does not keep the process alive; failed beats go to `onError`.
+   */
+  keepAlive(worker: string, intervalMs: number, onError?: (err: Error) => void): () => void {
+    checkWorkerName(worker);
+    checkNumber('keepAlive intervalMs', intervalMs, 1);
+    const timer = setInterval(() => {
+      this.heartbeat(worker).catch((err: unknown) => onError?.(err instanceof Error ? err : new Error(String(err))));
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /**
    * Returns the processing lists of dead workers to the queue (the end take reads, so
    * they are processed next) and forgets their heartbeats, atomically per worker. Dead:
    * last heartbeat at least `staleMs` old, or (with `scanOrphans`) a processing list and

@@ -74,6 +74,8 @@ export interface SubscribeOptions {
   onError?: (err: Error) => void;
   /** Called each time the subscriber connection is back after a reconnect (signals may have been missed). */
   onReconnect?: () => void;
+  /** Name of the subscriber connection in CLIENT LIST (no spaces; default: the client's own name). */
+  name?: string;
 }
 
 /** Stops a subscription and closes its connection; calling it twice is fine. */
@@ -111,7 +113,7 @@ export class OrderSignals {
   async subscribe(handler: (signal: PromotedSignal) => void | Promise<void>, options: SubscribeOptions = {}): Promise<Unsubscribe> {
     const channel = this.keys.signals;
     const report = (err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err)));
-    const sub = this.client.duplicate();
+    const sub = this.client.duplicate(options.name === undefined ? undefined : { name: options.name });
     sub.on('error', report);
     let readies = 0;
     sub.on('ready', () => {
