@@ -61,6 +61,11 @@ export const ERRORS = {
     retryable: false,
     description: 'produce()/produceBatch() was given an event that breaks the stream contract.',
   },
+  TRIB_ERR_PRODUCE_REFUSED: {
+    message: 'Redis refused %s of %s events: %s',
+    retryable: false,
+    description: 'Redis answered an XADD of produce()/produceBatch() with an error (the key holds another type, out of memory); the others were added.',
+  },
 
   // Servers
   TRIB_ERR_REDIS_UNAVAILABLE: {

@@ -11,15 +11,20 @@ import type { BenchWorkspace } from './workspace.js';
 
 /** Appends `count` sample events to the workspace's stream in pipelined batches; returns the seconds taken. */
 export async function preload(ws: BenchWorkspace, count: number, batch = 1000, onProgress?: (done: number) => void): Promise<number> {
-  const producer = new Producer({ redisUrl: ws.config.redisUrl, streamKey: ws.config.streamKey, connection: ws.redis });
-  const started = performance.now();
-  for (let done = 0; done < count; ) {
-    const n = Math.min(batch, count - done);
-    await producer.produceBatch(Array.from({ length: n }, () => sampleEvent()));
-    done += n;
-    onProgress?.(done);
+  const producer = new Producer({ redisUrl: ws.config.redisUrl, streamKey: ws.config.streamKey, name: `tributary:${ws.tag}:preload` });
+  try {
+    await producer.connect();
+    const started = performance.now();
+    for (let done = 0; done < count; ) {
+      const n = Math.min(batch, count - done);
+      await producer.produceBatch(Array.from({ length: n }, () => sampleEvent()));
+      done += n;
+      onProgress?.(done);
+    }
+    return (performance.now() - started) / 1000;
+  } finally {
+    await producer.close();
   }
-  return (performance.now() - started) / 1000;
 }
 
 /** Events produced (to a throwaway key) before timing. */
@@ -32,14 +37,13 @@ export const PRODUCE_WARMUP = 5000;
  * warm-up of PRODUCE_WARMUP events.
  */
 export async function measureProduce(redisUrl: string, streamKey: string, events: readonly ProducerEvent[], batch: number, concurrency: number): Promise<ProduceFigures> {
-  const connection = createRedisConnection(redisUrl, { name: 'tributary:bench-produce', failFast: false });
-  await connection.connect(); // before timing
-  const producer = new Producer({ redisUrl, streamKey, connection });
+  const producer = new Producer({ redisUrl, streamKey, name: 'tributary:bench-produce' });
   const warmKey = `${streamKey}:warmup`;
+  const warm = new Producer({ redisUrl, streamKey: warmKey, name: 'tributary:bench-produce-warmup' });
   try {
     // Warm-up (not timed) on a key of its own: the JIT compiles the producer's hot paths.
-    const warm = new Producer({ redisUrl, streamKey: warmKey, connection });
     for (let i = 0; i < Math.min(events.length, PRODUCE_WARMUP); i += batch) await warm.produceBatch(events.slice(i, Math.min(i + batch, PRODUCE_WARMUP)));
+    await producer.connect(); // before timing
     let next = 0;
     const started = performance.now();
     const lane = async () => {
@@ -52,8 +56,11 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
     const elapsedSecs = (performance.now() - started) / 1000;
     return { events: events.length, batch, concurrency, elapsedSecs: Number(elapsedSecs.toFixed(3)), eventsPerSec: ratePerSec(events.length, elapsedSecs) };
   } finally {
-    await connection.del(warmKey).catch(() => {});
-    destroyQuietly(connection);
+    await warm.close().catch(() => {});
+    await producer.close().catch(() => {});
+    const conn = createRedisConnection(redisUrl, { failFast: false });
+    await conn.connect().then(() => conn.del(warmKey)).catch(() => {});
+    destroyQuietly(conn);
   }
 }
 

@@ -4,7 +4,6 @@ import { Engine } from '../core/engine.js';
 import { quoteIdent } from '../postgres/pool.js';
 import { Producer } from '../producer/producer.js';
 import { sampleEvent } from '../producer/sample.js';
-import { createRedisConnection, destroyQuietly } from '../redis/client.js';
 import { ingestSpan, readLag, waitForRows } from './load.js';
 import type { LagFigures, RateFigures } from './result.js';
 import { summarizeLatencies } from './stats.js';
@@ -51,12 +50,11 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
   const batch = options.batch ?? defaultRateBatch(rate);
   const ws = await openWorkspace('rate', options.config);
   const c = ws.config;
-  const connection = createRedisConnection(c.redisUrl, { name: `tributary:${ws.tag}:producer`, failFast: false });
+  const producer = new Producer({ redisUrl: c.redisUrl, streamKey: c.streamKey, name: `tributary:${ws.tag}:producer` });
   let engine: Engine | undefined;
   let sampler: NodeJS.Timeout | undefined;
   try {
-    await connection.connect();
-    const producer = new Producer({ redisUrl: c.redisUrl, streamKey: c.streamKey, connection });
+    await producer.connect();
     if (options.withEngine) {
       engine = new Engine(c);
       engine.on('error', (err) => progress(`engine error: ${err.message}`));
@@ -142,7 +140,7 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
   } finally {
     if (sampler) clearInterval(sampler);
     await engine?.close({ force: true }).catch(() => {});
-    destroyQuietly(connection);
+    await producer.close().catch(() => {});
     await ws.cleanup();
   }
 }

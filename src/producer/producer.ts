@@ -1,6 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import { TributaryError } from '../errors.js';
-import { createRedisConnection, send, type RedisConnection } from '../redis/client.js';
+import { bulk, RespError, RespPipe, RespWriter, type RespReply } from '../redis/pipe.js';
 import { xaddArgs, type TrimOption } from '../redis/commands.js';
 import { FIELD } from '../core/entry.js';
 
@@ -23,12 +23,12 @@ export interface ProducerOptions {
   streamKey?: string;
   /** Approximate trimming on every XADD: `{ maxLen }` or `{ minId }` (default none). */
   trim?: TrimOption;
-  /** Use this connection instead of opening one (it is not closed by `close()`). */
-  connection?: RedisConnection;
+  /** CLIENT SETNAME of the producer's connection (default `tributary:producer`). */
+  name?: string;
 }
 
-/** Builds the stream fields of one event per the stream contract. Pure. */
-export function eventFields(type: string, payload: unknown, options: ProduceOptions = {}): Record<string, string> {
+/** Checks an event and returns its field values: payload JSON, event_id, produced_at. Pure. */
+function eventValues(type: string, payload: unknown, options: ProduceOptions): [json: string, eventId: string, producedAt: string] {
   if (typeof type !== 'string' || type.length === 0) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['type must be a non-empty string']);
   }
@@ -39,35 +39,58 @@ export function eventFields(type: string, payload: unknown, options: ProduceOpti
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', [`payload is not JSON-serialisable: ${(err as Error).message}`]);
   }
   if (json === undefined) throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['payload is not JSON-serialisable']);
-  if (options.eventId !== undefined && (options.eventId === '' || options.eventId.length > 512)) {
+  if (options.eventId !== undefined && (typeof options.eventId !== 'string' || options.eventId === '' || options.eventId.length > 512)) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['eventId must be 1 to 512 characters']);
   }
   const producedAt = options.producedAt ?? Date.now();
   if (!Number.isFinite(producedAt) || producedAt < 0) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['producedAt must be ms since epoch']);
   }
-  return {
-    [FIELD.eventType]: type,
-    [FIELD.payload]: json,
-    [FIELD.eventId]: options.eventId ?? uuidv7(),
-    [FIELD.producedAt]: String(producedAt),
-  };
+  return [json, options.eventId ?? uuidv7(), String(producedAt)];
 }
 
+/** Builds the stream fields of one event per the stream contract. Pure. */
+export function eventFields(type: string, payload: unknown, options: ProduceOptions = {}): Record<string, string> {
+  const [json, eventId, producedAt] = eventValues(type, payload, options);
+  return { [FIELD.eventType]: type, [FIELD.payload]: json, [FIELD.eventId]: eventId, [FIELD.producedAt]: producedAt };
+}
+
+/** The RESP text every XADD of this producer starts with: key, trimming, `*` (auto ID). Pure. */
+export function xaddPrefix(streamKey: string, trim?: TrimOption): string {
+  const head = xaddArgs(streamKey, {}, trim); // XADD key [MAXLEN|MINID ~ n] *
+  // 8 more arguments follow: the four field names and values.
+  return `*${head.length + 8}\r\n${head.map(bulk).join('')}`;
+}
+
+const NAME_TYPE = bulk(FIELD.eventType);
+const NAME_PAYLOAD = bulk(FIELD.payload);
+const NAME_ID = bulk(FIELD.eventId);
+const NAME_AT = bulk(FIELD.producedAt);
+
 /**
- * Appends events to the stream. `produceBatch` sends the whole batch in one
- * pipelined round trip and returns the entry IDs in order.
+ * Appends events to the stream. `produceBatch` checks the whole batch first, then
+ * sends it as one pipelined write of XADDs on the producer's own connection and
+ * returns the entry IDs in order.
+ *
+ * Delivery: if the connection breaks while a batch is in flight, the batch fails with
+ * TRIB_ERR_REDIS_UNAVAILABLE and some of its events may have been added. Sending it
+ * again with the same `eventId`s is safe: the engine writes each event_id once.
  */
 export class Producer {
   readonly streamKey: string;
-  private readonly client: RedisConnection;
-  private readonly owned: boolean;
-  private connecting: Promise<unknown> | undefined;
+  private readonly pipe: RespPipe;
+  private readonly prefix: string;
+  private sizeHint = 64 * 1024;
 
   constructor(private readonly options: ProducerOptions) {
     this.streamKey = options.streamKey ?? 'events';
-    this.owned = options.connection === undefined;
-    this.client = options.connection ?? createRedisConnection(options.redisUrl, { name: 'tributary:producer', failFast: false });
+    this.pipe = new RespPipe({ url: options.redisUrl, name: options.name ?? 'tributary:producer' });
+    this.prefix = xaddPrefix(this.streamKey, options.trim);
+  }
+
+  /** Connects now (otherwise the first call does); fails with TRIB_ERR_REDIS_UNAVAILABLE. */
+  async connect(): Promise<void> {
+    await this.pipe.connect();
   }
 
   async produce(type: string, payload: unknown, options?: ProduceOptions): Promise<string> {
@@ -77,32 +100,37 @@ export class Producer {
 
   async produceBatch(events: readonly ProducerEvent[]): Promise<string[]> {
     if (events.length === 0) return [];
-    // Validate everything before sending anything: a bad event rejects the whole batch.
-    const commands = events.map((e) =>
-      xaddArgs(this.streamKey, eventFields(e.type, e.payload, e), this.options.trim),
-    );
-    await this.ready();
-    const multi = this.client.multi();
-    for (const args of commands) multi.addCommand(args);
-    const replies = (await multi.execAsPipeline()) as unknown[];
-    return replies.map(String);
+    // Check and encode everything before sending anything: a bad event rejects the whole batch.
+    const out = new RespWriter(this.sizeHint);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      const [json, eventId, producedAt] = eventValues(e.type, e.payload, e);
+      out.ascii(this.prefix).ascii(NAME_TYPE).bulk(e.type).ascii(NAME_PAYLOAD).bulk(json).ascii(NAME_ID).bulk(eventId).ascii(NAME_AT).bulk(producedAt);
+    }
+    // Start the next batch's buffer at about this one's size.
+    this.sizeHint = Math.min(64 * 1024 * 1024, Math.max(64 * 1024, out.length + (out.length >> 3)));
+    const replies = await this.pipe.pipeline(out.finish(), events.length);
+    return idsOf(replies);
   }
 
   /** Appends raw field maps (for tools and tests that need entries outside the contract). */
   async addRaw(fields: Record<string, string>): Promise<string> {
-    await this.ready();
-    return String(await send(this.client, xaddArgs(this.streamKey, fields, this.options.trim)));
+    return idsOf([await this.pipe.command(xaddArgs(this.streamKey, fields, this.options.trim))])[0]!;
   }
 
+  /** Waits for batches in flight, then closes the connection. */
   async close(): Promise<void> {
-    if (this.owned && this.client.isOpen) await this.client.close();
+    await this.pipe.close();
   }
+}
 
-  private async ready(): Promise<void> {
-    if (this.client.isReady) return;
-    this.connecting ??= this.client.isOpen ? Promise.resolve() : this.client.connect();
-    await this.connecting;
+/** The entry IDs; an XADD Redis refused (wrong key type, out of memory) fails the call. */
+function idsOf(replies: readonly RespReply[]): string[] {
+  const refused = replies.filter((r): r is RespError => r instanceof RespError);
+  if (refused.length > 0) {
+    throw new TributaryError('TRIB_ERR_PRODUCE_REFUSED', [refused.length, replies.length, refused[0]!.message]);
   }
+  return replies.map(String);
 }
 
 export function createProducer(options: ProducerOptions): Producer {

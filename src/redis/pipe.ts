@@ -1,0 +1,336 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { TributaryError } from '../errors.js';
+
+/**
+ * A reply as RESP2 gives it: bulk and simple strings decoded as UTF-8, integers as
+ * numbers, nil as null, arrays nested. An error reply is a RespError value in place
+ * (one failed command in a pipeline does not fail its neighbours).
+ */
+export type RespReply = string | number | null | RespError | RespReply[];
+
+/** An error reply from Redis (`-ERR ...`, `-WRONGTYPE ...`), returned in its command's place. */
+export class RespError extends Error {
+  override readonly name = 'RespError';
+}
+
+export interface RespPipeOptions {
+  /** `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. */
+  url: string;
+  /** CLIENT SETNAME on connect (default none). */
+  name?: string;
+  /** Give up connecting after this long (default 5000 ms). */
+  connectTimeoutMs?: number;
+}
+
+interface Waiting {
+  /** Replies still expected. */
+  count: number;
+  replies: RespReply[];
+  resolve: (replies: RespReply[]) => void;
+  reject: (err: Error) => void;
+}
+
+const CRLF = 0x0d;
+
+/** `$<bytes>\r\n<value>\r\n`: one RESP2 bulk string. */
+export function bulk(value: string): string {
+  return `$${Buffer.byteLength(value)}\r\n${value}\r\n`;
+}
+
+/** A whole command as RESP2 text. */
+export function encodeCommand(args: readonly string[]): string {
+  let out = `*${args.length}\r\n`;
+  for (const a of args) out += bulk(a);
+  return out;
+}
+
+/**
+ * Builds RESP commands straight into one Buffer: no intermediate strings for the
+ * framing, no rope of thousands of pieces to flatten before the socket write.
+ */
+export class RespWriter {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(capacity = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  /** Text that is known to be ASCII (command names, framing built once). */
+  ascii(text: string): this {
+    this.ensure(text.length);
+    this.pos += this.buf.write(text, this.pos, 'latin1');
+    return this;
+  }
+
+  /** A bulk string: `$<bytes>\r\n<value>\r\n`. */
+  bulk(value: string): this {
+    const n = Buffer.byteLength(value);
+    this.ensure(n + 16);
+    const b = this.buf;
+    let p = this.pos;
+    b[p++] = 0x24; // $
+    p = writeDigits(b, p, n);
+    b[p++] = 0x0d;
+    b[p++] = 0x0a;
+    p += b.write(value, p, 'utf8');
+    b[p++] = 0x0d;
+    b[p++] = 0x0a;
+    this.pos = p;
+    return this;
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  /** The bytes written so far (the writer must not be used after). */
+  finish(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  private ensure(more: number): void {
+    if (this.pos + more <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + more));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+}
+
+function writeDigits(b: Buffer, p: number, n: number): number {
+  if (n < 10) {
+    b[p] = 0x30 + n;
+    return p + 1;
+  }
+  const digits = n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : String(n).length;
+  for (let i = p + digits - 1; i >= p; i--) {
+    b[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return p + digits;
+}
+
+/**
+ * A bare Redis connection for writing many commands in one go: the caller hands over
+ * commands already encoded as one RESP string, they leave in one socket write, and
+ * their replies come back in order. This is what lets `produceBatch` send a thousand
+ * XADDs for the cost of one string build and one write, with no per-command objects,
+ * promises or queue entries (node-redis spends more on those than Redis spends on the
+ * XADDs).
+ *
+ * It does not reconnect on its own or retry: when the connection breaks, every
+ * command in flight fails with TRIB_ERR_REDIS_UNAVAILABLE (some of them may have run),
+ * and the next call connects again.
+ */
+export class RespPipe {
+  private socket: net.Socket | undefined;
+  private connecting: Promise<net.Socket> | undefined;
+  private readonly waiting: Waiting[] = [];
+  private pending: Buffer | undefined;
+  private closed = false;
+  private readonly inFlight = new Set<Promise<RespReply[]>>();
+
+  constructor(private readonly options: RespPipeOptions) {
+    parseRedisUrl(options.url); // a bad URL fails here, not at the first command
+  }
+
+  /** Connects now (otherwise the first command does). */
+  async connect(): Promise<void> {
+    if (!this.socket) await this.connectOnce();
+  }
+
+  /** One command. */
+  async command(args: readonly string[]): Promise<RespReply> {
+    const [reply] = await this.pipeline(encodeCommand(args), 1);
+    return reply!;
+  }
+
+  /** `count` commands, already encoded back to back in `encoded`; their replies in order. */
+  async pipeline(encoded: string | Buffer, count: number): Promise<RespReply[]> {
+    if (this.closed) throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', ['connection closed']);
+    if (count === 0) return [];
+    const call = (async () => {
+      const socket = this.socket ?? (await this.connectOnce());
+      return this.enqueue(socket, encoded, count);
+    })();
+    this.inFlight.add(call);
+    try {
+      return await call;
+    } finally {
+      this.inFlight.delete(call);
+    }
+  }
+
+  /** Takes no new commands, waits for those already given (connecting included), then closes. Safe to call twice. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.socket?.end();
+    this.socket = undefined;
+  }
+
+  /** Drops the connection now; commands in flight fail. */
+  destroy(): void {
+    this.closed = true;
+    this.socket?.destroy();
+  }
+
+  private enqueue(socket: net.Socket, encoded: string | Buffer, count: number): Promise<RespReply[]> {
+    return new Promise<RespReply[]>((resolve, reject) => {
+      this.waiting.push({ count, replies: [], resolve, reject });
+      socket.write(encoded);
+    });
+  }
+
+  private connectOnce(): Promise<net.Socket> {
+    this.connecting ??= this.open().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async open(): Promise<net.Socket> {
+    const url = parseRedisUrl(this.options.url);
+    const timeoutMs = this.options.connectTimeoutMs ?? 5000;
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = url.tls
+        ? tls.connect({ host: url.host, port: url.port, servername: net.isIP(url.host) ? undefined : url.host })
+        : net.connect({ host: url.host, port: url.port });
+      const fail = (err: Error) => {
+        s.destroy();
+        reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${err.message}`], { cause: err }));
+      };
+      s.setTimeout(timeoutMs, () => fail(new Error(`no connection after ${timeoutMs} ms`)));
+      s.once('error', fail);
+      s.once(url.tls ? 'secureConnect' : 'connect', () => {
+        s.setTimeout(0);
+        s.off('error', fail);
+        resolve(s);
+      });
+    });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => {}); // 'close' follows, and fails what is in flight
+    socket.on('close', () => this.onClose(socket));
+    this.pending = undefined;
+    // The hand-shake goes first, as one pipeline: AUTH, SELECT, CLIENT SETNAME.
+    const hello: string[][] = [];
+    if (url.password !== undefined) hello.push(url.username ? ['AUTH', url.username, url.password] : ['AUTH', url.password]);
+    if (url.db !== 0) hello.push(['SELECT', String(url.db)]);
+    if (this.options.name) hello.push(['CLIENT', 'SETNAME', this.options.name]);
+    if (hello.length > 0) {
+      const replies = await this.enqueue(socket, hello.map(encodeCommand).join(''), hello.length).catch((err: Error) => {
+        socket.destroy();
+        throw err;
+      });
+      const refused = replies.find((r): r is RespError => r instanceof RespError);
+      if (refused) {
+        socket.destroy();
+        throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${refused.message}`]);
+      }
+    }
+    this.socket = socket;
+    return socket;
+  }
+
+  private onClose(socket: net.Socket): void {
+    if (this.socket === socket) this.socket = undefined;
+    this.pending = undefined;
+    const err = new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', ['connection closed with commands in flight; some of them may have run']);
+    for (const w of this.waiting.splice(0)) w.reject(err);
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    let pos = 0;
+    while (pos < buf.length && this.waiting.length > 0) {
+      const parsed = parseReply(buf, pos);
+      if (parsed === undefined) break; // incomplete: wait for more bytes
+      pos = parsed.next;
+      const w = this.waiting[0]!;
+      w.replies.push(parsed.value);
+      if (--w.count === 0) {
+        this.waiting.shift();
+        w.resolve(w.replies);
+      }
+    }
+    buf = buf.subarray(pos);
+    this.pending = buf.length > 0 ? buf : undefined;
+  }
+}
+
+/**
+ * One RESP2 reply from `buf` at `pos`, or undefined when the bytes end before it does.
+ * Pure.
+ */
+export function parseReply(buf: Buffer, pos: number): { value: RespReply; next: number } | undefined {
+  const eol = buf.indexOf(CRLF, pos);
+  if (eol < 0 || eol + 1 >= buf.length) return undefined;
+  const type = buf[pos];
+  const line = buf.toString('utf8', pos + 1, eol);
+  const after = eol + 2;
+  switch (type) {
+    case 0x2b: // +
+      return { value: line, next: after };
+    case 0x2d: // -
+      return { value: new RespError(line), next: after };
+    case 0x3a: // :
+      return { value: Number(line), next: after };
+    case 0x24: {
+      // $
+      const len = Number(line);
+      if (len < 0) return { value: null, next: after };
+      if (after + len + 2 > buf.length) return undefined;
+      return { value: buf.toString('utf8', after, after + len), next: after + len + 2 };
+    }
+    case 0x2a: {
+      // *
+      const n = Number(line);
+      if (n < 0) return { value: null, next: after };
+      const items: RespReply[] = [];
+      let next = after;
+      for (let i = 0; i < n; i++) {
+        const item = parseReply(buf, next);
+        if (item === undefined) return undefined;
+        items.push(item.value);
+        next = item.next;
+      }
+      return { value: items, next };
+    }
+    default:
+      throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`unexpected reply type ${JSON.stringify(String.fromCharCode(type ?? 0))}`]);
+  }
+}
+
+export interface RedisUrl {
+  tls: boolean;
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  db: number;
+}
+
+/** The parts of a `redis://` / `rediss://` URL. Pure. */
+export function parseRedisUrl(url: string): RedisUrl {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['Redis URL', `not a URL: ${url}`]);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['Redis URL', `must start with redis:// or rediss://: ${url}`]);
+  }
+  const dbText = u.pathname.replace(/^\//, '');
+  const db = dbText === '' ? 0 : Number(dbText);
+  if (!Number.isInteger(db) || db < 0) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['Redis URL', `bad database number: ${dbText}`]);
+  return {
+    tls: u.protocol === 'rediss:',
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db,
+  };
+}
