@@ -27,8 +27,11 @@ export interface MigrateResult {
 
 /**
  * Applies the migrations not yet recorded in `<schema>.tributary_migrations`, each in
- * its own transaction, in order. Safe to run concurrently: a session advisory lock
- * per schema serialises runners; the second one finds nothing left to do.
+ * its own transaction, in order. Safe to run concurrently: each transaction takes a
+ * transaction-level advisory lock per schema and re-reads what is applied, so a second
+ * runner finds nothing left to do. Transaction-level, not session-level: behind
+ * PgBouncer in transaction mode a session lock and its unlock can land on different
+ * server connections and leave the lock held.
  */
 export async function migrate(pool: PgPool, schema = 'public', migrations = loadMigrations()): Promise<MigrateResult> {
   const client = await pool.connect();
@@ -39,34 +42,35 @@ export async function migrate(pool: PgPool, schema = 'public', migrations = load
   const applied: string[] = [];
   let broken: Error | undefined;
   try {
-    await client.query('SELECT pg_advisory_lock(hashtext($1))', [`tributary:migrate:${schema}`]);
-    try {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${s}.tributary_migrations (
-           version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-      );
-      const done = new Set(
-        (await client.query<{ version: number }>(`SELECT version FROM ${s}.tributary_migrations`)).rows.map((r) => r.version),
-      );
-      for (const m of migrations) {
-        if (done.has(m.version)) continue;
-        try {
-          await client.query('BEGIN');
-          await client.query(`SET LOCAL search_path TO ${s}`);
-          await client.query(m.sql);
-          await client.query(`INSERT INTO ${s}.tributary_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+    for (;;) {
+      let current: Migration | undefined;
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tributary:migrate:${schema}`]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${s}.tributary_migrations (
+             version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+        const done = new Set(
+          (await client.query<{ version: number }>(`SELECT version FROM ${s}.tributary_migrations`)).rows.map((r) => r.version),
+        );
+        current = migrations.find((m) => !done.has(m.version));
+        if (current === undefined) {
           await client.query('COMMIT');
-          applied.push(m.name);
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => {});
-          // A lost connection is an outage, retried by the caller; anything else is the migration's fault.
-          if (isConnectionError(err)) throw err;
-          throw new TributaryError('TRIB_ERR_MIGRATION_FAILED', [m.name, (err as Error).message], { cause: err });
+          break;
         }
+        await client.query(`SET LOCAL search_path TO ${s}`);
+        await client.query(current.sql);
+        await client.query(`INSERT INTO ${s}.tributary_migrations (version, name) VALUES ($1, $2)`, [current.version, current.name]);
+        await client.query('COMMIT');
+        applied.push(current.name);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        // A lost connection is an outage, retried by the caller; anything else is the migration's fault.
+        if (isConnectionError(err) || current === undefined) throw err;
+        throw new TributaryError('TRIB_ERR_MIGRATION_FAILED', [current.name, (err as Error).message], { cause: err });
       }
-    } finally {
-      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`tributary:migrate:${schema}`]).catch(() => {});
     }
   } catch (err) {
     if (isConnectionError(err)) broken = err as Error;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateOrders } from '../../src/orders/pg/migrate.js';
+import { migrateOrders, ORDERS_MIGRATIONS_DIR } from '../../src/orders/pg/migrate.js';
+import { loadMigrations } from '../../src/postgres/migrate.js';
 import { promote } from '../../src/orders/pg/promote.js';
 import { stageBatch } from '../../src/orders/pg/staging.js';
 import { ordersCounts, refreshViews, viewStats } from '../../src/orders/pg/views.js';
@@ -35,12 +36,11 @@ describe('the orders Postgres side through PgBouncer (transaction pool mode)', (
     expect(pools.find((p) => p.database === database)?.pool_mode).toBe('transaction');
 
     const t = await schemas.setup('bouncer', { databaseUrl: b.url, max: 12, migrate: false });
-    expect((await migrateOrders(t.pool, t.schema)).applied.length).toBeGreaterThan(0);
-    // migrate() serialises runners with a SESSION advisory lock taken and released by two
-    // separate statements. Through a transaction pooler those two may land on different
-    // server connections, leaving the lock held: it is safe here only because nothing else
-    // uses this PgBouncer meanwhile (PgBouncer then reuses the same server connection).
-    // Under concurrent traffic it leaks; run migrations over a direct connection.
+    // Four runners at once, through 3 server connections: migrate() locks per transaction
+    // (pg_advisory_xact_lock), so exactly one applies each migration and no lock outlives
+    // its transaction, whichever server connection PgBouncer gave each statement.
+    const runs = await Promise.all(Array.from({ length: 4 }, () => migrateOrders(t.pool, t.schema)));
+    expect(runs.flatMap((r) => r.applied).sort()).toEqual(loadMigrations(ORDERS_MIGRATIONS_DIR).map((m) => m.name));
     const direct = createPgPool(testDatabaseUrl(), { max: 1 });
     try {
       const leaked = await direct.query<{ n: number }>(
