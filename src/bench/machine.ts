@@ -12,13 +12,18 @@ import type { CpuFigures, MachineFacts } from './result.js';
 export async function collectMachine(redis: RedisConnection, pool: PgPool): Promise<MachineFacts> {
   const info = String(await send(redis, ['INFO', 'server']));
   const pg = (await pool.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version;
+  return hostMachine({ redis: /redis_version:(\S+)/.exec(info)?.[1], postgres: pg });
+}
+
+/** The host's facts, for a bench that talks to no server (the servers' versions as given, else undefined). */
+export function hostMachine(servers: { redis?: string | undefined; postgres?: string | undefined } = {}): MachineFacts {
   return {
     cores: os.cpus().length,
     cpu: os.cpus()[0]?.model,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
-    redis: /redis_version:(\S+)/.exec(info)?.[1],
-    postgres: pg,
+    redis: servers.redis,
+    postgres: servers.postgres,
     os: `${os.platform()} ${os.release()}`,
     loadAvg1: Number(os.loadavg()[0]!.toFixed(2)),
   };

@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform';
 
 export interface MachineFacts {
   cores: number;
@@ -135,12 +135,37 @@ export interface SweepFigures {
   points: SweepPoint[];
 }
 
+/** Orders/s of one transform implementation at one batch size, over the timed rounds. */
+export interface TransformTiming {
+  medianOrdersPerSec: number;
+  minOrdersPerSec: number;
+  maxOrdersPerSec: number;
+  /** Median time for one batch, ms. */
+  medianBatchMs: number;
+}
+
+/** The orders transform in plain TypeScript against nodejs-polars (src/bench/orders-transform.ts). */
+export interface OrdersTransformFigures {
+  points: Array<{
+    batchSize: number;
+    /** Orders per timed round (a whole number of batches). */
+    ordersPerRound: number;
+    typescript: TransformTiming;
+    polars: TransformTiming;
+    /** typescript / polars median orders/s: above 1, TypeScript is faster. */
+    typescriptSpeedup: number;
+  }>;
+  /** The faster implementation at every batch size, or 'mixed'. */
+  faster: 'typescript' | 'polars' | 'mixed';
+}
+
 export type BenchResult =
   | ResultOf<'drain', DrainFigures>
   | ResultOf<'ceiling', CeilingFigures>
   | ResultOf<'rate', RateFigures>
   | ResultOf<'sweep', SweepFigures>
-  | ResultOf<'produce', ProduceFigures>;
+  | ResultOf<'produce', ProduceFigures>
+  | ResultOf<'orders-transform', OrdersTransformFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;
