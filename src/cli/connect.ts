@@ -13,7 +13,7 @@
  * Commands that handle SIGINT/SIGTERM install their handlers only once these return:
  * while connecting, a signal ends the process the default way, at once.
  */
-import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, SocketClosedUnexpectedlyError, SocketTimeoutError } from 'redis';
+import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, SocketClosedUnexpectedlyError, SocketTimeoutError } from '@redis/client';
 import { redactUrl } from '../config/index.js';
 import type { TributaryConfig } from '../config/schema.js';
 import { isTributaryError, TributaryError } from '../errors.js';

@@ -21,7 +21,7 @@
  * not yet retried (`XLEN` of the dead-letter stream = what is still dead).
  */
 import { UNSTORED } from '../core/dead-letter.js';
-import { ErrorReply, WatchError } from 'redis';
+import { ErrorReply, WatchError } from '@redis/client';
 import type { TributaryConfig } from '../config/schema.js';
 import { backoffDelay, sleep } from '../core/backoff.js';
 import { TributaryError } from '../errors.js';

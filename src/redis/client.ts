@@ -2,11 +2,12 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from 'redis';
+import { createClient, type RedisClientType } from '@redis/client';
 import { backoffDelay } from '../core/backoff.js';
 import { redisErrorIs, type RawReply } from './commands.js';
 
-export type RedisConnection = ReturnType<typeof createClient>;
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- no modules, functions or scripts attached
+export type RedisConnection = RedisClientType<{}, {}, {}, 2, {}>;
 
 export interface RedisConnectionOptions {
   /** Shown in CLIENT LIST, e.g. `tributary:worker:host-1`. */

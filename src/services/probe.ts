@@ -4,7 +4,7 @@
  */
 import { withDefaultUser } from '../postgres/pool.js';
 import pg from 'pg';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import { sleep } from './process.js';
 
 /** Connect timeout for probing a server that may well be absent (keeps `up` fast). */

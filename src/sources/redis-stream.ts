@@ -1,4 +1,4 @@
-import { RESP_TYPES } from 'redis';
+import { RESP_TYPES } from '@redis/client';
 import { ensureGroup, send, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import { destroyQuietly } from '../../src/redis/client.js';
 import { expect } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';

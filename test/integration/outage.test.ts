@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import { destroyQuietly } from '../../src/redis/client.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';

@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { createClient } from 'redis';
-import { destroyQuietly } from '../../src/redis/client.js';
+import { createClient } from '@redis/client';
+import { destroyQuietly, type RedisConnection } from '../../src/redis/client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServicesState } from '../../src/config/index.js';
 import { freePort } from '../helpers/child.js';
@@ -45,7 +45,7 @@ async function withPg<T>(url: string, fn: (client: pg.Client) => Promise<T>): Pr
   }
 }
 
-async function withRedis<T>(url: string, fn: (client: ReturnType<typeof createClient>) => Promise<T>): Promise<T> {
+async function withRedis<T>(url: string, fn: (client: RedisConnection) => Promise<T>): Promise<T> {
   const client = createClient({ url, socket: { reconnectStrategy: false } });
   client.on('error', () => undefined);
   await client.connect();
