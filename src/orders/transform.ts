@@ -8,8 +8,8 @@ import type { LookupResult, Order, StagingColumns } from './types.js';
  * Polars; a nodejs-polars twin with identical output (src/bench/orders-transform-polars.ts)
  * was measured against it (`npm run bench:orders-transform`, results in
  * bench/results/orders-transform-*.json): at batches of 100 to 10,000 orders TypeScript was
- * 2.5× to 27× faster, conversion to and from the DataFrame included (COPY needs plain
- * arrays), and still 1.5× faster at 100,000. Every call into nodejs-polars has a fixed cost
+ * 2.3× to 25× faster, conversion to and from the DataFrame included (COPY needs plain
+ * arrays), and still 1.7× faster at 100,000. Every call into nodejs-polars has a fixed cost
  * of milliseconds, and moving the data across costs more than the arithmetic it saves.
  */
 
