@@ -185,6 +185,11 @@ export const ERRORS = {
     retryable: false,
     description: 'A message on the orders signals channel was not a JSON promoted-batch signal; subscribers skip it and report it as an error.',
   },
+  TRIB_ERR_ORDERS_NO_REFERENCE_DATA: {
+    message: 'schema %s has no orders reference data (%s): run `tributary orders init-cache --all` to create and seed it, or load your own products, currencies and zip_codes',
+    retryable: false,
+    description: 'The orders schema is not migrated, or its products, currencies or zip_codes table is empty: the lookup cache would enrich nothing and every order would be rejected.',
+  },
   TRIB_ERR_ORDERS_BACKPRESSURE_ABORTED: {
     message: 'stopped waiting for room in %s (depth %s, limit %s)',
     retryable: true,

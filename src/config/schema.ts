@@ -63,6 +63,24 @@ export const configSchema = z
       .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 90s, 30m, 12h or 7d')
       .optional(),
     trimIntervalMs: positiveInt().default(60_000),
+    // The orders pipeline (`tributary orders ...`).
+    ordersSchema: identifier.default('orders'),
+    ordersPrefix: z
+      .string()
+      .min(1)
+      .regex(/^[^\s]+$/, 'must not contain spaces')
+      .default('orders'),
+    ordersWorkers: positiveInt(1000).default(4),
+    ordersBatchSize: positiveInt(1_000_000).default(5000),
+    ordersBlockMs: positiveInt().default(1000),
+    ordersStaleMs: positiveInt().default(30_000),
+    ordersRecoverIntervalMs: positiveInt().default(5000),
+    dedupWindowS: positiveInt().default(3600),
+    dedupBucketS: positiveInt().default(300),
+    maxQueueDepth: positiveInt().default(100_000),
+    revenueWindowMin: positiveInt().default(15),
+    cacheTtlS: positiveInt().default(86_400),
+    viewRefreshMinMs: z.coerce.number().int().min(0).default(5000),
   })
   .superRefine((c, ctx) => {
     if (c.maxInFlight < c.batchSize) {
@@ -83,6 +101,20 @@ export const configSchema = z
     }
     if (c.claimIdleMs < 3 * 1000) {
       ctx.addIssue({ code: 'custom', path: ['claimIdleMs'], message: 'must be at least 3000 ms' });
+    }
+    // An idle worker beats once per blocking take: a shorter stale time would declare it dead.
+    if (c.ordersStaleMs < Math.max(1000, 3 * c.ordersBlockMs)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ordersStaleMs'],
+        message: `must be at least 1000 and at least three times ORDERS_BLOCK_MS (${c.ordersBlockMs}), or idle workers would be judged dead`,
+      });
+    }
+    if (c.dedupBucketS > c.dedupWindowS) {
+      ctx.addIssue({ code: 'custom', path: ['dedupBucketS'], message: `must not exceed DEDUP_WINDOW_S (${c.dedupWindowS})` });
+    }
+    if (c.dedupWindowS / c.dedupBucketS > 1000) {
+      ctx.addIssue({ code: 'custom', path: ['dedupBucketS'], message: `must be at least DEDUP_WINDOW_S / 1000 (${Math.ceil(c.dedupWindowS / 1000)}): at most 1000 buckets per window` });
     }
   });
 
@@ -154,4 +186,46 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
     env: 'WRITE_TIMEOUT_MS',
     doc: 'Postgres statement timeout for a batch write; a timed-out write is retried, not acknowledged.',
   },
+  ordersSchema: { env: 'ORDERS_SCHEMA', doc: 'Orders pipeline: Postgres schema of its tables (reference data, staging, orders, rejects, views).' },
+  ordersPrefix: { env: 'ORDERS_PREFIX', doc: 'Orders pipeline: prefix of its Redis keys (`<prefix>:queue`, `<prefix>:dedup:*`, `<prefix>:cache:*`, ...).' },
+  ordersWorkers: { env: 'ORDERS_WORKERS', doc: 'Orders pipeline: workers per `orders process`, each with its own Redis connection.' },
+  ordersBatchSize: { env: 'ORDERS_BATCH_SIZE', doc: 'Orders pipeline: orders per batch (one take, one COPY, one promote).' },
+  ordersBlockMs: { env: 'ORDERS_BLOCK_MS', doc: 'Orders pipeline: how long an idle worker waits for orders (BLMOVE timeout).' },
+  ordersStaleMs: {
+    env: 'ORDERS_STALE_MS',
+    doc: 'Orders pipeline: a worker whose heartbeat is this old is dead and its processing list goes back to the queue.',
+  },
+  ordersRecoverIntervalMs: { env: 'ORDERS_RECOVER_INTERVAL_MS', doc: 'Orders pipeline: how often dead workers are looked for.' },
+  dedupWindowS: { env: 'DEDUP_WINDOW_S', doc: 'Orders pipeline: an order whose order_id was processed this many seconds ago or less is a duplicate.' },
+  dedupBucketS: { env: 'DEDUP_BUCKET_S', doc: 'Orders pipeline: width of one dedup bucket (a Redis set that expires by itself), seconds.' },
+  maxQueueDepth: {
+    env: 'MAX_QUEUE_DEPTH',
+    doc: 'Orders pipeline: `orders generate` waits while the queue holds this many orders or more (queued plus in processing).',
+  },
+  revenueWindowMin: { env: 'REVENUE_WINDOW_MIN', doc: 'Orders pipeline: length of the revenue sliding window shown by `orders stats`, minutes.' },
+  cacheTtlS: { env: 'CACHE_TTL_S', doc: 'Orders pipeline: a lookup-cache version expires this many seconds after it is published.' },
+  viewRefreshMinMs: {
+    env: 'VIEW_REFRESH_MIN_MS',
+    doc: 'Orders pipeline: at most one materialized-view refresh starts per this many ms; completion signals meanwhile are coalesced.',
+  },
 };
+
+/** Settings only the orders pipeline reads: `tributary orders ...` takes these as flags, the event commands do not. */
+export const ORDERS_SETTINGS = [
+  'ordersSchema',
+  'ordersPrefix',
+  'ordersWorkers',
+  'ordersBatchSize',
+  'ordersBlockMs',
+  'ordersStaleMs',
+  'ordersRecoverIntervalMs',
+  'dedupWindowS',
+  'dedupBucketS',
+  'maxQueueDepth',
+  'revenueWindowMin',
+  'cacheTtlS',
+  'viewRefreshMinMs',
+] as const satisfies readonly ConfigKey[];
+
+/** Settings both pipelines read. */
+export const SHARED_SETTINGS = ['redisUrl', 'databaseUrl', 'consumerName', 'logLevel'] as const satisfies readonly ConfigKey[];
