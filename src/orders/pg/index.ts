@@ -4,3 +4,4 @@ export { stageBatch } from './staging.js';
 export { promote, recordMalformed, type PromoteOptions, type MalformedItem } from './promote.js';
 export { refreshViews, viewStats, ordersCounts, ORDERS_VIEWS, type OrdersView, type ViewRefresh, type ViewStats, type OrdersCounts } from './views.js';
 export { copyTextField, utcTimestampOrNull, STAGING_COPY_COLUMNS } from './copy-text.js';
+export { analyzeReferenceTables } from './analyze.js';

@@ -44,6 +44,10 @@ export interface OrderKeys {
   readonly window: string;
   /** Pub/sub channel announcing promoted batches. */
   readonly signals: string;
+  /** Hash of the pipeline's running totals (taken, promoted, duplicates, rejected, ...), for `orders stats`. */
+  readonly stats: string;
+  /** Counter of orders committed during one 10-second slot (ms / 10,000), expiring by itself: the throughput. */
+  throughput(slot: number): string;
 }
 
 /** Escapes the glob characters of a SCAN MATCH pattern (`*`, `?`, `[`, `]`, `\`). */
@@ -71,6 +75,8 @@ export function orderKeys(prefix: string = DEFAULT_ORDERS_PREFIX): OrderKeys {
     cacheVersionPrefix: `${p}:cache:`,
     window: `${p}:window`,
     signals: `${p}:signals`,
+    stats: `${p}:stats`,
+    throughput: (slot: number) => `${p}:throughput:${slot}`,
   };
 }
 
