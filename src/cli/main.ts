@@ -7,6 +7,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDlq } from './commands/dlq.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerMonitor } from './commands/monitor.js';
+import { registerOrders } from './commands/orders.js';
 import { registerClaim, registerPending } from './commands/pending.js';
 import { registerProduce } from './commands/produce.js';
 import { registerReplay } from './commands/replay.js';
@@ -36,6 +37,7 @@ registerTail(program);
 registerTrim(program);
 registerReplay(program);
 registerBench(program);
+registerOrders(program);
 
 try {
   await program.parseAsync(process.argv);
