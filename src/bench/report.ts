@@ -1,6 +1,7 @@
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
+import { ordersBenchSection } from './orders-report.js';
 
 /**
  * The README's benchmark section (between <!-- bench:start --> and <!-- bench:end -->),
@@ -152,6 +153,7 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   if (sweep.length) {
     out.push('**Sweep** (`tributary bench sweep --count N`): drain rate across NUM_WORKERS at the default batch size, and across BATCH_SIZE at the default number of workers; one drain run (its own stream, schema and engine process) per point. Engine start-up grows with NUM_WORKERS (a connection per worker), so the steady write rate shows the effect of a setting better than the drain figure that includes it.', '', ...sweepSection(dir, sweep));
   }
+  out.push(...ordersBenchSection(results, dir)); // the orders pipeline's results: src/bench/orders-report.ts
   out.push(
     'Run them with `npm run bench:drain -- 100000`, `npm run bench:ceiling -- 100000`, `npm run bench:sweep -- 100000`, or `tributary bench <args>` (`./run.sh bench 10000 60 --with-engine`), then `npm run bench:report`. Other work on the machine skews the figures; each result records the load average when it began (`machine.loadAvg1`).',
   );

@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders';
 
 export interface MachineFacts {
   cores: number;
@@ -159,13 +159,73 @@ export interface OrdersTransformFigures {
   faster: 'typescript' | 'polars' | 'mixed';
 }
 
+/** The stages `orders benchmark` times (src/bench/orders.ts). */
+export type OrdersStageName = 'generate' | 'ingest' | 'take' | 'parse' | 'dedup' | 'enrich' | 'transform' | 'stage' | 'promote' | 'commit' | 'refresh';
+
+export interface OrdersBenchStage {
+  stage: OrdersStageName;
+  /** Orders through the stage (ingest, take, parse, commit: all; dedup: the parsed ones; enrich to promote: those the window kept). */
+  orders: number;
+  /** Wall time of the stage, summed over the rounds. */
+  secs: number;
+  ordersPerSec: number;
+  /** CPU seconds while the stage ran: this process, every postgres process, the Redis server. */
+  cpuSecs: { node: number; postgres: number; redis: number } | null;
+  /** Share of all cores busy while the stage ran, machine-wide (other work included). */
+  hostBusyPct: number | null;
+}
+
+/** `tributary orders benchmark` (src/bench/orders.ts). */
+export interface OrdersBenchFigures {
+  orders: {
+    total: number;
+    duplicatesGenerated: number;
+    invalidGenerated: number;
+    promoted: number;
+    duplicatesDropped: number;
+    /** Valid orders already in `orders` (duplicates the window could not see yet: in a batch processed at the same time). */
+    pgDuplicates: number;
+    rejected: Partial<Record<string, number>>;
+    rejectedTotal: number;
+    /** Rows in `orders` / `orders_rejected` / `orders_staging` after the stage-by-stage run. */
+    inOrders: number;
+    inRejected: number;
+    stagingLeft: number;
+    /** The queue's depth counter after the run (0: everything acknowledged). */
+    queueLeft: number;
+  };
+  stages: OrdersBenchStage[];
+  /** orders/s: ingestion = ingest; processing = take + parse + dedup + enrich + transform; staging; promotion; overall = ingest through refresh. */
+  summary: { ingestion: number; processing: number; staging: number; promotion: number; overall: number };
+  targets: { ingestion: number; processing: number; staging: number; promotion: number };
+  processingSecs: number;
+  overallSecs: number;
+  views: Array<{ view: string; rows: number; ms: number }>;
+  /** The end-to-end run: an OrdersPipeline draining `orders` more orders (null when skipped). */
+  pipeline: {
+    orders: number;
+    workers: number;
+    batchSize: number;
+    /** From start() (connections included) until every worker found the queue empty. */
+    secs: number;
+    ordersPerSec: number;
+    promoted: number;
+    duplicatesDropped: number;
+    pgDuplicates: number;
+    rejected: number;
+    retries: number;
+    cpuSecs: { node: number; postgres: number | null };
+  } | null;
+}
+
 export type BenchResult =
   | ResultOf<'drain', DrainFigures>
   | ResultOf<'ceiling', CeilingFigures>
   | ResultOf<'rate', RateFigures>
   | ResultOf<'sweep', SweepFigures>
   | ResultOf<'produce', ProduceFigures>
-  | ResultOf<'orders-transform', OrdersTransformFigures>;
+  | ResultOf<'orders-transform', OrdersTransformFigures>
+  | ResultOf<'orders', OrdersBenchFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

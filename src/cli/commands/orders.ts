@@ -3,6 +3,8 @@
  * src/orders: parse flags, call the library, print.
  */
 import type { Command } from 'commander';
+import { formatOrdersBench } from '../../bench/orders-report.js';
+import { runOrdersBenchmark } from '../../bench/orders.js';
 import { redactUrl } from '../../config/index.js';
 import type { PgPool } from '../../postgres/pool.js';
 import type { RedisConnection } from '../../redis/client.js';
@@ -381,6 +383,37 @@ function registerClear(orders: Command): void {
     });
 }
 
+function registerBenchmark(orders: Command): void {
+  ordersCommand(orders, 'benchmark', 'time every stage (generate/ingest → dedup → enrich → transform → stage → promote → refresh), then the pipeline end to end; writes bench/results/orders-<time>.json')
+    .option('--total <n>', 'orders of the stage-by-stage run', '1000000')
+    .option('--batch-size <n>', 'orders per batch (default ORDERS_BATCH_SIZE)')
+    .option('--workers <n>', 'batches at a time per stage, and workers of the end-to-end run (default ORDERS_WORKERS)')
+    .option('--duplicates <share>', 'share of duplicates generated (0-1)', '0.05')
+    .option('--invalid <share>', 'share of invalid orders generated (0-1)', '0.01')
+    .option('--pipeline-total <n>', 'orders of the end-to-end run (0: skip it; default --total)')
+    .option('--keep', 'keep the benchmark schema and Redis keys')
+    .action(async (opts: Record<string, unknown>) => {
+      const total = parsePositiveInt('--total', String(opts.total));
+      const duplicates = parseShare('--duplicates', opts.duplicates);
+      const invalid = parseShare('--invalid', opts.invalid);
+      const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
+      const pipelineTotal = opts.pipelineTotal === undefined ? total : parseNonNegativeInt('--pipeline-total', String(opts.pipelineTotal));
+      // Fail fast, with a coded error, when a server is not there.
+      await withConnections(config, 'orders-benchmark', { max: 1 }, async () => {});
+      const run = await runOrdersBenchmark(config, {
+        total,
+        duplicates,
+        invalid,
+        pipelineTotal,
+        batchSize: config.ordersBatchSize,
+        workers: config.ordersWorkers,
+        keep: opts.keep === true,
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      });
+      print(formatOrdersBench(run.result, run.path));
+    });
+}
+
 export function registerOrders(program: Command): void {
   const orders = program.command('orders').description('the orders pipeline: Redis list queue, dedup window, lookup cache, COPY staging, validate and promote, views');
   registerInitCache(orders);
@@ -388,5 +421,6 @@ export function registerOrders(program: Command): void {
   registerProcess(orders);
   registerPromote(orders);
   registerStats(orders);
+  registerBenchmark(orders);
   registerClear(orders);
 }
