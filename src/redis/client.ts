@@ -24,7 +24,7 @@ export interface RedisConnectionOptions {
  * reconnects forever with capped, jittered backoff. It is not connected yet.
  */
 export function createRedisConnection(url: string, options: RedisConnectionOptions = {}): RedisConnection {
-  const client = createClient({
+  const clientOptions = {
     url,
     name: options.name,
     disableOfflineQueue: options.failFast ?? true,
@@ -32,10 +32,17 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
       connectTimeout: options.connectTimeoutMs ?? 5000,
       reconnectStrategy: (retries: number) => backoffDelay(retries, { baseMs: 100, maxMs: 5000 }),
     },
-  });
+  };
+  // node-redis builds a client class with every command method for each new options
+  // object (~20 ms each); duplicate() reuses the class built once.
+  template ??= createClient();
+  const client = template.duplicate(clientOptions) as RedisConnection;
   client.on('error', (err: Error) => options.onError?.(err));
   return client;
 }
+
+/** Never connected: only the source of the client class (see createRedisConnection). */
+let template: RedisConnection | undefined;
 
 /** Drops the connection at once (pending commands fail); a no-op if already closed. */
 export function destroyQuietly(client: RedisConnection | undefined): void {
