@@ -10,8 +10,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 // sustained rate, produce, sweep with its SVG charts); the first drain files read as they are.
 const { readResults } = await import('../dist/bench/result.js');
 const { benchReadmeSection } = await import('../dist/bench/report.js');
+const { configSchema } = await import('../dist/config/schema.js');
 const results = readResults('bench/results');
-const benchSection = benchReadmeSection(results, 'bench/results');
+// "Default settings" in the summary means the config schema's defaults.
+const benchSection = benchReadmeSection(results, 'bench/results', configSchema.parse({}));
 
 function replaceSection(text, name, body) {
   const re = new RegExp(`(<!-- ${name}:start -->\\n)[\\s\\S]*?(<!-- ${name}:end -->)`);

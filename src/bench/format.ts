@@ -123,7 +123,7 @@ export function ceilingResults(f: CeilingFigures, count: number): string {
   return block('CEILING RESULTS', [
     `Events: ${count}`,
     `Postgres COPY: ${perSec(f.postgresCopyEventsPerSec)} (one COPY, text format, ${secs(f.postgresCopySecs)})`,
-    `Engine INSERT alone: ${perSec(f.sinkInsertEventsPerSec)} (the sink's statement, no Redis, ${secs(f.sinkInsertSecs)})`,
+    `Engine write alone: ${perSec(f.sinkWriteEventsPerSec)} (the sink's binary COPY, ${f.sinkWriteSecs === undefined ? '' : secs(f.sinkWriteSecs)}, no Redis)`,
     `Redis XADD: ${perSec(f.redisXaddEventsPerSec)} (pipelined, ${secs(f.redisXaddSecs)})`,
     `Redis XREADGROUP+XACK: ${perSec(f.redisReadAckEventsPerSec)} (one consumer, ${secs(f.redisReadAckSecs)})`,
     `produceBatch: ${perSec(f.produce.eventsPerSec)} (batch ${f.produce.batch}, ${f.produce.concurrency} in flight, one process)`,

@@ -2,6 +2,7 @@ import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFi
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
 import { ordersBenchSection } from './orders-report.js';
+import { performanceSummary, type EngineDefaults } from './summary.js';
 
 /**
  * The README's benchmark section (between <!-- bench:start --> and <!-- bench:end -->),
@@ -51,13 +52,13 @@ function drainTable(dir: string, rows: ReadonlyArray<{ file: string; result: Res
 
 function ceilingTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'ceiling', CeilingFigures> }>): string[] {
   const out = [
-    '| Result file | Events | Postgres COPY | Engine INSERT alone | Redis XADD (pipelined) | Redis XREADGROUP + XACK | produceBatch (1 process) | Drain (incl. start-up) | Drain / ceiling (steady) | Machine |',
+    '| Result file | Events | Postgres COPY | Engine write alone | Redis XADD (pipelined) | Redis XREADGROUP + XACK | produceBatch (1 process) | Drain (incl. start-up) | Drain / ceiling (steady) | Machine |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { file, result: r } of rows) {
     const f = r.figures;
     out.push(
-      `| ${link(dir, file)} | ${n(r.settings.count as number)} | ${n(f.postgresCopyEventsPerSec)} | ${n(f.sinkInsertEventsPerSec)} | ${n(f.redisXaddEventsPerSec)} | ${n(f.redisReadAckEventsPerSec)} | ${n(f.produce.eventsPerSec)} | ${n(f.drain.drainEventsPerSec)} | ${pct(f.drainFractionOfCeiling)} (${pct(f.steadyFractionOfCeiling)}) | ${machineLabel(r.machine)} |`,
+      `| ${link(dir, file)} | ${n(r.settings.count as number)} | ${n(f.postgresCopyEventsPerSec)} | ${n(f.sinkWriteEventsPerSec)} | ${n(f.redisXaddEventsPerSec)} | ${n(f.redisReadAckEventsPerSec)} | ${n(f.produce.eventsPerSec)} | ${n(f.drain.drainEventsPerSec)} | ${pct(f.drainFractionOfCeiling)} (${pct(f.steadyFractionOfCeiling)}) | ${machineLabel(r.machine)} |`,
     );
   }
   return out;
@@ -113,7 +114,7 @@ function sweepSection(dir: string, rows: ReadonlyArray<{ file: string; result: R
 }
 
 /** The generated benchmark section. `dir` is the results directory as linked from the README. */
-export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results'): string {
+export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results', defaults?: EngineDefaults): string {
   const drain = of(results, 'drain');
   const ceiling = of(results, 'ceiling');
   const rate = of(results, 'rate');
@@ -122,7 +123,8 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   if (results.length === 0) {
     return '_No benchmark results yet: run `npm run bench:drain -- 100000`, then `npm run bench:report`._\n';
   }
-  const out: string[] = [];
+  const out: string[] = defaults ? performanceSummary(results, defaults, dir) : [];
+  if (out.length) out.push('### All runs', '');
   if (drain.length) {
     out.push(
       '**Drain** (`tributary bench drain --count N`): N events pre-loaded into the stream with the engine stopped, then `tributary start` as a child process; time from spawning the engine to the last row committed (max(`ingested_at`)). The steady write rate is N over first-to-last `ingested_at`. RSS is the engine\'s peak (VmHWM); CPU seconds are the engine\'s, every `postgres` process\'s and the Redis server\'s during the drain.',
@@ -133,7 +135,7 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   }
   if (ceiling.length) {
     out.push(
-      '**Ceiling** (`tributary bench ceiling --count N`), events/s, all on the same N events in one run: one `COPY` (text) into a table like `events` (same columns, primary key and index); the engine\'s own `INSERT` statement alone (NUM_WORKERS writers, BATCH_SIZE rows, no Redis); pipelined `XADD`; `XREADGROUP` (COUNT 1000) + `XACK` by one consumer; `Producer.produceBatch` from one process; and the engine draining them. The ceiling is the lower of `COPY` and `XREADGROUP` + `XACK`.',
+      '**Ceiling** (`tributary bench ceiling --count N`), events/s, all on the same N events in one run: one `COPY` (text) into a table like `events` (same columns, primary key and index); the engine\'s own write path alone (binary `COPY`, NUM_WORKERS writers of BATCH_SIZE rows, no Redis); pipelined `XADD`; `XREADGROUP` (COUNT 1000) + `XACK` by one consumer; `Producer.produceBatch` from one process; and the engine draining them. The ceiling is the lower of `COPY` and `XREADGROUP` + `XACK`.',
       '',
       ...ceilingTable(dir, ceiling),
       '',

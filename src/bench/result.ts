@@ -74,9 +74,9 @@ export interface CeilingFigures {
   /** One COPY (text format) of the N rows into a table like `events`. */
   postgresCopySecs: number;
   postgresCopyEventsPerSec: number;
-  /** The engine's own INSERT statement (PostgresEventsSink) alone, NUM_WORKERS writers of BATCH_SIZE rows. */
-  sinkInsertSecs: number;
-  sinkInsertEventsPerSec: number;
+  /** The engine's write path alone (binary COPY), NUM_WORKERS writers of BATCH_SIZE rows, no Redis. */
+  sinkWriteSecs: number;
+  sinkWriteEventsPerSec: number;
   /** XADD of the N entries, pipelined (pre-built arguments). */
   redisXaddSecs: number;
   redisXaddEventsPerSec: number;

@@ -109,7 +109,7 @@ describe('tributary bench', () => {
     expectMachine(r);
     if (r.bench !== 'ceiling') return;
     const f = r.figures;
-    for (const v of [f.postgresCopyEventsPerSec, f.sinkInsertEventsPerSec, f.redisXaddEventsPerSec, f.redisReadAckEventsPerSec, f.produce.eventsPerSec, f.drain.drainEventsPerSec]) {
+    for (const v of [f.postgresCopyEventsPerSec, f.sinkWriteEventsPerSec, f.redisXaddEventsPerSec, f.redisReadAckEventsPerSec, f.produce.eventsPerSec, f.drain.drainEventsPerSec]) {
       expect(v).toBeGreaterThan(0);
     }
     expect(f.drain.rows).toBe(2000);

@@ -19,12 +19,14 @@ import {
 import { statCpuTicks } from '../../src/bench/machine.js';
 import { areaOf, summarizeCpuProfile, type CpuProfile } from '../../src/bench/profile.js';
 import { benchReadmeSection } from '../../src/bench/report.js';
+import { performanceSummary } from '../../src/bench/summary.js';
 import {
   buildResult,
   fileTimestamp,
   readResults,
   resultFileName,
   writeResult,
+  type BenchResult,
   type CeilingFigures,
   type DrainFigures,
   type MachineFacts,
@@ -81,8 +83,8 @@ const rateFigures = (withEngine: boolean): RateFigures => ({
 const ceilingFigures: CeilingFigures = {
   postgresCopySecs: 0.6,
   postgresCopyEventsPerSec: 166_667,
-  sinkInsertSecs: 0.7,
-  sinkInsertEventsPerSec: 142_857,
+  sinkWriteSecs: 0.7,
+  sinkWriteEventsPerSec: 142_857,
   redisXaddSecs: 0.5,
   redisXaddEventsPerSec: 200_000,
   redisReadAckSecs: 0.55,
@@ -412,5 +414,43 @@ describe('bench plumbing', () => {
     expect(parseIntList('--workers', '1, 2,5')).toEqual([1, 2, 5]);
     expect(() => parseIntList('--workers', '1,x')).toThrow(/TRIB_ERR_CONFIG_INVALID|--workers/);
     expect(() => parseIntList('--workers', '')).toThrow(/--workers/);
+  });
+});
+
+describe('performanceSummary (the README headline table)', () => {
+  const defaults = { numWorkers: 5, batchSize: 500, batchTimeoutMs: 2000, xreadCount: 100 };
+  const at = '2026-11-22T18:00:00.000Z';
+  const file = (result: BenchResult, name: string) => ({ file: name, result });
+  const drain = (name: string, settings: Record<string, unknown>, over: Partial<DrainFigures>) =>
+    file(buildResult('drain', { at, machine, settings: { ...defaults, ...settings }, figures: drainFigures(over) }), name);
+
+  it('judges each target from the result files: the latest default 1M drain, the fastest drain of that size, the latest ceiling', () => {
+    const rows = performanceSummary(
+      [
+        drain('d-small.json', { count: 100_000 }, { rows: 100_000, drainEventsPerSec: 999_999 }), // too small to be the headline
+        drain('d-1m-old.json', { count: 1_000_000 }, { rows: 1_000_000, drainEventsPerSec: 90_000, enginePeakRssMiB: 300 }),
+        drain('d-1m.json', { count: 1_000_000 }, { rows: 1_000_000, drainEventsPerSec: 101_000, ingestEventsPerSec: 110_000, enginePeakRssMiB: 180 }),
+        drain('d-best.json', { count: 1_000_000, batchSize: 2000 }, { rows: 1_000_000, drainEventsPerSec: 120_000 }),
+        file(buildResult('ceiling', { at, machine, settings: { count: 1_000_000 }, figures: { ...ceilingFigures, postgresCopyEventsPerSec: 150_000, drain: drainFigures({ drainEventsPerSec: 96_000, ingestEventsPerSec: 105_000 }) } }), 'c.json'),
+        file(buildResult('rate', { at, machine, settings: { ...defaults, durationSecs: 60 }, figures: rateFigures(true) }), 'r.json'),
+        file(buildResult('produce', { at, machine, settings: {}, figures: { events: 1e6, batch: 1000, concurrency: 4, elapsedSecs: 3, eventsPerSec: 310_000 } }), 'p.json'),
+      ],
+      defaults,
+      'bench/results',
+    ).join('\n');
+    expect(rows).toContain('| Drain, default settings (1,000,000 events) | ≥ 100,000 events/s | 101,000 events/s incl. start-up; 110,000 steady | yes | [d-1m.json](bench/results/d-1m.json) |');
+    expect(rows).toContain('| Drain, best settings measured (BATCH_SIZE=2000; 1,000,000 events) | ≥ 150,000 events/s | 120,000 events/s incl. start-up; 62,500 steady | **no** | [d-best.json]');
+    expect(rows).toContain('| 64% (96,000 of 150,000 events/s; steady 70%) | yes | [c.json]');
+    expect(rows).toContain('| 12.3 ms / 40.1 ms, 1,600 (actual rate 9,997/s) | **no** | [r.json]');
+    expect(rows).toContain('| 310,000 events/s | yes | [p.json]');
+    expect(rows).toContain('| Engine memory draining a 1,000,000-event backlog | peak RSS < 256 MiB | 180 MiB | yes | [d-1m.json]');
+    expect(rows).toContain('Measured on 2 cores (AMD EPYC), 24 GiB');
+  });
+
+  it('is empty without results, and benchReadmeSection leaves it out without defaults', () => {
+    expect(performanceSummary([], defaults)).toEqual([]);
+    const one = [drain('d.json', {}, {})];
+    expect(benchReadmeSection(one, 'bench/results')).not.toContain('| What | Target |');
+    expect(benchReadmeSection(one, 'bench/results', defaults)).toContain('| What | Target |');
   });
 });

@@ -1,0 +1,160 @@
+import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf } from './result.js';
+
+/**
+ * The README's Performance summary: each target of the benchmark suite next to the
+ * figure measured for it and the result file it comes from. Pure; the figures come
+ * from result files only, the targets from TARGETS below.
+ */
+
+/** What the engine is held to on a 2-core machine shared by Redis, Postgres and Node (issue 4). */
+export const TARGETS = {
+  drainDefaultEventsPerSec: 100_000,
+  drainBestEventsPerSec: 150_000,
+  drainFractionOfCopy: 0.6,
+  sustainedRate: 10_000,
+  sustainedP50Ms: 5,
+  sustainedP99Ms: 25,
+  sustainedMaxLag: 2_000,
+  produceEventsPerSec: 300_000,
+  backlogEvents: 1_000_000,
+  backlogRssMiB: 256,
+} as const;
+
+/** The engine settings a drain is judged "default" by (the config schema's defaults). */
+export interface EngineDefaults {
+  numWorkers: number;
+  batchSize: number;
+  batchTimeoutMs: number;
+  xreadCount: number;
+}
+
+interface Row {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+  source: string;
+}
+
+type Found<K extends BenchResult['bench'], F> = { file: string; result: ResultOf<K, F> };
+
+const n = (v: number) => Math.round(v).toLocaleString('en-US');
+const pct = (f: number) => `${Math.round(f * 100)}%`;
+
+function isDefault(settings: Record<string, unknown>, d: EngineDefaults): boolean {
+  return (Object.keys(d) as Array<keyof EngineDefaults>).every((k) => settings[k] === undefined || settings[k] === d[k]);
+}
+
+function settingsLabel(s: Record<string, unknown>, d: EngineDefaults): string {
+  const names: Record<keyof EngineDefaults, string> = { numWorkers: 'NUM_WORKERS', batchSize: 'BATCH_SIZE', batchTimeoutMs: 'BATCH_TIMEOUT_MS', xreadCount: 'XREAD_COUNT' };
+  const changed = (Object.keys(names) as Array<keyof EngineDefaults>).filter((k) => s[k] !== undefined && s[k] !== d[k]).map((k) => `${names[k]}=${String(s[k])}`);
+  return changed.length ? changed.join(' ') : 'defaults';
+}
+
+/** The last of `rows` (files are in time order), or undefined. */
+const latest = <T>(rows: readonly T[]): T | undefined => rows[rows.length - 1];
+
+export function performanceSummary(
+  results: ReadonlyArray<{ file: string; result: BenchResult }>,
+  defaults: EngineDefaults,
+  dir = 'bench/results',
+): string[] {
+  const drains = results.filter((r) => r.result.bench === 'drain') as Array<Found<'drain', DrainFigures>>;
+  const ceilings = results.filter((r) => r.result.bench === 'ceiling') as Array<Found<'ceiling', CeilingFigures>>;
+  const rates = results.filter((r) => r.result.bench === 'rate') as Array<Found<'rate', RateFigures>>;
+  const produces = results.filter((r) => r.result.bench === 'produce') as Array<Found<'produce', ProduceFigures>>;
+  const link = (f: { file: string }) => `[${f.file}](${dir}/${f.file})`;
+  const rows: Row[] = [];
+  const T = TARGETS;
+
+  // Drain with defaults: the latest run of a 1,000,000-event backlog (start-up amortised), else the latest of any size.
+  const defaultDrains = drains.filter((d) => isDefault(d.result.settings, defaults));
+  const drainDefault = latest(defaultDrains.filter((d) => d.result.figures.rows >= T.backlogEvents)) ?? latest(defaultDrains);
+  if (drainDefault) {
+    const f = drainDefault.result.figures;
+    rows.push({
+      what: `Drain, default settings (${n(f.rows)} events)`,
+      target: `≥ ${n(T.drainDefaultEventsPerSec)} events/s`,
+      measured: `${n(f.drainEventsPerSec)} events/s incl. start-up; ${n(f.ingestEventsPerSec)} steady`,
+      met: f.drainEventsPerSec >= T.drainDefaultEventsPerSec,
+      source: link(drainDefault),
+    });
+  }
+  // Best settings: the fastest drain of at least the same size, whatever its settings.
+  const minRows = drainDefault?.result.figures.rows ?? 0;
+  const best = [...drains].filter((d) => d.result.figures.rows >= minRows).sort((a, b) => b.result.figures.drainEventsPerSec - a.result.figures.drainEventsPerSec)[0];
+  if (best) {
+    const f = best.result.figures;
+    rows.push({
+      what: `Drain, best settings measured (${settingsLabel(best.result.settings, defaults)}; ${n(f.rows)} events)`,
+      target: `≥ ${n(T.drainBestEventsPerSec)} events/s`,
+      measured: `${n(f.drainEventsPerSec)} events/s incl. start-up; ${n(f.ingestEventsPerSec)} steady`,
+      met: f.drainEventsPerSec >= T.drainBestEventsPerSec,
+      source: link(best),
+    });
+  }
+  const ceiling = latest(ceilings);
+  if (ceiling) {
+    const f = ceiling.result.figures;
+    const ofCopy = f.drain.drainEventsPerSec / f.postgresCopyEventsPerSec;
+    rows.push({
+      what: `Drain as a share of one \`COPY\` of the same ${n(ceiling.result.settings.count as number)} rows, same run`,
+      target: `≥ ${pct(T.drainFractionOfCopy)}`,
+      measured: `${pct(ofCopy)} (${n(f.drain.drainEventsPerSec)} of ${n(f.postgresCopyEventsPerSec)} events/s; steady ${pct(f.drain.ingestEventsPerSec / f.postgresCopyEventsPerSec)})`,
+      met: ofCopy >= T.drainFractionOfCopy,
+      source: link(ceiling),
+    });
+  }
+  const rate = latest(rates.filter((r) => r.result.figures.engine && r.result.figures.targetRate === T.sustainedRate && isDefault(r.result.settings, defaults)));
+  if (rate?.result.figures.engine && rate.result.figures.engine.latencyMs.p50 !== null && rate.result.figures.engine.latencyMs.p99 !== null) {
+    const e = rate.result.figures.engine;
+    const p50 = rate.result.figures.engine.latencyMs.p50;
+    const p99 = rate.result.figures.engine.latencyMs.p99;
+    const maxLag = Math.max(e.maxLagSeen.lag ?? 0, e.maxLagSeen.backlog);
+    rows.push({
+      what: `Sustained ${n(T.sustainedRate)} events/s for ${rate.result.settings.durationSecs as number} s, defaults: end-to-end latency p50 / p99, max lag (undelivered + unacknowledged)`,
+      target: `≤ ${T.sustainedP50Ms} ms / ≤ ${T.sustainedP99Ms} ms, ≤ ${n(T.sustainedMaxLag)}`,
+      measured: `${p50.toFixed(1)} ms / ${p99.toFixed(1)} ms, ${n(maxLag)} (actual rate ${n(rate.result.figures.actualRate)}/s)`,
+      met: p50 <= T.sustainedP50Ms && p99 <= T.sustainedP99Ms && maxLag <= T.sustainedMaxLag,
+      source: link(rate),
+    });
+  }
+  const produce = [...produces].sort((a, b) => b.result.figures.eventsPerSec - a.result.figures.eventsPerSec)[0];
+  if (produce) {
+    const f = produce.result.figures;
+    rows.push({
+      what: `\`produceBatch\` from one process (batch ${n(f.batch)}, ${f.concurrency} in flight)`,
+      target: `≥ ${n(T.produceEventsPerSec)} events/s`,
+      measured: `${n(f.eventsPerSec)} events/s`,
+      met: f.eventsPerSec >= T.produceEventsPerSec,
+      source: link(produce),
+    });
+  }
+  // Memory: the default-settings backlog drain when there is one.
+  const backlog = drainDefault && drainDefault.result.figures.rows >= T.backlogEvents ? drainDefault : latest(drains.filter((d) => d.result.figures.rows >= T.backlogEvents));
+  if (backlog) {
+    rows.push({
+      what: `Engine memory draining a ${n(backlog.result.figures.rows)}-event backlog`,
+      target: `peak RSS < ${T.backlogRssMiB} MiB`,
+      measured: `${backlog.result.figures.enginePeakRssMiB} MiB`,
+      met: backlog.result.figures.enginePeakRssMiB < T.backlogRssMiB,
+      source: link(backlog),
+    });
+  }
+  if (rows.length === 0) return [];
+  const machines = [drainDefault, best, ceiling, rate, produce, backlog].filter((x) => x !== undefined).map((x) => x!.result.machine);
+  const out = [
+    `Measured on ${machineSentence(machines[0]!)}: Redis, PostgreSQL and the engine on the same machine; the \`events\` table logged, with its primary key and index; PostgreSQL's defaults (\`fsync\` and \`synchronous_commit\` on). The 1-minute load average when each run began is in its result file (\`machine.loadAvg1\`).`,
+    '',
+    '| What | Target | Measured | Met | Result file |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.what} | ${r.target} | ${r.measured} | ${r.met === null ? '–' : r.met ? 'yes' : '**no**'} | ${r.source} |`),
+    '',
+  ];
+  return out;
+}
+
+function machineSentence(m: MachineFacts): string {
+  const versions = [`Node ${m.node}`, m.redis ? `Redis ${m.redis}` : undefined, m.postgres ? `PostgreSQL ${String(m.postgres).split(' ')[0]}` : undefined].filter(Boolean).join(', ');
+  return `${m.cores} cores${m.cpu ? ` (${m.cpu})` : ''}, ${m.memoryGiB} GiB, ${m.os ?? 'linux'}; ${versions}`;
+}
