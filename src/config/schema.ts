@@ -45,7 +45,7 @@ export const configSchema = z
     batchSize: positiveInt(1_000_000).default(500),
     batchMaxBytes: positiveInt().default(8 * 1024 * 1024),
     batchTimeoutMs: positiveInt().default(2000),
-    xreadCount: positiveInt(1_000_000).default(100),
+    xreadCount: positiveInt(1_000_000).default(500),
     xreadBlockMs: positiveInt().default(5000),
     maxDeliveries: positiveInt().default(5),
     claimIdleMs: positiveInt().default(60_000),
@@ -147,7 +147,7 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
     doc: 'Flush a batch when its entries hold this many bytes of field data (bounds memory and statement size when entries are large).',
   },
   batchTimeoutMs: { env: 'BATCH_TIMEOUT_MS', doc: 'Flush a batch this long after its first entry arrived.' },
-  xreadCount: { env: 'XREAD_COUNT', doc: 'COUNT of each XREADGROUP.' },
+  xreadCount: { env: 'XREAD_COUNT', doc: 'COUNT of each XREADGROUP (never more than the batch still has room for). Fewer, larger reads: below BATCH_SIZE a batch takes several round trips to fill.' },
   xreadBlockMs: { env: 'XREAD_BLOCK_MS', doc: 'BLOCK of each XREADGROUP when the worker has nothing buffered.' },
   maxDeliveries: {
     env: 'MAX_DELIVERIES',

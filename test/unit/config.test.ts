@@ -29,7 +29,7 @@ describe('resolveConfig', () => {
       numWorkers: 5,
       batchSize: 500,
       batchTimeoutMs: 2000,
-      xreadCount: 100,
+      xreadCount: 500,
       xreadBlockMs: 5000,
       maxDeliveries: 5,
       claimIdleMs: 60000,
