@@ -84,6 +84,8 @@ export class Worker {
   private batchBytes = 0;
   private firstAt: number | undefined;
   private permits = 0;
+  /** The batch being written while the next one is read (see flush). */
+  private writing: Promise<void> | undefined;
 
   constructor(
     readonly consumer: string,
@@ -107,9 +109,12 @@ export class Worker {
       await drainOwnPending(this.deps, this.consumer, this.deps.policy.maxCount, () => this.stopping);
       await this.readLoop(reader);
       await this.flush('shutdown');
+      await this.settleWrite();
     } catch (err) {
       if (!(err instanceof ForcedStop)) throw err;
     } finally {
+      // The write still running (after a forced stop, or an error) releases its own entries.
+      await this.writing?.catch(() => {});
       this.deps.inFlight.release(this.permits);
       this.permits = 0;
       destroyQuietly(reader);
@@ -215,21 +220,42 @@ export class Worker {
     }
   }
 
+  /**
+   * Hands the batch to the processor and returns as soon as the write has started (after
+   * the previous one has finished: at most one batch in the write per worker), so the
+   * next read overlaps this batch's COPY and XACK instead of waiting for them.
+   */
   private async flush(reason: FlushReason): Promise<void> {
+    await this.settleWrite();
     if (this.batch.length === 0) return;
     const entries = this.batch;
     this.batch = [];
     this.batchBytes = 0;
     this.firstAt = undefined;
+    const writing = (async () => {
+      try {
+        const report = await this.deps.processor.process(entries, {
+          consumer: this.consumer,
+          reason,
+        });
+        this.deps.onBatch(report);
+      } finally {
+        this.permits -= entries.length;
+        this.deps.inFlight.release(entries.length);
+      }
+    })();
+    writing.catch(() => {}); // its outcome is taken by settleWrite
+    this.writing = writing;
+  }
+
+  /** Waits for the batch being written, if any; rethrows what it failed with (a forced stop). */
+  private async settleWrite(): Promise<void> {
+    const writing = this.writing;
+    if (writing === undefined) return;
     try {
-      const report = await this.deps.processor.process(entries, {
-        consumer: this.consumer,
-        reason,
-      });
-      this.deps.onBatch(report);
+      await writing;
     } finally {
-      this.permits -= entries.length;
-      this.deps.inFlight.release(entries.length);
+      if (this.writing === writing) this.writing = undefined;
     }
   }
 }
