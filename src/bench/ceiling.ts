@@ -1,4 +1,4 @@
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../producer/uuidv7.js';
 import type { TributaryConfig } from '../config/schema.js';
 import { parseEntry, parseRawEntry, type EventRow, type RawEventRow } from '../core/entry.js';
 import { createPgPool, quoteIdent } from '../postgres/pool.js';

@@ -1,8 +1,8 @@
-import { v7 as uuidv7 } from 'uuid';
 import { TributaryError } from '../errors.js';
 import { bulk, RespError, RespPipe, RespWriter, type RespReply } from '../redis/pipe.js';
 import { xaddArgs, type TrimOption } from '../redis/commands.js';
 import { FIELD } from '../core/entry.js';
+import { uuidv7 } from './uuidv7.js';
 
 export interface ProduceOptions {
   /** Idempotency key; a UUIDv7 is generated when absent. */
@@ -27,8 +27,8 @@ export interface ProducerOptions {
   name?: string;
 }
 
-/** Checks an event and returns its field values: payload JSON, event_id, produced_at. Pure. */
-function eventValues(type: string, payload: unknown, options: ProduceOptions): [json: string, eventId: string, producedAt: string] {
+/** Checks an event; returns its payload as JSON and its produced_at as text. */
+function checkEvent(type: string, payload: unknown, options: ProduceOptions): [json: string, producedAt: string] {
   if (typeof type !== 'string' || type.length === 0) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['type must be a non-empty string']);
   }
@@ -46,13 +46,13 @@ function eventValues(type: string, payload: unknown, options: ProduceOptions): [
   if (!Number.isFinite(producedAt) || producedAt < 0) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['producedAt must be ms since epoch']);
   }
-  return [json, options.eventId ?? uuidv7(), String(producedAt)];
+  return [json, String(producedAt)];
 }
 
 /** Builds the stream fields of one event per the stream contract. Pure. */
 export function eventFields(type: string, payload: unknown, options: ProduceOptions = {}): Record<string, string> {
-  const [json, eventId, producedAt] = eventValues(type, payload, options);
-  return { [FIELD.eventType]: type, [FIELD.payload]: json, [FIELD.eventId]: eventId, [FIELD.producedAt]: producedAt };
+  const [json, producedAt] = checkEvent(type, payload, options);
+  return { [FIELD.eventType]: type, [FIELD.payload]: json, [FIELD.eventId]: options.eventId ?? uuidv7(), [FIELD.producedAt]: producedAt };
 }
 
 /** The RESP text every XADD of this producer starts with: key, trimming, `*` (auto ID). Pure. */
@@ -79,13 +79,14 @@ const NAME_AT = bulk(FIELD.producedAt);
 export class Producer {
   readonly streamKey: string;
   private readonly pipe: RespPipe;
-  private readonly prefix: string;
+  /** XADD key [trim] * event_type: what every entry starts with. */
+  private readonly prefixType: string;
   private sizeHint = 64 * 1024;
 
   constructor(private readonly options: ProducerOptions) {
     this.streamKey = options.streamKey ?? 'events';
     this.pipe = new RespPipe({ url: options.redisUrl, name: options.name ?? 'tributary:producer' });
-    this.prefix = xaddPrefix(this.streamKey, options.trim);
+    this.prefixType = xaddPrefix(this.streamKey, options.trim) + NAME_TYPE;
   }
 
   /** Connects now (otherwise the first call does); fails with TRIB_ERR_REDIS_UNAVAILABLE. */
@@ -104,8 +105,11 @@ export class Producer {
     const out = new RespWriter(this.sizeHint);
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      const [json, eventId, producedAt] = eventValues(e.type, e.payload, e);
-      out.ascii(this.prefix).ascii(NAME_TYPE).bulk(e.type).ascii(NAME_PAYLOAD).bulk(json).ascii(NAME_ID).bulk(eventId).ascii(NAME_AT).bulk(producedAt);
+      const [json, producedAt] = checkEvent(e.type, e.payload, e);
+      out.ascii(this.prefixType).bulk(e.type).ascii(NAME_PAYLOAD).bulk(json).ascii(NAME_ID);
+      if (e.eventId === undefined) out.uuidv7();
+      else out.bulk(e.eventId);
+      out.ascii(NAME_AT).bulk(producedAt);
     }
     // Start the next batch's buffer at about this one's size.
     this.sizeHint = Math.min(64 * 1024 * 1024, Math.max(64 * 1024, out.length + (out.length >> 3)));

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { TributaryError } from '../errors.js';
+import { writeUuidv7 } from '../producer/uuidv7.js';
 
 /**
  * A reply as RESP2 gives it: bulk and simple strings decoded as UTF-8, integers as
@@ -75,6 +76,23 @@ export class RespWriter {
     b[p++] = 0x0d;
     b[p++] = 0x0a;
     p += b.write(value, p, 'utf8');
+    b[p++] = 0x0d;
+    b[p++] = 0x0a;
+    this.pos = p;
+    return this;
+  }
+
+  /** A bulk string of a fresh UUIDv7 (see producer/uuidv7.ts), written without a string. */
+  uuidv7(): this {
+    this.ensure(43);
+    const b = this.buf;
+    let p = this.pos;
+    b[p++] = 0x24; // $36
+    b[p++] = 0x33;
+    b[p++] = 0x36;
+    b[p++] = 0x0d;
+    b[p++] = 0x0a;
+    p = writeUuidv7(b, p);
     b[p++] = 0x0d;
     b[p++] = 0x0a;
     this.pos = p;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../../producer/uuidv7.js';
 import { redactUrl } from '../../config/index.js';
 import { sleep } from '../../core/backoff.js';
 import { Engine } from '../../core/engine.js';
