@@ -16,6 +16,9 @@ export function defaultCliPath(): string {
   return existsSync(beside) ? beside : fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 }
 
+/** The Node flags `tributary` runs with (its shebang, run.sh). */
+export const CLI_NODE_FLAGS = ['--max-semi-space-size=32'] as const;
+
 export interface DrainOptions {
   /** The settings; the bench runs them on its own stream and schema. */
   config: TributaryConfig;
@@ -62,7 +65,8 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     }
 
     const meter = await CpuMeter.start(ws.redis);
-    const nodeArgs: string[] = [];
+    // As the bin's shebang runs it (src/cli/main.ts).
+    const nodeArgs: string[] = [...CLI_NODE_FLAGS];
     let profileName: string | undefined;
     if (options.cpuProfileDir) {
       mkdirSync(options.cpuProfileDir, { recursive: true });

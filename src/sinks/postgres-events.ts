@@ -35,6 +35,13 @@ export interface SinkWriteResult {
 export class PostgresEventsSink {
   private readonly sql: string;
   private readonly copySql: string;
+  /**
+   * COPY buffers whose batch has been written, for the next batches. Reusing them keeps
+   * a drain from allocating its whole volume again as fresh external memory, which
+   * made V8 run full collections (a fifth of the engine's CPU in a 300k-event drain).
+   */
+  private readonly spare: Buffer[] = [];
+  private spareBytes = 0;
 
   constructor(
     private readonly pool: PgPool,
@@ -65,7 +72,12 @@ export class PostgresEventsSink {
    */
   async copy(rows: readonly RawEventRow[]): Promise<number | null> {
     if (rows.length === 0) return 0;
-    const data = encodeCopyBinary(rows);
+    const size = copyBinarySize(rows);
+    let backing = this.spare.pop();
+    if (backing !== undefined) this.spareBytes -= backing.length;
+    // A quarter more than needed, so the next batch, a little larger, still fits.
+    if (backing === undefined || backing.length < size) backing = Buffer.allocUnsafeSlow(size + (size >> 2));
+    const data = backing.subarray(0, encodeCopyBinaryInto(rows, backing));
     const client = await this.pool.connect();
     // A backend that dies mid-COPY must not become an uncaught 'error' on the client.
     const onError = () => {};
@@ -78,6 +90,12 @@ export class PostgresEventsSink {
         stream.on('error', reject);
         stream.end(data);
       });
+      // Written and acknowledged: the buffer can carry the next batch. Only then: after an
+      // error the socket may still hold it, and we do not reuse it.
+      if (this.spareBytes + backing.length <= MAX_SPARE_BYTES) {
+        this.spare.push(backing);
+        this.spareBytes += backing.length;
+      }
       return stream.rowCount;
     } catch (err) {
       if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
@@ -130,6 +148,8 @@ export function encodeRows(rows: readonly EventRow[]): string {
 }
 
 const DEADLOCK_DETECTED = '40P01';
+/** Kept for reuse at most (one per concurrent writer is what a steady drain needs). */
+const MAX_SPARE_BYTES = 16 * 1024 * 1024;
 
 // COPY BINARY framing: signature, flags (none), header extension length (0); trailer -1.
 const COPY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
@@ -144,6 +164,13 @@ const TWO_32 = 4_294_967_296;
  * produced_at: length -1). Values that are Buffers are copied as they came from Redis.
  */
 export function encodeCopyBinary(rows: readonly RawEventRow[]): Buffer {
+  const out = Buffer.allocUnsafe(copyBinarySize(rows));
+  encodeCopyBinaryInto(rows, out);
+  return out;
+}
+
+/** The bytes encodeCopyBinary needs for `rows`. Pure. */
+export function copyBinarySize(rows: readonly RawEventRow[]): number {
   let size = COPY_HEADER.length + 2;
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -155,7 +182,11 @@ export function encodeCopyBinary(rows: readonly RawEventRow[]): Buffer {
       4 + Buffer.byteLength(r.streamId, 'latin1') +
       4 + (r.producedAt === null ? 0 : 8);
   }
-  const out = Buffer.allocUnsafe(size);
+  return size;
+}
+
+/** Encodes `rows` into `out` (at least copyBinarySize bytes) from offset 0; returns the bytes written. */
+export function encodeCopyBinaryInto(rows: readonly RawEventRow[], out: Buffer): number {
   let o = COPY_HEADER.copy(out, 0);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
@@ -190,8 +221,7 @@ export function encodeCopyBinary(rows: readonly RawEventRow[]): Buffer {
       }
     }
   }
-  o = out.writeInt16BE(-1, o);
-  return o === size ? out : out.subarray(0, o);
+  return out.writeInt16BE(-1, o);
 }
 
 function byteLength(value: Buffer | string): number {
