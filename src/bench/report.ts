@@ -32,13 +32,14 @@ function of<K extends BenchResult['bench']>(results: readonly ResultFile[], kind
 
 function cpuCell(f: DrainFigures): string {
   if (!f.cpu) return '–';
-  const s = (v: number | null) => (v === null ? '–' : v.toFixed(1));
-  return `${s(f.cpu.engineSecs)} / ${s(f.cpu.postgresSecs)} / ${s(f.cpu.redisSecs)}`;
+  // µs of CPU per event: what bounds the rate when every process shares the same cores.
+  const us = (v: number | null) => (v === null || f.rows === 0 ? '–' : ((v / f.rows) * 1e6).toFixed(1));
+  return `${us(f.cpu.engineSecs)} / ${us(f.cpu.postgresSecs)} / ${us(f.cpu.redisSecs)}`;
 }
 
 function drainTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'drain', DrainFigures> }>): string[] {
   const out = [
-    '| Result file | Events | Workers × batch | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS | CPU s: engine / postgres / redis | Machine |',
+    '| Result file | Events | Workers × batch | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS | CPU µs per event: engine / postgres / redis | Machine |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const { file, result: r } of rows) {

@@ -350,7 +350,7 @@ describe('README bench section', () => {
 
   it('has a table per bench with links to the result files', () => {
     expect(section).toContain('| [drain-legacy.json](bench/results/drain-legacy.json) | 100,000 | 5 × 500 | 40,000 | 62,500 | 170 MiB | – | 2 cores, Node v20.20.2, Redis 7.0.15, PostgreSQL 15.20 |');
-    expect(section).toContain('| 170 MiB | 2.1 / 1.4 / 0.3 |');
+    expect(section).toContain('| 170 MiB | 21.0 / 14.0 / 3.0 |');
     expect(section).toContain('| [ceiling-x.json](bench/results/ceiling-x.json) | 100,000 | 166,667 | 142,857 | 200,000 | 181,818 | 142,857 | 40,000 | 24% (38%) |');
     expect(section).toContain('| 10,000/s × 60 s | 600,000 | 9,997/s | 99.97% | 12.3 / 25.5 / 40.1 / 120.7 | 100 | 1,600 | 5 × 500 |');
   });
