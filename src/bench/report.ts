@@ -154,7 +154,7 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
     out.push('**Producer** (`tributary bench produce --count N`): `Producer.produceBatch` throughput from one process, events generated before timing.', '', ...produceTable(dir, produce), '');
   }
   if (sweep.length) {
-    out.push('**Sweep** (`tributary bench sweep --count N`): drain rate across NUM_WORKERS at the default batch size, and across BATCH_SIZE at the default number of workers; one drain run (its own stream, schema and engine process) per point. Engine start-up grows with NUM_WORKERS (a connection per worker), so the steady write rate shows the effect of a setting better than the drain figure that includes it.', '', ...sweepSection(dir, sweep));
+    out.push('**Sweep** (`tributary bench sweep --count N`): drain rate across NUM_WORKERS at the default batch size, and across BATCH_SIZE (with XREAD_COUNT equal to it: one read per batch) at the default number of workers; one drain run (its own stream, schema and engine process) per point. Engine start-up grows with NUM_WORKERS (a connection per worker), so the steady write rate shows the effect of a setting better than the drain figure that includes it.', '', ...sweepSection(dir, sweep));
   }
   out.push(...ordersBenchSection(results, dir)); // the orders pipeline's results: src/bench/orders-report.ts
   out.push(

@@ -33,7 +33,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
     ...options.batchSizes.map((value) => ({
       setting: 'batchSize' as const,
       value,
-      overrides: { batchSize: value, maxInFlight: Math.max(options.config.maxInFlight, value) },
+      // One read per batch at every size, as the default XREAD_COUNT = BATCH_SIZE gives at 500.
+      overrides: { batchSize: value, xreadCount: value, maxInFlight: Math.max(options.config.maxInFlight, value) },
     })),
   ];
   for (const [i, g] of grid.entries()) {
