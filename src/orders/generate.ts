@@ -140,7 +140,8 @@ export class OrderGenerator {
       this.made.duplicates++;
       return this.recent[Math.floor(this.random() * this.recent.length)]!;
     }
-    const kind = r < this.duplicates + this.invalid ? INVALID_KINDS[Math.floor(this.random() * INVALID_KINDS.length)]! : null;
+    const invalid = r >= this.duplicates && r < this.duplicates + this.invalid;
+    const kind = invalid ? INVALID_KINDS[Math.floor(this.random() * INVALID_KINDS.length)]! : null;
     const text = this.order(kind);
     if (kind !== null) {
       this.made.invalid[kind] = (this.made.invalid[kind] ?? 0) + 1;

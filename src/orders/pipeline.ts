@@ -29,7 +29,7 @@ import { backoffDelay, sleep } from '../core/backoff.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { ServerHealth, type ServerName } from '../core/processor.js';
 import { isTributaryError, TributaryError } from '../errors.js';
-import { createPgPool, quoteIdent, type PgPool } from '../postgres/pool.js';
+import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { commitBatch, dropDuplicates, lookupFor, newStagePromoteState, rejectedTotal, revenueEntries, stageAndPromote } from './batch.js';
 import { analyzeReferenceTables } from './pg/analyze.js';
@@ -417,19 +417,25 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private async startUp(): Promise<void> {
     const o = this.options;
     try {
-      this.pool = o.pool ?? createPgPool(o.databaseUrl!, { max: o.workers + 3, applicationName: 'tributary:orders' });
+      this.pool = o.pool ?? createPgPool(o.databaseUrl!, { max: o.workers + 3, applicationName: `tributary:orders:${o.workerPrefix}`.slice(0, 63) });
       this.ownsPool = o.pool === undefined;
-      // Idle pooled clients whose server went away: the next query reconnects.
-      if (this.ownsPool) this.pool.on('error', () => {});
+      if (this.ownsPool) {
+        // Idle pooled clients whose server went away: the next query reconnects.
+        this.pool.on('error', () => {});
+        // A backend that dies just as its client is handed out (ReadyForQuery and the
+        // FATAL in one read, before the borrower attaches its listener) must not become an
+        // uncaught 'error': the borrower's next query fails instead, and is retried.
+        this.pool.on('connect', (client) => client.on('error', () => {}));
+      }
       this.control = createRedisConnection(o.redisUrl, { name: `tributary:orders:${o.workerPrefix}`, failFast: true, connectTimeoutMs: o.connectTimeoutMs });
       await Promise.all([connectRedis(this.control, o.redisUrl, o.connectTimeoutMs), this.checkPostgres()]);
       this.controlQueue = new OrderQueue({ client: this.control, prefix: o.prefix });
       this.controlCache = new LookupCache({ client: this.control, prefix: o.prefix, ttlMs: o.cacheTtlMs });
-      if (o.migrate) {
-        await migrateOrders(this.pool, o.schema);
-        await analyzeReferenceTables(this.pool, o.schema);
-      }
-      await this.recoverDead(true);
+      if (o.migrate) await this.startupStep('migrate', () => migrateOrders(this.pool!, o.schema));
+      // Planner statistics for promote's joins: an optimisation, never a reason not to start.
+      await analyzeReferenceTables(this.pool, o.schema).catch(() => {});
+      // Orders left by dead workers: the maintenance loop tries again if this fails.
+      await this.recoverDead(true).catch((err: unknown) => this.emit('retry', { server: 'redis', step: 'recover', error: asError(err), attempt: 1 }));
       if (o.refreshViews) await this.startRefresher();
       for (const name of this.workerNames) {
         if (this.stopCtl.signal.aborted) break;
@@ -510,6 +516,19 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     if (this.ownsPool && this.pool) {
       const ending = this.pool.end().catch(() => {});
       if (!this.forceCtl.signal.aborted) await ending;
+    }
+  }
+
+  /** A start-up step, retried (with backoff, a few times) when it fails on a lost Postgres connection. */
+  private async startupStep<T>(step: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isConnectionError(err) || attempt >= 9 || this.stopCtl.signal.aborted) throw err;
+        this.emit('retry', { server: 'postgres', step, error: asError(err), attempt: attempt + 1 });
+        await sleep(backoffDelay(attempt, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs }), this.stopCtl.signal);
+      }
     }
   }
 
