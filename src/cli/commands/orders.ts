@@ -163,6 +163,7 @@ function registerGenerate(orders: Command): void {
             }
           },
         });
+        if (heldSince !== null) process.stderr.write(`backpressure: released after ${secs(Date.now() - heldSince)}\n`);
         const made = generator.counts();
         const invalidText = made.invalidTotal > 0 ? ` (${Object.entries(made.invalid).map(([k, v]) => `${v} ${k}`).join(', ')})` : '';
         print(
