@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh demo | test | <any tributary command>
+# The one entry point: ./run.sh demo | orders-demo | test | <any tributary command>
 #   ./run.sh demo           install if needed, bring services up, run the engine on 5,000 sample events, print a summary
+#   ./run.sh orders-demo    the same set-up, then the orders pipeline end to end: 10,000 orders (5% duplicates), then stats
 #   ./run.sh test           the same set-up, then the whole test suite
 #   ./run.sh start          the engine (Ctrl-C stops it gracefully)
-#   ./run.sh produce 1000   sample events; any other verb is passed to the tributary CLI
+#   ./run.sh produce 1000   sample events; any other verb is passed to the tributary CLI (./run.sh orders stats)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -56,6 +57,14 @@ case "$verb" in
     prepare
     cli demo "$@"
     ;;
+  orders-demo)
+    prepare
+    cli up
+    cli orders init-cache --all "$@"
+    cli orders generate --count 10000 --duplicates 0.05 "$@"
+    cli orders process --until-empty "$@"
+    cli orders stats "$@"
+    ;;
   test)
     prepare
     npx tsc -p tsconfig.test.json   # tests type-check too (unused code included)
@@ -65,7 +74,7 @@ case "$verb" in
     npx vitest run "$@"
     ;;
   help|-h|--help)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     echo
     prepare
     cli --help

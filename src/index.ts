@@ -20,3 +20,39 @@ export { createEngineMetrics } from './observability/metrics.js';
 export { startOpsServer } from './http/server.js';
 export { trimStream, safeTrimPoint } from './ops/retention.js';
 export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';
+
+// The orders pipeline (`tributary orders ...`): src/orders.
+export {
+  OrdersPipeline,
+  loadReferenceDataOrFail,
+  type OrdersPipelineOptions,
+  type OrdersPipelineEvents,
+  type OrdersPipelineStats,
+  type OrdersBatchReport,
+  type StageTimings,
+} from './orders/pipeline.js';
+export { OrderGenerator, produceOrders, INVALID_KINDS, type OrderGeneratorOptions, type ProduceOrdersOptions, type ProduceOrdersResult } from './orders/generate.js';
+export { collectOrdersStats, formatOrdersStats, type OrdersStats, type OrdersStatsOptions } from './orders/stats.js';
+export { stageAndPromote, commitBatch, dropDuplicates, lookupFor, batchLanded, revenueEntries } from './orders/batch.js';
+export * from './orders/redis/index.js';
+export {
+  migrateOrders,
+  stageBatch,
+  promote,
+  recordMalformed,
+  refreshViews,
+  viewStats,
+  ordersCounts,
+  analyzeReferenceTables,
+  ORDERS_SCHEMA,
+  ORDERS_VIEWS,
+  type PromoteOptions,
+  type ViewRefresh,
+  type ViewStats,
+  type OrdersCounts,
+} from './orders/pg/index.js';
+export { parseOrders, parseOrder, transformBatch, normaliseTimestamp } from './orders/transform.js';
+export { REFERENCE_DATA, seedReferenceData, loadReferenceData } from './orders/seed.js';
+export type { Order, Product, Currency, ZipCode, ReferenceData, LookupResult, StagingColumns, PromoteResult, RejectReason } from './orders/types.js';
+export { REJECT_REASONS } from './orders/types.js';
+export { runOrdersBenchmark, ORDERS_TARGETS, type OrdersBenchOptions } from './bench/orders.js';
