@@ -135,8 +135,10 @@ class StageClock {
     this.orders.set(stage, (this.orders.get(stage) ?? 0) + orders);
     const c = this.cpu.get(stage) ?? { node: 0, postgres: 0, redis: 0, hostBusy: 0, hostTotal: 0 };
     c.node += (node.user + node.system) / 1e6;
-    c.postgres += pg0 === null || pg1 === null ? 0 : pg1 - pg0;
-    c.redis += redis0 === null || redis1 === null ? 0 : redis1 - redis0;
+    // Machine-wide sums: a postgres process that exits meanwhile (another client's) takes its
+    // CPU time out of the sum, so a delta can come out below zero: counted as zero.
+    c.postgres += pg0 === null || pg1 === null ? 0 : Math.max(0, pg1 - pg0);
+    c.redis += redis0 === null || redis1 === null ? 0 : Math.max(0, redis1 - redis0);
     if (host0 && host1) {
       c.hostBusy += host1.busy - host0.busy;
       c.hostTotal += host1.total - host0.total;
@@ -364,7 +366,10 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
         pgDuplicates: st.pgDuplicates,
         rejected: st.rejectedTotal,
         retries: st.retries,
-        cpuSecs: { node: Number(((node.user + node.system) / 1e6).toFixed(2)), postgres: pg0 === null || pg1 === null ? null : Number((pg1 - pg0).toFixed(2)) },
+        cpuSecs: {
+          node: Number(((node.user + node.system) / 1e6).toFixed(2)),
+          postgres: pg0 === null || pg1 === null || pg1 < pg0 ? null : Number((pg1 - pg0).toFixed(2)),
+        },
       };
       progress(`end to end: ${pipeline.ordersPerSec} orders/s (${pipeline.secs} s, start-up included)`);
     }

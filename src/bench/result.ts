@@ -169,7 +169,7 @@ export interface OrdersBenchStage {
   /** Wall time of the stage, summed over the rounds. */
   secs: number;
   ordersPerSec: number;
-  /** CPU seconds while the stage ran: this process, every postgres process, the Redis server. */
+  /** CPU seconds while the stage ran: this process, every postgres process (best effort: one that exits meanwhile drops out of the sum), the Redis server. */
   cpuSecs: { node: number; postgres: number; redis: number } | null;
   /** Share of all cores busy while the stage ran, machine-wide (other work included). */
   hostBusyPct: number | null;

@@ -99,6 +99,11 @@ describe('OrderQueue', () => {
     const batch = await queue.take('w', 5000, 100);
     expect(batch.length).toBe(5000);
     expect(batch[0]).toBe(orders(1)[0]);
+    // The bulk move (LPUSH in chunks of 1000) keeps take order across chunks: oldest first,
+    // the oldest rightmost in the processing list, the next take continuing where it stopped.
+    expect(batch).toEqual(orders(5000));
+    expect(await lrange(client, queue.keys.processing('w'))).toEqual(orders(5000).reverse());
+    expect(await queue.take('w2', 1500, 0)).toEqual(orders(1500, 5000));
     expect(await queue.ack('w', batch.length)).toEqual({ acked: 5000, missing: 0, depth: 20_000 });
   });
 
