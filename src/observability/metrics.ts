@@ -44,6 +44,9 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   });
 
   let lastRead = 0;
+  // Label-bound children: observe() per event without hashing the labels each time
+  // (a string per call: measurable garbage at 100k events/s).
+  const latencyChild = latency.labels(labels);
   engine.on('batch', (b) => {
     const s = engine.stats();
     read.inc(labels, s.read - lastRead);
@@ -53,7 +56,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     flushes.inc({ ...labels, reason: b.reason });
     batchSize.observe(labels, b.size);
     writeSeconds.observe(labels, b.writeMs / 1000);
-    for (const at of b.producedAt) latency.observe(labels, Math.max(0, (b.committedAt - at) / 1000));
+    for (const at of b.producedAt) latencyChild.observe(Math.max(0, (b.committedAt - at) / 1000));
   });
   engine.on('deadLetter', (d) => dead.inc({ ...labels, code: d.code }));
   engine.on('reclaimed', (r) => reclaimed.inc(labels, r.count));
