@@ -70,27 +70,46 @@ export function peakRssKb(pid: number): number | null {
   }
 }
 
-/** CPU seconds used so far by every process named `postgres` on this host (server and backends). */
-export function postgresCpuSecs(): number | null {
+/** CPU seconds used so far by each process named `postgres` on this host (server and backends), by PID. */
+export function postgresCpuByPid(): Map<number, number> | null {
   let entries: string[];
   try {
     entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
     return null;
   }
-  let ticks = 0;
-  let found = false;
+  const byPid = new Map<number, number>();
   for (const pid of entries) {
     try {
       const line = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (!line.includes('(postgres)')) continue;
-      ticks += statCpuTicks(line) ?? 0;
-      found = true;
+      byPid.set(Number(pid), (statCpuTicks(line) ?? 0) / ticksPerSecond());
     } catch {
       // gone meanwhile
     }
   }
-  return found ? ticks / ticksPerSecond() : null;
+  return byPid.size > 0 ? byPid : null;
+}
+
+/** CPU seconds used so far by every process named `postgres` on this host (their sum; see postgresCpuDelta). */
+export function postgresCpuSecs(): number | null {
+  const byPid = postgresCpuByPid();
+  if (byPid === null) return null;
+  let secs = 0;
+  for (const v of byPid.values()) secs += v;
+  return secs;
+}
+
+/**
+ * CPU the postgres processes spent between two readings: per PID, what it used since
+ * the first reading (all of it, for one started since). A backend that exited in
+ * between takes its share with it, so this can undercount, never go negative.
+ */
+export function postgresCpuDelta(before: Map<number, number> | null, after: Map<number, number> | null): number | null {
+  if (before === null || after === null) return null;
+  let secs = 0;
+  for (const [pid, now] of after) secs += Math.max(0, now - (before.get(pid) ?? 0));
+  return Number(secs.toFixed(2));
 }
 
 /** Redis server CPU seconds so far (INFO cpu: used_cpu_user + used_cpu_sys). */
@@ -128,12 +147,12 @@ export class CpuMeter {
   private constructor(
     private readonly redis: RedisConnection,
     private readonly redisAt: number | null,
-    private readonly postgresAt: number | null,
+    private readonly postgresAt: Map<number, number> | null,
     private readonly hostAt: { busy: number; total: number } | null,
   ) {}
 
   static async start(redis: RedisConnection): Promise<CpuMeter> {
-    return new CpuMeter(redis, await redisCpuSecs(redis), postgresCpuSecs(), hostCpuTimes());
+    return new CpuMeter(redis, await redisCpuSecs(redis), postgresCpuByPid(), hostCpuTimes());
   }
 
   async stop(enginePid?: number): Promise<CpuFigures> {
@@ -146,7 +165,7 @@ export class CpuMeter {
     return {
       engineSecs: engine === null ? null : Number(engine.toFixed(2)),
       redisSecs: diff(this.redisAt, await redisCpuSecs(this.redis)),
-      postgresSecs: diff(this.postgresAt, postgresCpuSecs()),
+      postgresSecs: postgresCpuDelta(this.postgresAt, postgresCpuByPid()),
       hostBusyPct,
     };
   }

@@ -16,7 +16,7 @@ import {
   rateResults,
   sweepResults,
 } from '../../src/bench/format.js';
-import { statCpuTicks } from '../../src/bench/machine.js';
+import { postgresCpuDelta, statCpuTicks } from '../../src/bench/machine.js';
 import { areaOf, summarizeCpuProfile, type CpuProfile } from '../../src/bench/profile.js';
 import { benchReadmeSection } from '../../src/bench/report.js';
 import { performanceSummary } from '../../src/bench/summary.js';
@@ -455,5 +455,14 @@ describe('performanceSummary (the README headline table)', () => {
     const one = [drain('d.json', {}, {})];
     expect(benchReadmeSection(one, 'bench/results')).not.toContain('| What | Target |');
     expect(benchReadmeSection(one, 'bench/results', defaults)).toContain('| What | Target |');
+  });
+});
+
+describe('postgresCpuDelta', () => {
+  it('counts each PID since the first reading, a new one whole, a vanished one not at all: never negative', () => {
+    const before = new Map([[1, 10], [2, 50]]);
+    const after = new Map([[1, 12.5], [3, 0.75]]); // 2 exited with 50 s: the old machine-wide sum went -36.75
+    expect(postgresCpuDelta(before, after)).toBe(3.25);
+    expect(postgresCpuDelta(null, after)).toBeNull();
   });
 });
