@@ -289,6 +289,25 @@ describe('OrdersPipeline', () => {
     await expectExactlyOnce(env, texts.map(idOf));
   });
 
+  it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {
+    const env = await envs.setup('vacuum');
+    await env.queue.push(new OrderGenerator({ seed: 2 }).batch(2000));
+    const p = env.pipeline({ workers: 2, batchSize: 500, recoverIntervalMs: 50, vacuumIntervalMs: 100 });
+    await p.start();
+    const vacuums = async () =>
+      Number(
+        (
+          await env.pool.query<{ n: string | null }>(
+            `SELECT vacuum_count + autovacuum_count AS n FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'orders_staging'`,
+            [env.name],
+          )
+        ).rows[0]?.n ?? 0,
+      );
+    await waitFor(async () => (await vacuums()) > 0, 10_000, 'a VACUUM of orders_staging');
+    await p.close();
+    expect(await env.count('orders')).toBeGreaterThan(0);
+  });
+
   it('start() fails with a coded error when Redis does not answer, and cleans up', async () => {
     const p = new OrdersPipeline({ redisUrl: 'redis://127.0.0.1:1', databaseUrl: 'postgres://127.0.0.1:5432/tributary', workers: 1, connectTimeoutMs: 500 });
     const err = await p.start().catch((e: unknown) => e);
