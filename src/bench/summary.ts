@@ -122,14 +122,18 @@ export function performanceSummary(
       source: link(ceiling),
     });
   }
-  const rate = latest(rates.filter((r) => r.result.figures.engine && r.result.figures.targetRate === T.sustainedRate && isDefault(r.result.settings, defaults)));
+  // Sustained rate: the run with the median p99 (the lower middle one for an even count).
+  const rateRuns = rates
+    .filter((r) => r.result.figures.engine?.latencyMs.p99 != null && r.result.figures.targetRate === T.sustainedRate && isDefault(r.result.settings, defaults))
+    .sort((a, b) => a.result.figures.engine!.latencyMs.p99! - b.result.figures.engine!.latencyMs.p99!);
+  const rate = rateRuns[Math.floor((rateRuns.length - 1) / 2)];
   if (rate?.result.figures.engine && rate.result.figures.engine.latencyMs.p50 !== null && rate.result.figures.engine.latencyMs.p99 !== null) {
     const e = rate.result.figures.engine;
     const p50 = rate.result.figures.engine.latencyMs.p50;
     const p99 = rate.result.figures.engine.latencyMs.p99;
     const maxLag = Math.max(e.maxLagSeen.lag ?? 0, e.maxLagSeen.backlog);
     rows.push({
-      what: `Sustained ${n(T.sustainedRate)} events/s for ${rate.result.settings.durationSecs as number} s, defaults: end-to-end latency p50 / p99, max lag (undelivered + unacknowledged)`,
+      what: `Sustained ${n(T.sustainedRate)} events/s for ${rate.result.settings.durationSecs as number} s, defaults: end-to-end latency p50 / p99, max lag (undelivered + unacknowledged); run with the median p99 of ${rateRuns.length}`,
       target: `≤ ${T.sustainedP50Ms} ms / ≤ ${T.sustainedP99Ms} ms, ≤ ${n(T.sustainedMaxLag)}`,
       measured: `${p50.toFixed(1)} ms / ${p99.toFixed(1)} ms, ${n(maxLag)} (actual rate ${n(rate.result.figures.actualRate)}/s)`,
       met: p50 <= T.sustainedP50Ms && p99 <= T.sustainedP99Ms && maxLag <= T.sustainedMaxLag,
