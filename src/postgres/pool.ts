@@ -27,6 +27,10 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
   });
   pool.on('error', (err) => options.onError?.(err));
   pool.on('connect', (client) => {
+    // A backend that dies while its client is checked out (or just as it is handed out)
+    // makes the client emit 'error'; pg-pool listens only while the client is idle, and an
+    // unheard 'error' would crash the process. The query in progress fails on its own.
+    client.on('error', () => {});
     // Nagle off: a batch write is one small request waiting on one reply.
     (client as unknown as { connection?: { stream?: { setNoDelay?: (v: boolean) => void } } }).connection?.stream?.setNoDelay?.(true);
   });
