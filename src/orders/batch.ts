@@ -8,7 +8,7 @@
  * `commitBatch` is the only step that acknowledges, and it runs only after the batch's
  * promote has committed.
  */
-import { quoteIdent, type PgPool } from '../postgres/pool.js';
+import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import type { RedisConnection } from '../redis/client.js';
 import { promote, recordMalformed } from './pg/promote.js';
 import { stageBatch } from './pg/staging.js';
@@ -163,6 +163,121 @@ export async function stageAndPromote(
   if (result.staged !== stagedRows) throw new StagedRowsVanished(batchId, stagedRows, result.staged);
   state.maybeStaged = false;
   return { ...result, stagedRows, malformedRecorded, landedEarlier: false, stageMs, promoteMs };
+}
+
+/** Rows start..end-1 of a batch's columns. Pure. */
+export function sliceColumns(cols: StagingColumns, start: number, end: number): StagingColumns {
+  const out = { length: Math.max(0, Math.min(end, cols.length) - start) } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(cols)) if (Array.isArray(v)) out[k] = v.slice(start, end);
+  return out as unknown as StagingColumns;
+}
+
+/** Progress of isolating one batch's bad rows, kept between attempts so a retry redoes nothing that committed. */
+export interface IsolationState {
+  /** The whole batch failed on its content: isolate (do not stage it whole again). */
+  active: boolean;
+  /** Sub-batch id → its finished result. */
+  done: Map<string, StagePromoteResult>;
+  /** Sub-batch id → its stage-and-promote state. */
+  states: Map<string, StagePromoteState>;
+}
+
+export function newIsolationState(): IsolationState {
+  return { active: false, done: new Map(), states: new Map() };
+}
+
+function addResults(a: StagePromoteResult, b: StagePromoteResult): StagePromoteResult {
+  const rejected = { ...a.rejected };
+  for (const [r, n] of Object.entries(b.rejected) as [RejectReason, number][]) rejected[r] = (rejected[r] ?? 0) + n;
+  return {
+    promoted: a.promoted + b.promoted,
+    duplicates: a.duplicates + b.duplicates,
+    rejected,
+    staged: a.staged + b.staged,
+    stagedRows: a.stagedRows + b.stagedRows,
+    malformedRecorded: a.malformedRecorded + b.malformedRecorded,
+    landedEarlier: a.landedEarlier && b.landedEarlier,
+    stageMs: a.stageMs + b.stageMs,
+    promoteMs: a.promoteMs + b.promoteMs,
+  };
+}
+
+/** JSON text with every non-ASCII character escaped: Postgres stores it whatever the order holds. Pure. */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * stageAndPromote, except that a failure on the batch's content (isRowContentError: a
+ * value Postgres refuses, e.g. an index entry too large, SQLSTATE 54000) is not retried:
+ * the batch is split in halves (sub-batch ids `<batchId>.0` / `.1`, recursively) until the
+ * refused orders stand alone; each is recorded in `orders_rejected` as 'malformed' with
+ * the Postgres message, and every other order lands. `orders[i]` is the order of row i of
+ * `cols`. Safe to call again with the same `state` / `isolation` after it threw.
+ */
+export async function stageAndPromoteIsolating(
+  pool: PgPool,
+  schema: string,
+  batchId: string,
+  cols: StagingColumns,
+  orders: readonly Order[],
+  malformed: readonly MalformedOrder[],
+  state: StagePromoteState,
+  isolation: IsolationState,
+): Promise<StagePromoteResult> {
+  if (!isolation.active) {
+    try {
+      return await stageAndPromote(pool, schema, batchId, cols, malformed, state);
+    } catch (err) {
+      if (!isRowContentError(err) || !state.malformedRecorded) throw err;
+      isolation.active = true;
+    }
+  }
+  // The failed promote rolled back: drop the batch's staged rows, then promote it in parts.
+  await pool.query(`DELETE FROM ${quoteIdent(schema)}.orders_staging WHERE batch_id = $1`, [batchId]);
+  state.maybeStaged = false;
+  const half = Math.ceil(cols.length / 2);
+  const a = await isolatePart(pool, schema, `${batchId}.0`, sliceColumns(cols, 0, half), orders.slice(0, half), isolation);
+  const b = await isolatePart(pool, schema, `${batchId}.1`, sliceColumns(cols, half, cols.length), orders.slice(half), isolation);
+  const out = addResults(a, b);
+  // The malformed items were recorded by the first call, before staging.
+  return { ...out, landedEarlier: false };
+}
+
+async function isolatePart(
+  pool: PgPool,
+  schema: string,
+  id: string,
+  cols: StagingColumns,
+  orders: readonly Order[],
+  isolation: IsolationState,
+): Promise<StagePromoteResult> {
+  const empty: StagePromoteResult = { promoted: 0, duplicates: 0, rejected: {}, staged: 0, stagedRows: 0, malformedRecorded: 0, landedEarlier: false, stageMs: 0, promoteMs: 0 };
+  if (cols.length === 0) return empty;
+  const finished = isolation.done.get(id);
+  if (finished) return finished;
+  let state = isolation.states.get(id);
+  if (!state) isolation.states.set(id, (state = { malformedRecorded: true, maybeStaged: false }));
+  let result: StagePromoteResult;
+  try {
+    result = await stageAndPromote(pool, schema, id, cols, [], state);
+  } catch (err) {
+    if (!isRowContentError(err)) throw err;
+    await pool.query(`DELETE FROM ${quoteIdent(schema)}.orders_staging WHERE batch_id = $1`, [id]);
+    state.maybeStaged = false;
+    if (cols.length === 1) {
+      const message = `Postgres refused the order: ${(err as Error).message} (SQLSTATE ${String((err as { code?: unknown }).code)})`;
+      const n = await recordMalformed(pool, schema, id, [{ raw: asciiJson(orders[0]), error: message }]);
+      result = { ...empty, staged: n, stagedRows: n, rejected: { malformed: n } };
+    } else {
+      const half = Math.ceil(cols.length / 2);
+      const a = await isolatePart(pool, schema, `${id}.0`, sliceColumns(cols, 0, half), orders.slice(0, half), isolation);
+      const b = await isolatePart(pool, schema, `${id}.1`, sliceColumns(cols, half, cols.length), orders.slice(half), isolation);
+      result = addResults(a, b);
+    }
+  }
+  isolation.done.set(id, result);
+  return result;
 }
 
 /** The orders of a batch that count towards windowed revenue: valid by the cache's data. Pure. */

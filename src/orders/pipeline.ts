@@ -32,7 +32,7 @@ import { ServerHealth, type ServerName } from '../core/processor.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
-import { commitBatch, dropDuplicates, lookupFor, newStagePromoteState, rejectedTotal, revenueEntries, stageAndPromote } from './batch.js';
+import { commitBatch, dropDuplicates, lookupFor, newIsolationState, newStagePromoteState, rejectedTotal, revenueEntries, stageAndPromoteIsolating } from './batch.js';
 import { analyzeReferenceTables } from './pg/analyze.js';
 import { migrateOrders, ORDERS_SCHEMA } from './pg/migrate.js';
 import { refreshViews, type ViewRefresh } from './pg/views.js';
@@ -691,7 +691,14 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       const transformMs = performance.now() - t;
 
       const state = newStagePromoteState();
-      const pg = await this.attempt('postgres', 'stage and promote', () => stageAndPromote(this.pool!, o.schema, batchId, cols, parsed.malformed, state), counted);
+      // Content Postgres refuses (SQLSTATE 22/23/54) is not retried: the batch is split to isolate it.
+      const isolation = newIsolationState();
+      const pg = await this.attempt(
+        'postgres',
+        'stage and promote',
+        () => stageAndPromoteIsolating(this.pool!, o.schema, batchId, cols, fresh.orders, parsed.malformed, state, isolation),
+        counted,
+      );
 
       t = performance.now();
       const rejected = rejectedTotal(pg.rejected);

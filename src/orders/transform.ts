@@ -26,6 +26,20 @@ export interface ParsedOrders {
 
 const STRING_FIELDS = ['order_id', 'customer_id', 'product_id', 'currency', 'zip_code'] as const;
 
+/**
+ * Longest accepted value (UTF-16 code units) of each string field. Postgres refuses an
+ * index entry over ~2.7 kB (SQLSTATE 54000), and order_id, product_id, currency and
+ * zip_code are indexed or joined on: an order past these caps is 'malformed' at parse
+ * instead of failing its whole batch's promote.
+ */
+export const MAX_FIELD_LENGTH: Readonly<Record<(typeof STRING_FIELDS)[number], number>> = {
+  order_id: 128,
+  customer_id: 128,
+  product_id: 128,
+  currency: 16,
+  zip_code: 128,
+};
+
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
@@ -40,7 +54,8 @@ function describe(value: unknown): string {
  * joined with '; '). Rules, with nothing coerced:
  * - the item is JSON text of an object;
  * - order_id, customer_id, product_id, currency, zip_code are non-empty strings (a zip code
- *   sent as a JSON number is refused: its leading zeros may already be lost);
+ *   sent as a JSON number is refused: its leading zeros may already be lost) no longer
+ *   than MAX_FIELD_LENGTH (currency 16, the others 128);
  * - quantity is a JSON number that is a safe integer. A numeric string ("3") is refused,
  *   not converted. Zero and negative quantities pass: the promote step rejects them as
  *   'non_positive_quantity', keeping the order with its reason;
@@ -63,6 +78,7 @@ export function parseOrder(raw: string): Order | { error: string } {
   for (const field of STRING_FIELDS) {
     const v = obj[field];
     if (typeof v !== 'string' || v.length === 0) problems.push(`${field}: expected a non-empty string, got ${describe(v)}`);
+    else if (v.length > MAX_FIELD_LENGTH[field]) problems.push(`${field}: longer than ${MAX_FIELD_LENGTH[field]} characters (${v.length})`);
   }
   const quantity = obj.quantity;
   if (typeof quantity !== 'number' || !Number.isSafeInteger(quantity)) {

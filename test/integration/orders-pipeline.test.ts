@@ -9,6 +9,9 @@ import { sleep } from '../../src/core/backoff.js';
 import { isTributaryError } from '../../src/errors.js';
 import { OrderGenerator, produceOrders } from '../../src/orders/generate.js';
 import { stageBatch } from '../../src/orders/pg/staging.js';
+import { newIsolationState, newStagePromoteState, stageAndPromoteIsolating } from '../../src/orders/batch.js';
+import { transformBatch } from '../../src/orders/transform.js';
+import { randomBytes } from 'node:crypto';
 import { OrdersPipeline } from '../../src/orders/pipeline.js';
 import { Backpressure, LookupCache } from '../../src/orders/redis/index.js';
 import { REFERENCE_DATA } from '../../src/orders/seed.js';
@@ -287,6 +290,42 @@ describe('OrdersPipeline', () => {
     expect((await env.queue.workers()).length, 'heartbeats forgotten').toBe(0);
     await env.drain();
     await expectExactlyOnce(env, texts.map(idOf));
+  });
+
+  it('a poison order (a 3 kB random order_id) does not wedge its worker: its batch-mates land and close() returns', async () => {
+    const env = await envs.setup('poison');
+    const poisonId = randomBytes(1500).toString('hex');
+    const texts = Array.from({ length: 999 }, (_, i) => orderJson(`ok-${i}`));
+    texts.splice(500, 0, orderJson(poisonId));
+    await env.queue.push(texts);
+    const p = env.pipeline({ workers: 1, batchSize: 1000, untilEmpty: true });
+    await p.start();
+    await waitFor(async () => (await env.count('orders')) === 999, 20_000);
+    await p.close();
+    const s = quoteIdent(env.name);
+    const rej = await env.pool.query<{ order_id: string | null; reason: string; detail: string; raw: string }>(`SELECT order_id, reason, detail, raw FROM ${s}.orders_rejected`);
+    expect(rej.rows).toHaveLength(1);
+    expect(rej.rows[0]).toMatchObject({ order_id: null, reason: 'malformed', detail: 'order_id: longer than 128 characters (3000)' });
+    expect(idOf(rej.rows[0]!.raw)).toBe(poisonId);
+    await expectExactlyOnce(env, texts.map(idOf).filter((id) => id !== poisonId));
+    await expectSettled(env);
+  });
+
+  it('content Postgres refuses (SQLSTATE 54000, past the parse caps) is isolated, not retried: the rest of the batch lands', async () => {
+    const env = await envs.setup('poison_pg');
+    const poisonId = randomBytes(1500).toString('hex');
+    const orders = Array.from({ length: 300 }, (_, i) => JSON.parse(orderJson(i === 137 ? poisonId : `iso-${i}`)) as Parameters<typeof transformBatch>[0][number]);
+    const cols = transformBatch(orders, { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() });
+    const r = await stageAndPromoteIsolating(env.pool, env.name, 'w-1:t:1', cols, orders, [], newStagePromoteState(), newIsolationState());
+    expect(r).toMatchObject({ promoted: 299, staged: 300, stagedRows: 300, rejected: { malformed: 1 } });
+    const s = quoteIdent(env.name);
+    const rej = await env.pool.query<{ order_id: string | null; detail: string; raw: string }>(`SELECT order_id, detail, raw FROM ${s}.orders_rejected`);
+    expect(rej.rows).toHaveLength(1);
+    expect(rej.rows[0]!.order_id).toBeNull();
+    expect(rej.rows[0]!.detail).toMatch(/^Postgres refused the order: .*index row.*SQLSTATE 54000/);
+    expect(idOf(rej.rows[0]!.raw)).toBe(poisonId);
+    await expectExactlyOnce(env, orders.map((o) => o.order_id).filter((id) => id !== poisonId));
+    expect(await env.count('orders_staging')).toBe(0);
   });
 
   it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { sampleLookup, sampleOrders, summarizeRounds } from '../../src/bench/orders-transform.js';
-import { normaliseTimestamp, parseOrder, parseOrders, roundHalfAwayFromZero, transformBatch } from '../../src/orders/transform.js';
+import { MAX_FIELD_LENGTH, normaliseTimestamp, parseOrder, parseOrders, roundHalfAwayFromZero, transformBatch } from '../../src/orders/transform.js';
 import { POLARS_ROWS_UP_TO, transformBatchPolars } from '../../src/bench/orders-transform-polars.js';
 import type { LookupResult, Order } from '../../src/orders/types.js';
+import { malformedOrderId } from '../../src/orders/pg/promote.js';
 
 const good = {
   order_id: 'o-1',
@@ -20,6 +21,20 @@ const errorOf = (raw: string) => {
 };
 
 describe('parseOrders', () => {
+  it('caps string lengths: a 3 kB order_id (past the btree entry limit) is malformed with a clear error, and its row keeps no order_id', () => {
+    const base = { order_id: 'o-1', customer_id: 'c', product_id: 'P001', quantity: 1, currency: 'USD', zip_code: '10001', order_timestamp: 0 };
+    const long = 'x'.repeat(3000);
+    const raw = JSON.stringify({ ...base, order_id: long });
+    expect(parseOrder(raw)).toEqual({ error: 'order_id: longer than 128 characters (3000)' });
+    expect(malformedOrderId(raw)).toBeNull();
+    for (const field of ['customer_id', 'product_id', 'zip_code', 'currency'] as const) {
+      const max = MAX_FIELD_LENGTH[field];
+      expect(parseOrder(JSON.stringify({ ...base, [field]: 'a'.repeat(max) }))).not.toHaveProperty('error');
+      expect(parseOrder(JSON.stringify({ ...base, [field]: 'a'.repeat(max + 1) }))).toEqual({ error: `${field}: longer than ${max} characters (${max + 1})` });
+    }
+    expect(MAX_FIELD_LENGTH.currency).toBe(16);
+  });
+
   it('keeps well-formed orders, in order, with only the Order fields', () => {
     const second = { ...good, order_id: 'o-2', order_timestamp: 1795366905571, extra: 'dropped' };
     const { orders, malformed } = parseOrders([json(good), json(second)]);

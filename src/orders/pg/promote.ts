@@ -211,13 +211,19 @@ export interface MalformedItem {
   error: string;
 }
 
-/** The order_id of a malformed item when its text is a JSON object with a string order_id, else null. Pure. */
+/**
+ * Longest order_id a malformed item's row keeps (orders_rejected.order_id is indexed, and
+ * Postgres refuses an index entry over ~2.7 kB); a longer one stays only in `raw`.
+ */
+const MAX_RECORDED_ORDER_ID = 128;
+
+/** The order_id of a malformed item when its text is a JSON object with a string order_id of at most 128 characters, else null. Pure. */
 export function malformedOrderId(raw: string): string | null {
   try {
     const value = JSON.parse(raw) as unknown;
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const id = (value as Record<string, unknown>).order_id;
-      if (typeof id === 'string' && id.length > 0) return id;
+      if (typeof id === 'string' && id.length > 0 && id.length <= MAX_RECORDED_ORDER_ID) return id;
     }
   } catch {
     // not JSON: no order_id to keep
