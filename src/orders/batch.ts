@@ -160,7 +160,13 @@ export async function stageAndPromote(
   const t3 = performance.now();
   const result = await promote(pool, schema, { batchId });
   promoteMs += performance.now() - t3;
-  if (result.staged !== stagedRows) throw new StagedRowsVanished(batchId, stagedRows, result.staged);
+  if (result.staged !== stagedRows) {
+    // Part of the batch may just have been promoted (committed): a retry that promoted
+    // the leftovers would find none, see batchLanded and ack the vanished part unsaved.
+    // Stage the whole batch again instead; the orders primary key absorbs what landed.
+    state.maybeStaged = false;
+    throw new StagedRowsVanished(batchId, stagedRows, result.staged);
+  }
   state.maybeStaged = false;
   return { ...result, stagedRows, malformedRecorded, landedEarlier: false, stageMs, promoteMs };
 }

@@ -34,6 +34,7 @@ import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../pos
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { commitBatch, dropDuplicates, lookupFor, newIsolationState, newStagePromoteState, rejectedTotal, revenueEntries, stageAndPromoteIsolating } from './batch.js';
 import { analyzeReferenceTables } from './pg/analyze.js';
+import { inTransaction, promoteLockKey } from './pg/promote.js';
 import { migrateOrders, ORDERS_SCHEMA } from './pg/migrate.js';
 import { refreshViews, type ViewRefresh } from './pg/views.js';
 import { LookupCache, type PublishResult } from './redis/cache.js';
@@ -831,8 +832,13 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     let stagingRowsDropped = 0;
     const s = quoteIdent(this.options.schema);
     for (const worker of Object.keys(result.byWorker)) {
-      const res = await this.pool!.query(`DELETE FROM ${s}.orders_staging WHERE starts_with(batch_id, $1)`, [`${worker}:`]);
-      stagingRowsDropped += res.rowCount ?? 0;
+      // Under the promote lock, exclusively: a promote of this worker's batch (still
+      // running, if the worker was only slow) sees all of its rows or none, never part.
+      stagingRowsDropped += await inTransaction(this.pool!, async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [promoteLockKey(this.options.schema)]);
+        const res = await client.query(`DELETE FROM ${s}.orders_staging WHERE starts_with(batch_id, $1)`, [`${worker}:`]);
+        return res.rowCount ?? 0;
+      });
     }
     this.counters.recovered += result.items;
     this.emit('recovered', { ...result, stagingRowsDropped });

@@ -9,7 +9,7 @@ import { sleep } from '../../src/core/backoff.js';
 import { isTributaryError } from '../../src/errors.js';
 import { OrderGenerator, produceOrders } from '../../src/orders/generate.js';
 import { stageBatch } from '../../src/orders/pg/staging.js';
-import { newIsolationState, newStagePromoteState, stageAndPromoteIsolating } from '../../src/orders/batch.js';
+import { newIsolationState, newStagePromoteState, stageAndPromote, stageAndPromoteIsolating, StagedRowsVanished } from '../../src/orders/batch.js';
 import { transformBatch } from '../../src/orders/transform.js';
 import { randomBytes } from 'node:crypto';
 import { OrdersPipeline } from '../../src/orders/pipeline.js';
@@ -326,6 +326,31 @@ describe('OrdersPipeline', () => {
     expect(idOf(rej.rows[0]!.raw)).toBe(poisonId);
     await expectExactlyOnce(env, orders.map((o) => o.order_id).filter((id) => id !== poisonId));
     expect(await env.count('orders_staging')).toBe(0);
+  });
+
+  it('staged rows vanishing at promote (part of the batch promoted) make the retry stage the whole batch again: nothing is lost', async () => {
+    const env = await envs.setup('vanish');
+    const s = quoteIdent(env.name);
+    // One staged row disappears once, as a concurrent recovery's DELETE would make it.
+    await env.pool.query(`
+      CREATE TABLE ${s}.vanish_once (order_id text);
+      INSERT INTO ${s}.vanish_once VALUES ('v-3');
+      CREATE FUNCTION ${s}.vanish() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE n int;
+      BEGIN
+        WITH d AS (DELETE FROM ${s}.vanish_once WHERE order_id = NEW.order_id RETURNING 1) SELECT count(*) INTO n FROM d;
+        IF n > 0 THEN DELETE FROM ${s}.orders_staging WHERE ctid = NEW.ctid; END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER vanish AFTER INSERT ON ${s}.orders_staging FOR EACH ROW EXECUTE FUNCTION ${s}.vanish();`);
+    const orders = Array.from({ length: 10 }, (_, i) => JSON.parse(orderJson(`v-${i}`)) as Parameters<typeof transformBatch>[0][number]);
+    const cols = transformBatch(orders, { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() });
+    const state = newStagePromoteState();
+    await expect(stageAndPromote(env.pool, env.name, 'w-1:t:1', cols, [], state)).rejects.toBeInstanceOf(StagedRowsVanished);
+    expect(await env.count('orders')).toBe(9);
+    const retry = await stageAndPromote(env.pool, env.name, 'w-1:t:1', cols, [], state);
+    expect(retry.landedEarlier).toBe(false);
+    await expectExactlyOnce(env, orders.map((o) => o.order_id));
   });
 
   it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {

@@ -104,6 +104,11 @@ SELECT (SELECT count(*) FROM moved)::int                      AS staged,
         FROM (SELECT reason, count(*)::int AS n FROM rejected GROUP BY reason) AS r) AS rejected`;
 }
 
+/** The advisory lock key (hashtext) every promote of the schema holds for its transaction. */
+export function promoteLockKey(schema: string): string {
+  return `tributary:orders:promote:${schema}`;
+}
+
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']);
 
 /**
@@ -141,7 +146,7 @@ export async function promote(pool: PgPool, schema: string, options: PromoteOpti
   const byBatch = options.batchId !== undefined;
   const sql = promoteSql(schema, byBatch);
   const lockSql = byBatch ? 'SELECT pg_advisory_xact_lock_shared(hashtext($1))' : 'SELECT pg_advisory_xact_lock(hashtext($1))';
-  const lockKey = `tributary:orders:promote:${schema}`;
+  const lockKey = promoteLockKey(schema);
   let last: unknown;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
