@@ -68,7 +68,7 @@ export interface OrdersPipelineOptions {
   batchSize?: number;
   /** How long an idle worker's take blocks waiting for orders, ms (default 1000). */
   blockMs?: number;
-  /** Worker names are `<workerPrefix>-<n>`; must be unique per running process (default `<host name>-<pid>`). */
+  /** Worker names are `<workerPrefix>-<n>`; must be unique per running pipeline (default `<host name>-<pid>-<random run token>`). */
   workerPrefix?: string;
   /** How long an order_id is remembered by the dedup window, s (default 3600). */
   dedupWindowSeconds?: number;
@@ -269,7 +269,9 @@ function resolveOptions(options: OrdersPipelineOptions): Resolved {
   } as Resolved;
   o.databaseUrl = options.databaseUrl;
   o.pool = options.pool;
-  o.workerPrefix = options.workerPrefix ?? `${hostname()}-${process.pid}`;
+  // The run token keeps two pipelines of one process apart: sharing worker names, one's
+  // start would release the other's in-flight batch and they would share processing lists.
+  o.workerPrefix = options.workerPrefix ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   if (!/^[^\s:]+$/.test(o.workerPrefix)) {
     throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline workerPrefix', `must be non-empty, without spaces or ':' (got ${JSON.stringify(o.workerPrefix)})`]);
   }

@@ -353,6 +353,23 @@ describe('OrdersPipeline', () => {
     await expectExactlyOnce(env, orders.map((o) => o.order_id));
   });
 
+  it('two pipelines in one process with the default worker prefix process a queue exactly once', async () => {
+    const env = await envs.setup('two_in_process');
+    const texts = Array.from({ length: 4000 }, (_, i) => orderJson(`two-${i}`));
+    await env.queue.push(texts);
+    const a = env.pipeline({ workerPrefix: undefined, workers: 2, batchSize: 100, untilEmpty: true });
+    const b = env.pipeline({ workerPrefix: undefined, workers: 2, batchSize: 100, untilEmpty: true });
+    await a.start();
+    await b.start();
+    await Promise.all([a.done, b.done]);
+    await Promise.all([a.close(), b.close()]);
+    expect(a.stats().taken + b.stats().taken).toBe(4000);
+    expect(a.stats().pgDuplicates + b.stats().pgDuplicates).toBe(0);
+    await expectExactlyOnce(env, texts.map(idOf));
+    await expectSettled(env);
+    expect(new Set([...a.workerNames, ...b.workerNames]).size).toBe(4);
+  });
+
   it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {
     const env = await envs.setup('vacuum');
     await env.queue.push(new OrderGenerator({ seed: 2 }).batch(2000));

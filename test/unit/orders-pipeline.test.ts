@@ -99,7 +99,8 @@ describe('OrdersPipeline options', () => {
       schema: 'orders',
       prefix: 'orders',
       dedupWindowSeconds: 3600,
-      workerPrefix: `host-${process.pid}`,
+      // The consumer name, the pid and a random run token (unique per pipeline).
+      workerPrefix: expect.stringMatching(new RegExp(`^host-${process.pid}-[0-9a-f]{6}$`)),
     });
   });
 });

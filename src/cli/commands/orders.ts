@@ -2,6 +2,7 @@
  * `tributary orders <verb>`: the orders pipeline's commands. Thin shells over
  * src/orders: parse flags, call the library, print.
  */
+import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { formatOrdersBench } from '../../bench/orders-report.js';
 import { runOrdersBenchmark } from '../../bench/orders.js';
@@ -71,7 +72,8 @@ export function pipelineOptions(config: TributaryConfig): OrdersPipelineOptions 
     revenueWindowMs: config.revenueWindowMin * 60_000,
     cacheTtlMs: config.cacheTtlS * 1000,
     viewRefreshMinIntervalMs: config.viewRefreshMinMs,
-    workerPrefix: `${config.consumerName}-${process.pid}`,
+    // A random run token: worker names stay unique even if this process runs a second pipeline.
+    workerPrefix: `${config.consumerName}-${process.pid}-${randomBytes(3).toString('hex')}`,
   };
 }
 
