@@ -252,6 +252,9 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** Longest delay a Node timer honours (2^31-1 ms, ~24.8 days): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 function checkInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
@@ -277,18 +280,18 @@ function resolveOptions(options: OrdersPipelineOptions): Resolved {
   }
   checkInt('workers', o.workers, 0, 1000);
   checkInt('batchSize', o.batchSize, 1, 1_000_000);
-  checkInt('blockMs', o.blockMs, 1);
+  checkInt('blockMs', o.blockMs, 1, MAX_TIMER_MS);
   checkInt('dedupWindowSeconds', o.dedupWindowSeconds, 1);
   checkInt('dedupBucketSeconds', o.dedupBucketSeconds, 1, o.dedupWindowSeconds);
   checkInt('revenueWindowMs', o.revenueWindowMs, 1);
   checkInt('cacheTtlMs', o.cacheTtlMs, 1000);
-  checkInt('staleMs', o.staleMs, Math.max(1000, 3 * o.blockMs));
-  checkInt('recoverIntervalMs', o.recoverIntervalMs, 1);
-  checkInt('vacuumIntervalMs', o.vacuumIntervalMs, 0);
-  checkInt('viewRefreshMinIntervalMs', o.viewRefreshMinIntervalMs, 0);
-  checkInt('retryBaseMs', o.retryBaseMs, 1);
-  checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs);
-  checkInt('connectTimeoutMs', o.connectTimeoutMs, 1);
+  checkInt('staleMs', o.staleMs, Math.max(1000, 3 * o.blockMs), MAX_TIMER_MS);
+  checkInt('recoverIntervalMs', o.recoverIntervalMs, 1, MAX_TIMER_MS);
+  checkInt('vacuumIntervalMs', o.vacuumIntervalMs, 0, MAX_TIMER_MS);
+  checkInt('viewRefreshMinIntervalMs', o.viewRefreshMinIntervalMs, 0, MAX_TIMER_MS);
+  checkInt('retryBaseMs', o.retryBaseMs, 1, MAX_TIMER_MS);
+  checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs, MAX_TIMER_MS);
+  checkInt('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS);
   if (!o.schema || !o.prefix) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline schema / prefix', 'must be non-empty']);
   return o;
 }

@@ -169,6 +169,7 @@ describe('tributary orders', () => {
     [['process', '--workers', '0'], /TRIB_ERR_CONFIG_INVALID: invalid setting ORDERS_WORKERS \(--orders-workers\)/],
     [['process', '--orders-stale-ms', '100'], /TRIB_ERR_CONFIG_INVALID: invalid setting ORDERS_STALE_MS \(--orders-stale-ms\): must be at least 1000/],
     [['stats', '--watch', '0'], /TRIB_ERR_CONFIG_INVALID: invalid setting --watch/],
+    [['stats', '--watch', '2147484'], /TRIB_ERR_CONFIG_INVALID: invalid setting --watch: must be a number of seconds from 0.1 to 2147483.647/],
     [['init-cache'], /TRIB_ERR_ORDERS_NO_REFERENCE_DATA: schema t_ord_cli_bad_\w+ has no orders reference data \(no tables\)/],
   ])('%j: a coded error and exit code 2', async (args, message) => {
     const env = await envs.setup('cli_bad', 'none');

@@ -79,7 +79,11 @@ describe('OrdersPipeline options', () => {
   it.each([
     [{ workers: -1 }, /OrdersPipeline workers: must be an integer in \[0, 1000\]/],
     [{ batchSize: 0 }, /OrdersPipeline batchSize/],
-    [{ blockMs: 1000, staleMs: 2000 }, /OrdersPipeline staleMs: must be an integer >= 3000/],
+    [{ blockMs: 1000, staleMs: 2000 }, /OrdersPipeline staleMs: must be an integer in \[3000, 2147483647\]/],
+    // Node fires a timer longer than 2^31-1 ms after 1 ms.
+    ...(['blockMs', 'staleMs', 'recoverIntervalMs', 'vacuumIntervalMs', 'viewRefreshMinIntervalMs', 'retryBaseMs', 'retryMaxMs', 'connectTimeoutMs'] as const).map(
+      (name): [Record<string, number>, RegExp] => [{ [name]: 2 ** 31 }, new RegExp(`OrdersPipeline ${name}: must be an integer in \\[\\d+, 2147483647\\]`)],
+    ),
     [{ workerPrefix: 'a b' }, /OrdersPipeline workerPrefix/],
     [{ databaseUrl: undefined }, /OrdersPipeline databaseUrl/],
   ])('%j → TRIB_ERR_CONFIG_INVALID naming the option', (bad, message) => {

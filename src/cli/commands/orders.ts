@@ -17,7 +17,7 @@ import { analyzeReferenceTables } from '../../orders/pg/analyze.js';
 import { migrateOrders } from '../../orders/pg/migrate.js';
 import { promote } from '../../orders/pg/promote.js';
 import { refreshViews } from '../../orders/pg/views.js';
-import { loadReferenceDataOrFail, OrdersPipeline, type OrdersPipelineOptions } from '../../orders/pipeline.js';
+import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../orders/pipeline.js';
 import { Backpressure } from '../../orders/redis/backpressure.js';
 import { LookupCache } from '../../orders/redis/cache.js';
 import { escapeGlob, orderKeys } from '../../orders/redis/keys.js';
@@ -320,8 +320,9 @@ function registerStats(orders: Command): void {
     .action(async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
       const everyMs = opts.watch === undefined ? 0 : opts.watch === true ? 5000 : Math.round(Number(opts.watch) * 1000);
-      if (opts.watch !== undefined && !(everyMs >= 100)) {
-        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--watch', `must be a number of seconds, at least 0.1 (got ${JSON.stringify(opts.watch)})`]);
+      // Node fires a timer longer than 2^31-1 ms after 1 ms: refuse it.
+      if (opts.watch !== undefined && !(everyMs >= 100 && everyMs <= MAX_TIMER_MS)) {
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--watch', `must be a number of seconds from 0.1 to ${MAX_TIMER_MS / 1000} (got ${JSON.stringify(opts.watch)})`]);
       }
       await withConnections(config, 'orders-stats', { max: 2 }, async ({ redis, pool }) => {
         const show = async () => {
