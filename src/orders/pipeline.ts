@@ -595,10 +595,16 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         () => (w.clientId = null),
       );
     });
-    await connectRedis(conn, o.redisUrl, o.connectTimeoutMs);
-    w.clientId = String(await send(conn, ['CLIENT', 'ID']));
-    // A worker of the same name (an earlier run) may have left orders: back to the queue.
-    await w.queue.release(name);
+    try {
+      await connectRedis(conn, o.redisUrl, o.connectTimeoutMs);
+      w.clientId = String(await send(conn, ['CLIENT', 'ID']));
+      // A worker of the same name (an earlier run) may have left orders: back to the queue.
+      await w.queue.release(name);
+    } catch (err) {
+      // Not yet in this.workers, so close() would never end it: the connection would leak.
+      destroyQuietly(conn);
+      throw err;
+    }
     return w;
   }
 

@@ -4,7 +4,7 @@
  * worker's orders recovered, Postgres connections killed mid-stream, and a graceful stop.
  * Each test has its own Redis prefix and Postgres schema (test/helpers/orders.ts).
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';
 import { isTributaryError } from '../../src/errors.js';
 import { OrderGenerator, produceOrders } from '../../src/orders/generate.js';
@@ -13,7 +13,7 @@ import { newIsolationState, newStagePromoteState, stageAndPromote, stageAndPromo
 import { transformBatch } from '../../src/orders/transform.js';
 import { randomBytes } from 'node:crypto';
 import { OrdersPipeline } from '../../src/orders/pipeline.js';
-import { Backpressure, LookupCache } from '../../src/orders/redis/index.js';
+import { Backpressure, LookupCache, OrderQueue } from '../../src/orders/redis/index.js';
 import { REFERENCE_DATA } from '../../src/orders/seed.js';
 import { collectOrdersStats } from '../../src/orders/stats.js';
 import type { ReferenceData } from '../../src/orders/types.js';
@@ -368,6 +368,20 @@ describe('OrdersPipeline', () => {
     await expectExactlyOnce(env, texts.map(idOf));
     await expectSettled(env);
     expect(new Set([...a.workerNames, ...b.workerNames]).size).toBe(4);
+  });
+
+  it("a worker whose start-up fails (release throws) leaves no Redis connection behind", async () => {
+    const env = await envs.setup('open_leak');
+    const p = env.pipeline({ workers: 1, refreshViews: false });
+    const name = p.workerNames[0]!;
+    const spy = vi.spyOn(OrderQueue.prototype, 'release').mockRejectedValueOnce(new Error('release failed'));
+    try {
+      await expect(p.start()).rejects.toThrow(/release failed/);
+    } finally {
+      spy.mockRestore();
+    }
+    const connName = `tributary:orders:${name}`;
+    await waitFor(async () => !String(await send(env.redis, ['CLIENT', 'LIST'])).includes(`name=${connName} `), 5000, 'worker connection closed');
   });
 
   it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {
