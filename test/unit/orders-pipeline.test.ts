@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatOrdersBench, ordersBenchSection } from '../../src/bench/orders-report.js';
 import type { OrdersBenchFigures, ResultOf } from '../../src/bench/result.js';
 import { formatReasons, parseShare, pipelineOptions } from '../../src/cli/commands/orders.js';
+import { parsePositiveInt } from '../../src/cli/commands/produce.js';
 import { resolveConfig } from '../../src/config/index.js';
 import { isTributaryError } from '../../src/errors.js';
 import { revenueEntries } from '../../src/orders/batch.js';
@@ -106,6 +107,15 @@ describe('OrdersPipeline options', () => {
       // The consumer name, the pid and a random run token (unique per pipeline).
       workerPrefix: expect.stringMatching(new RegExp(`^host-${process.pid}-[0-9a-f]{6}$`)),
     });
+  });
+});
+
+describe('parsePositiveInt (orders generate --count, ...)', () => {
+  it('refuses integers past 2^53 with the coded error (1e16 is an integer, but not a safe one)', () => {
+    expect(parsePositiveInt('--count', '9007199254740991')).toBe(Number.MAX_SAFE_INTEGER);
+    for (const bad of ['1e16', '9007199254740992', '0', '1.5', 'many']) {
+      expect(codeOf(() => parsePositiveInt('--count', bad))).toBe(`TRIB_ERR_CONFIG_INVALID: invalid setting --count: must be a positive integer (got ${JSON.stringify(bad)})`);
+    }
   });
 });
 

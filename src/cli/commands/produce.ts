@@ -8,7 +8,8 @@ import { print } from '../output.js';
 
 export function parsePositiveInt(name: string, value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, `must be a positive integer (got ${JSON.stringify(value)})`]);
+  // Safe integers only: 1e16 is an integer, but past 2^53 counts are inexact (and later throw uncoded RangeErrors).
+  if (!Number.isSafeInteger(n) || n < 1) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, `must be a positive integer (got ${JSON.stringify(value)})`]);
   return n;
 }
 
