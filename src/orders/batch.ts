@@ -74,10 +74,32 @@ export interface StagePromoteState {
   malformedRecorded: boolean;
   /** A COPY of this batch may have committed (an attempt got that far): promote it before staging again. */
   maybeStaged: boolean;
+  /** An attempt to record the malformed items failed, possibly after its commit: look before recording again. */
+  malformedMaybeRecorded?: boolean;
 }
 
 export function newStagePromoteState(): StagePromoteState {
-  return { malformedRecorded: false, maybeStaged: false };
+  return { malformedRecorded: false, maybeStaged: false, malformedMaybeRecorded: false };
+}
+
+/**
+ * True when malformed items of this batch are in `orders_rejected` (rows with `raw`: they
+ * are written by one statement, so all or none). Reads without an index on batch_id:
+ * used only after a failure left that unknown.
+ */
+export async function malformedLanded(pool: PgPool, schema: string, batchId: string): Promise<boolean> {
+  const res = await pool.query<{ landed: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${quoteIdent(schema)}.orders_rejected WHERE batch_id = $1 AND raw IS NOT NULL) AS landed`,
+    [batchId],
+  );
+  return res.rows[0]!.landed;
+}
+
+/** recordMalformed, not repeated when an earlier attempt's insert committed but its reply was lost. */
+async function recordMalformedOnce(pool: PgPool, schema: string, batchId: string, items: readonly MalformedOrder[], state: StagePromoteState): Promise<number> {
+  if (state.malformedMaybeRecorded && (await malformedLanded(pool, schema, batchId))) return 0;
+  state.malformedMaybeRecorded = true;
+  return recordMalformed(pool, schema, batchId, items);
 }
 
 /** Thrown when staged rows were gone at promote (a Postgres restart empties the UNLOGGED staging table): the batch is staged again. */
@@ -131,7 +153,7 @@ export async function stageAndPromote(
   let malformedRecorded = 0;
   const t0 = performance.now();
   if (!state.malformedRecorded && malformed.length > 0) {
-    malformedRecorded = await recordMalformed(pool, schema, batchId, malformed);
+    malformedRecorded = await recordMalformedOnce(pool, schema, batchId, malformed, state);
   }
   state.malformedRecorded = true;
   if (cols.length === 0) {
@@ -263,7 +285,7 @@ async function isolatePart(
   const finished = isolation.done.get(id);
   if (finished) return finished;
   let state = isolation.states.get(id);
-  if (!state) isolation.states.set(id, (state = { malformedRecorded: true, maybeStaged: false }));
+  if (!state) isolation.states.set(id, (state = { malformedRecorded: true, maybeStaged: false, malformedMaybeRecorded: false }));
   let result: StagePromoteResult;
   try {
     result = await stageAndPromote(pool, schema, id, cols, [], state);
@@ -273,8 +295,8 @@ async function isolatePart(
     state.maybeStaged = false;
     if (cols.length === 1) {
       const message = `Postgres refused the order: ${(err as Error).message} (SQLSTATE ${String((err as { code?: unknown }).code)})`;
-      const n = await recordMalformed(pool, schema, id, [{ raw: asciiJson(orders[0]), error: message }]);
-      result = { ...empty, staged: n, stagedRows: n, rejected: { malformed: n } };
+      await recordMalformedOnce(pool, schema, id, [{ raw: asciiJson(orders[0]), error: message }], state);
+      result = { ...empty, staged: 1, stagedRows: 1, rejected: { malformed: 1 } };
     } else {
       const half = Math.ceil(cols.length / 2);
       const a = await isolatePart(pool, schema, `${id}.0`, sliceColumns(cols, 0, half), orders.slice(0, half), isolation);

@@ -384,6 +384,37 @@ describe('OrdersPipeline', () => {
     await waitFor(async () => !String(await send(env.redis, ['CLIENT', 'LIST'])).includes(`name=${connName} `), 5000, 'worker connection closed');
   });
 
+  it('malformed items whose insert committed but whose reply was lost are not recorded twice on retry', async () => {
+    const env = await envs.setup('malformed_once');
+    let failNext = true;
+    // A pool whose first malformed-items insert commits, then "loses" its reply.
+    const flaky = new Proxy(env.pool, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver) as unknown;
+        return async (...args: Parameters<typeof target.query>) => {
+          const res = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          if (failNext && typeof args[0] === 'string' && args[0].includes('orders_rejected (order_id, batch_id, raw')) {
+            failNext = false;
+            throw new Error('Connection terminated unexpectedly');
+          }
+          return res;
+        };
+      },
+    });
+    const malformed = [
+      { raw: '{"order_id":"m-1"', error: 'invalid JSON' },
+      { raw: 'nope', error: 'invalid JSON' },
+    ];
+    const orders = [JSON.parse(orderJson('m-ok')) as Parameters<typeof transformBatch>[0][number]];
+    const cols = transformBatch(orders, { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() });
+    const state = newStagePromoteState();
+    await expect(stageAndPromote(flaky, env.name, 'w-1:t:1', cols, malformed, state)).rejects.toThrow(/Connection terminated/);
+    const r = await stageAndPromote(flaky, env.name, 'w-1:t:1', cols, malformed, state);
+    expect(r.promoted).toBe(1);
+    expect(await env.count('orders_rejected')).toBe(2);
+    await expectExactlyOnce(env, ['m-ok']);
+  });
+
   it('the maintenance loop vacuums the staging table, whatever autovacuum does', async () => {
     const env = await envs.setup('vacuum');
     await env.queue.push(new OrderGenerator({ seed: 2 }).batch(2000));
