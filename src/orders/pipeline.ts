@@ -24,6 +24,7 @@
  *
  * The library never prints: it emits typed events and keeps counters (`stats()`).
  */
+import { redactUrl } from '../config/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { backoffDelay, sleep } from '../core/backoff.js';
@@ -334,7 +335,7 @@ async function connectRedis(conn: RedisConnection, url: string, timeoutMs: numbe
       conn.connect(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${redact(url)} within ${timeoutMs} ms${last ? ` (${asError(last).message})` : ''}`])),
+          () => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${redactUrl(url)} within ${timeoutMs} ms${last ? ` (${asError(last).message})` : ''}`])),
           timeoutMs,
         );
       }),
@@ -342,22 +343,13 @@ async function connectRedis(conn: RedisConnection, url: string, timeoutMs: numbe
   } catch (err) {
     destroyQuietly(conn);
     if (isTributaryError(err)) throw err;
-    throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`cannot connect to ${redact(url)}: ${asError(err).message}`], { cause: err });
+    throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`cannot connect to ${redactUrl(url)}: ${asError(err).message}`], { cause: err });
   } finally {
     clearTimeout(timer);
     conn.off('error', onError);
   }
 }
 
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
 
 /**
  * The orders pipeline (see the module comment). `start()` connects (failing with a coded
@@ -566,7 +558,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
       ]);
     } catch (err) {
-      const url = this.options.databaseUrl ? redact(this.options.databaseUrl) : 'the given pool';
+      const url = this.options.databaseUrl ? redactUrl(this.options.databaseUrl) : 'the given pool';
       throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${url}: ${asError(err).message}`], { cause: err });
     } finally {
       clearTimeout(timer);

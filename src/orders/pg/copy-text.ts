@@ -11,25 +11,7 @@
  */
 import type { StagingColumns } from '../types.js';
 
-/** The staging table's columns, in the order a COPY line carries them. */
-export const STAGING_COPY_COLUMNS = [
-  'batch_id',
-  'order_id',
-  'customer_id',
-  'product_id',
-  'quantity',
-  'currency',
-  'zip_code',
-  'order_ts',
-  'category',
-  'unit_price',
-  'line_total',
-  'rate_to_usd',
-  'total_usd',
-  'shipping_zone',
-  'region',
-  'stage_error',
-] as const;
+
 
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 /** What a text value needs looked at for: an escape, or a NUL. */
@@ -145,6 +127,9 @@ export const STAGING_ARRAYS = [
   'shipping_zone',
   'region',
 ] as const satisfies ReadonlyArray<Exclude<keyof StagingColumns, 'length'>>;
+
+/** The staging table's columns, in the order a COPY line carries them. */
+export const STAGING_COPY_COLUMNS = ['batch_id', ...STAGING_ARRAYS, 'stage_error'] as const;
 
 /**
  * Why the batch cannot be staged at all, or null when it can: a batch id that is empty
