@@ -1,3 +1,4 @@
+import { ClientOfflineError } from '@redis/client';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { redisErrorIs, type RawStreamEntry } from '../redis/commands.js';
 import type { RedisStreamSource } from '../sources/redis-stream.js';
@@ -197,6 +198,14 @@ export class Worker {
           await sleep(backoffDelay(attempt++, { baseMs: 50, maxMs: 5000 }), this.deps.force);
           continue;
         }
+        if (err instanceof ClientOfflineError) {
+          // The reader is reconnecting; its 'error' listener reported the break already.
+          // Wait for it rather than report Redis down again while the other workers are
+          // reading fine (that made the health state flap after every outage).
+          await untilReady(reader, 1000, this.deps.force);
+          if (this.deps.force.aborted) throw new ForcedStop();
+          continue;
+        }
         this.deps.health.failed('redis', err as Error);
         await sleep(backoffDelay(attempt++, { baseMs: 100, maxMs: 5000 }), this.deps.force);
         if (this.deps.force.aborted) throw new ForcedStop();
@@ -258,4 +267,20 @@ export class Worker {
       if (this.writing === writing) this.writing = undefined;
     }
   }
+}
+
+/** Resolves when `client` is ready again, after `maxMs`, or on `signal`; leaves no listener behind. */
+function untilReady(client: RedisConnection, maxMs: number, signal: AbortSignal): Promise<void> {
+  if (client.isReady || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, maxMs);
+    client.on('ready', done);
+    signal.addEventListener('abort', done);
+  });
 }

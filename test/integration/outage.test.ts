@@ -140,6 +140,9 @@ describe('outages: the pipeline pauses and resumes by itself', () => {
 
         await produced.finished;
         await waitFor(() => allDone(env, TOTAL), 40_000, `${TOTAL} rows and nothing pending`);
+        // Connections come back one by one (each on its own backoff): a command on one still
+        // reconnecting may report Redis down after the others reported it up. It settles up.
+        await waitFor(async () => w.health.filter((h) => h.server === 'redis').at(-1)?.up === true, 15_000, 'redis reported up again');
 
         const redis = w.health.filter((h) => h.server === 'redis');
         console.info(`outage_redis: health ${JSON.stringify(redis.map((h) => `${h.up ? 'up' : 'down'}(${h.detail})`))}`);
