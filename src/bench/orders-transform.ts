@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { isDeepStrictEqual } from 'node:util';
+import { mulberry32 } from '../orders/generate.js';
 import { transformBatch } from '../orders/transform.js';
 import type { Currency, LookupResult, Order, Product, StagingColumns, ZipCode } from '../orders/types.js';
 import { hostMachine } from './machine.js';
@@ -14,17 +15,6 @@ import { buildResult, defaultResultsDir, writeResult, type OrdersTransformFigure
  * Run: npm run bench:orders-transform  (scripts/bench-orders-transform.mjs)
  */
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same orders. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CATEGORIES = ['Electronics', 'Books', 'Home', 'Garden', 'Toys', 'Sports', 'Beauty', 'Grocery'];
 const RATES: Array<[string, number]> = [
@@ -120,7 +110,7 @@ function goodTimestamp(rand: () => number): string | number {
 
 /** `n` orders over sampleLookup()'s keys, with the given share of misses and bad timestamps. Deterministic. */
 export function sampleOrders(n: number, options: SampleOrderOptions = {}): Order[] {
-  const rand = prng(options.seed ?? 1);
+  const rand = mulberry32(options.seed ?? 1);
   const missRate = options.missRate ?? 0.02;
   const badRate = options.badTimestampRate ?? 0.01;
   const lookup = sampleLookup();

@@ -51,11 +51,15 @@ function settingsLabel(s: Record<string, unknown>, d: EngineDefaults): string {
   return changed.length ? changed.join(' ') : 'defaults';
 }
 
-/** The run with the median drain rate (the lower middle one for an even count), or undefined. */
-function medianRun<T extends { result: { figures: DrainFigures } }>(runs: readonly T[]): T | undefined {
-  if (runs.length === 0) return undefined;
-  const sorted = [...runs].sort((a, b) => a.result.figures.drainEventsPerSec - b.result.figures.drainEventsPerSec);
+/** The run with the median `value` (the lower middle one for an even count), or undefined. */
+function medianBy<T>(runs: readonly T[], value: (run: T) => number): T | undefined {
+  const sorted = [...runs].sort((a, b) => value(a) - value(b));
   return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** The drain run with the median drain rate. */
+function medianRun<T extends { result: { figures: DrainFigures } }>(runs: readonly T[]): T | undefined {
+  return medianBy(runs, (r) => r.result.figures.drainEventsPerSec);
 }
 
 /** The last of `rows` (files are in time order), or undefined. */
@@ -123,10 +127,10 @@ export function performanceSummary(
     });
   }
   // Sustained rate: the run with the median p99 (the lower middle one for an even count).
-  const rateRuns = rates
-    .filter((r) => r.result.figures.engine?.latencyMs.p99 != null && r.result.figures.targetRate === T.sustainedRate && isDefault(r.result.settings, defaults))
-    .sort((a, b) => a.result.figures.engine!.latencyMs.p99! - b.result.figures.engine!.latencyMs.p99!);
-  const rate = rateRuns[Math.floor((rateRuns.length - 1) / 2)];
+  const rateRuns = rates.filter(
+    (r) => r.result.figures.engine?.latencyMs.p99 != null && r.result.figures.targetRate === T.sustainedRate && isDefault(r.result.settings, defaults),
+  );
+  const rate = medianBy(rateRuns, (r) => r.result.figures.engine!.latencyMs.p99!);
   if (rate?.result.figures.engine && rate.result.figures.engine.latencyMs.p50 !== null && rate.result.figures.engine.latencyMs.p99 !== null) {
     const e = rate.result.figures.engine;
     const p50 = rate.result.figures.engine.latencyMs.p50;
@@ -146,10 +150,10 @@ export function performanceSummary(
     const key = `${p.result.figures.batch}/${p.result.figures.concurrency}`;
     produceGroups.set(key, [...(produceGroups.get(key) ?? []), p]);
   }
-  const produceMedians = [...produceGroups.values()].map((group) => {
-    const sorted = [...group].sort((a, b) => a.result.figures.eventsPerSec - b.result.figures.eventsPerSec);
-    return { run: sorted[Math.floor((sorted.length - 1) / 2)]!, runs: group.length };
-  });
+  const produceMedians = [...produceGroups.values()].map((group) => ({
+    run: medianBy(group, (p) => p.result.figures.eventsPerSec)!,
+    runs: group.length,
+  }));
   const produceBest = produceMedians.sort((a, b) => b.run.result.figures.eventsPerSec - a.run.result.figures.eventsPerSec)[0];
   const produce = produceBest?.run;
   if (produceBest && produce) {

@@ -10,17 +10,10 @@ import { sleep } from '../core/backoff.js';
 import { Backpressure } from './redis/backpressure.js';
 import type { OrderQueue } from './redis/queue.js';
 import { REFERENCE_DATA } from './seed.js';
-import type { ReferenceData, RejectReason } from './types.js';
+import { REJECT_REASONS, type ReferenceData } from './types.js';
 
-/** The invalid kinds the generator makes, one per reject reason. */
-export const INVALID_KINDS = [
-  'malformed',
-  'unknown_product',
-  'unknown_currency',
-  'unknown_zip',
-  'non_positive_quantity',
-  'bad_timestamp',
-] as const satisfies readonly RejectReason[];
+/** The invalid kinds the generator makes: one per reject reason. */
+export const INVALID_KINDS = REJECT_REASONS;
 export type InvalidKind = (typeof INVALID_KINDS)[number];
 
 export interface OrderGeneratorOptions {
@@ -52,7 +45,7 @@ export interface GeneratedCounts {
 }
 
 /** A small fast PRNG (mulberry32): deterministic for a seed. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

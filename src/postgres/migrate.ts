@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TributaryError } from '../errors.js';
-import { isConnectionError, quoteIdent, type PgPool } from './pool.js';
+import { isConnectionError, quoteIdent, withClient, type PgPool } from './pool.js';
 
 export interface Migration {
   version: number;
@@ -34,14 +34,9 @@ export interface MigrateResult {
  * server connections and leave the lock held.
  */
 export async function migrate(pool: PgPool, schema = 'public', migrations = loadMigrations()): Promise<MigrateResult> {
-  const client = await pool.connect();
-  // A backend that dies while we hold the client must not become an uncaught 'error'.
-  const onError = () => {};
-  client.on('error', onError);
   const s = quoteIdent(schema);
   const applied: string[] = [];
-  let broken: Error | undefined;
-  try {
+  await withClient(pool, async (client) => {
     for (;;) {
       let current: Migration | undefined;
       try {
@@ -72,14 +67,7 @@ export async function migrate(pool: PgPool, schema = 'public', migrations = load
         throw new TributaryError('TRIB_ERR_MIGRATION_FAILED', [current.name, (err as Error).message], { cause: err });
       }
     }
-  } catch (err) {
-    if (isConnectionError(err)) broken = err as Error;
-    throw err;
-  } finally {
-    client.off('error', onError);
-    // A broken client is destroyed, not returned to the pool.
-    client.release(broken);
-  }
+  });
   return { applied, current: migrations.at(-1)?.version ?? 0 };
 }
 

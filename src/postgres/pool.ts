@@ -54,6 +54,27 @@ export function withDefaultUser(databaseUrl: string): string {
   }
 }
 
+/**
+ * Runs fn on one pooled client. A backend that dies meanwhile does not become an
+ * uncaught 'error' on the client (pools not made by createPgPool listen only while it is
+ * idle), and a client whose connection broke is destroyed, not returned to the pool.
+ */
+export async function withClient<T>(pool: PgPool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  const onError = () => {};
+  client.on('error', onError);
+  let broken: Error | undefined;
+  try {
+    return await fn(client);
+  } catch (err) {
+    if (isConnectionError(err)) broken = err as Error;
+    throw err;
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }

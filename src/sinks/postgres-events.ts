@@ -1,6 +1,6 @@
 import copyStreams from 'pg-copy-streams';
 import type { EventRow, RawEventRow } from '../core/entry.js';
-import { isConnectionError, isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
+import { isRowContentError, quoteIdent, withClient, type PgPool } from '../postgres/pool.js';
 
 export interface RejectedRow {
   row: EventRow;
@@ -78,34 +78,26 @@ export class PostgresEventsSink {
     // A quarter more than needed, so the next batch, a little larger, still fits.
     if (backing === undefined || backing.length < size) backing = Buffer.allocUnsafeSlow(size + (size >> 2));
     const data = backing.subarray(0, encodeCopyBinaryInto(rows, backing));
-    const client = await this.pool.connect();
-    // A backend that dies mid-COPY must not become an uncaught 'error' on the client.
-    const onError = () => {};
-    client.on('error', onError);
-    let broken: Error | undefined;
-    try {
-      const stream = client.query(copyStreams.from(this.copySql));
-      await new Promise<void>((resolve, reject) => {
-        stream.on('finish', resolve);
-        stream.on('error', reject);
-        stream.end(data);
-      });
-      // Written and acknowledged: the buffer can carry the next batch. Only then: after an
-      // error the socket may still hold it, and we do not reuse it.
-      if (this.spareBytes + backing.length <= MAX_SPARE_BYTES) {
-        this.spare.push(backing);
-        this.spareBytes += backing.length;
+    return withClient(this.pool, async (client) => {
+      try {
+        const stream = client.query(copyStreams.from(this.copySql));
+        await new Promise<void>((resolve, reject) => {
+          stream.on('finish', resolve);
+          stream.on('error', reject);
+          stream.end(data);
+        });
+        // Written and acknowledged: the buffer can carry the next batch. Only then: after an
+        // error the socket may still hold it, and we do not reuse it.
+        if (this.spareBytes + backing.length <= MAX_SPARE_BYTES) {
+          this.spare.push(backing);
+          this.spareBytes += backing.length;
+        }
+        return stream.rowCount;
+      } catch (err) {
+        if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
+        throw err;
       }
-      return stream.rowCount;
-    } catch (err) {
-      if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
-      if (isConnectionError(err)) broken = err as Error;
-      throw err;
-    } finally {
-      client.off('error', onError);
-      // A broken client is destroyed, not returned to the pool.
-      client.release(broken);
-    }
+    });
   }
 
   async write(rows: readonly EventRow[]): Promise<SinkWriteResult> {

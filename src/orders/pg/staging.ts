@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import copyStreams from 'pg-copy-streams';
 import { TributaryError } from '../../errors.js';
-import { isConnectionError, quoteIdent, type PgPool } from '../../postgres/pool.js';
+import { quoteIdent, withClient, type PgPool } from '../../postgres/pool.js';
 import type { StagingColumns } from '../types.js';
 import { STAGING_COPY_COLUMNS, stagingBatchProblem, stagingCopyChunks } from './copy-text.js';
 
@@ -31,21 +31,9 @@ export async function stageBatch(pool: PgPool, schema: string, batchId: string, 
 
   const sql =
     `COPY ${quoteIdent(schema)}.orders_staging (${STAGING_COPY_COLUMNS.join(', ')}) ` + `FROM STDIN WITH (FORMAT text)`;
-  const client = await pool.connect();
-  // A backend that dies while we hold the client must not become an uncaught 'error'.
-  const onError = () => {};
-  client.on('error', onError);
-  let broken: Error | undefined;
-  try {
+  return withClient(pool, async (client) => {
     const copy = client.query(copyStreams.from(sql));
     await pipeline(Readable.from(stagingCopyChunks(batchId, cols)), copy);
     return copy.rowCount;
-  } catch (err) {
-    if (isConnectionError(err)) broken = err as Error;
-    throw err;
-  } finally {
-    client.off('error', onError);
-    // A broken client is destroyed, not returned to the pool.
-    client.release(broken);
-  }
+  });
 }
