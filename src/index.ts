@@ -5,11 +5,11 @@
 export { resolveConfig, redactUrl, readServicesState, servicesStatePath, tributaryHome } from './config/index.js';
 export { configSchema, SETTINGS, type TributaryConfig, type ConfigKey } from './config/schema.js';
 export { ERRORS, TributaryError, isTributaryError, type ErrorCode } from './errors.js';
-export { Engine, type EngineEvents, type EngineOptions, type EngineStats } from './core/engine.js';
+export { Engine, type EngineEvents, type EngineOptions, type EngineStats } from './pipelines/events.js';
 export { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './core/batch-policy.js';
 export { backoffDelay } from './core/backoff.js';
 export { parseEntry, FIELD, type EventRow, type ParsedEntry } from './core/entry.js';
-export type { BatchReport, ServerName } from './core/processor.js';
+export type { BatchReport } from './core/runner.js';
 export { Producer, createProducer, eventFields, type ProducerOptions, type ProducerEvent, type ProduceOptions } from './producer/producer.js';
 export { sampleEvent, SAMPLE_EVENT_TYPES } from './producer/sample.js';
 export { migrate, loadMigrations } from './postgres/migrate.js';

@@ -1,6 +1,6 @@
 import type { TributaryConfig } from '../config/schema.js';
 import { sleep } from '../core/backoff.js';
-import { Engine } from '../core/engine.js';
+import { Engine } from '../pipelines/events.js';
 import { quoteIdent } from '../postgres/pool.js';
 import { Producer } from '../producer/producer.js';
 import { sampleEvent } from '../producer/sample.js';

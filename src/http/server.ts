@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Engine } from '../core/engine.js';
+import type { Engine } from '../pipelines/events.js';
 
 export interface OpsServer {
   server: Server;

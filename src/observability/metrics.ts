@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Engine } from '../core/engine.js';
+import type { Engine } from '../pipelines/events.js';
 
 /**
  * Prometheus metrics for one engine, in their own registry. Counters and histograms
@@ -51,7 +51,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
     const s = engine.stats();
     read.inc(labels, s.read - lastRead);
     lastRead = s.read;
-    written.inc(labels, b.inserted);
+    written.inc(labels, b.written);
     duplicates.inc(labels, b.duplicates);
     flushes.inc({ ...labels, reason: b.reason });
     batchSize.observe(labels, b.size);

@@ -1,6 +1,6 @@
 import { send, type RedisConnection } from '../redis/client.js';
 import { statsKey } from '../redis/keys.js';
-import type { BatchReport } from '../core/processor.js';
+import type { BatchReport } from '../core/runner.js';
 
 /**
  * Publishes the engine's batch counters to a Redis hash (`tributary:stats:<stream>:<group>`)

@@ -20,7 +20,7 @@
  * dead-letter stream entry is deleted, so the stream holds exactly the dead letters
  * not yet retried (`XLEN` of the dead-letter stream = what is still dead).
  */
-import { UNSTORED } from '../core/dead-letter.js';
+import { UNSTORED } from '../sinks/dead-letters.js';
 import { ErrorReply, WatchError } from '@redis/client';
 import type { TributaryConfig } from '../config/schema.js';
 import { backoffDelay, sleep } from '../core/backoff.js';

@@ -15,7 +15,7 @@
  * row (the table is idempotent on stream, group and entry ID) — the default is not to
  * write them: the engine recorded them when it first met them.
  */
-import { DeadLetterWriter, type DeadLetter } from '../core/dead-letter.js';
+import { DeadLetterWriter, type DeadLetter } from '../sinks/dead-letters.js';
 import { parseEntry, type EventRow } from '../core/entry.js';
 import { TributaryError, type ErrorCode } from '../errors.js';
 import type { PgPool } from '../postgres/pool.js';

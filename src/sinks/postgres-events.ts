@@ -1,6 +1,9 @@
 import copyStreams from 'pg-copy-streams';
-import type { EventRow, RawEventRow } from '../core/entry.js';
+import type { BatchContext, Message, Rejected, Sink, WriteResult } from '../core/contracts.js';
+import { parseEntry, type EventRow, type RawEventRow } from '../core/entry.js';
+import { TributaryError } from '../errors.js';
 import { isRowContentError, quoteIdent, withClient, type PgPool } from '../postgres/pool.js';
+import { rejection, type EventRowBody } from '../stages/validate-event.js';
 
 export interface RejectedRow {
   row: EventRow;
@@ -125,6 +128,69 @@ export class PostgresEventsSink {
       await this.writeOrSplit(rows.slice(mid), result);
     }
   }
+}
+
+/** Where one batch's write stands between attempts: set once Postgres refused its COPY. */
+interface Fallback {
+  rows: EventRow[];
+  rejected: Rejected[];
+}
+
+/**
+ * The events table as a runner sink. A batch read for the first time (every row the
+ * bytes Redis sent) goes by one binary COPY; if Postgres refuses it for its content (a
+ * bad row, an event_id already stored, a deadlock), the batch drops to the statement
+ * path once: parsed as text (bad JSON gets its own error, as on any other path), then
+ * written with ON CONFLICT DO NOTHING and bad rows isolated by halving. Redeliveries go
+ * straight to the statement path. Idempotent: a retried batch adds no row.
+ */
+export class EventsTableSink implements Sink<EventRowBody> {
+  readonly server = 'postgres' as const;
+
+  constructor(
+    readonly table: PostgresEventsSink,
+    private readonly streamKey: string,
+  ) {}
+
+  async write(batch: Message<EventRowBody>[], ctx: BatchContext): Promise<WriteResult> {
+    let statements = (ctx.state.statements as number | undefined) ?? 0;
+    let fallback = ctx.state.fallback as Fallback | undefined;
+    if (fallback === undefined) {
+      const raw = allRaw(batch);
+      if (raw !== null) {
+        ctx.state.statements = ++statements;
+        const copied = await this.table.copy(raw);
+        if (copied !== null) return { written: copied, duplicates: raw.length - copied, rejected: [], statements };
+        fallback = { rows: [], rejected: [] };
+        for (const row of raw) {
+          const parsed = parseEntry(row.entry, this.streamKey);
+          if (parsed.ok) fallback.rows.push(parsed.row);
+          else fallback.rejected.push(rejection(row.entry.id, parsed.problem));
+        }
+      } else {
+        fallback = { rows: batch.map((m) => m.body as EventRow), rejected: [] };
+      }
+      ctx.state.fallback = fallback;
+    }
+    const written = await this.table.write(fallback.rows);
+    const rejected = [...fallback.rejected];
+    for (const r of written.rejected) {
+      const err = new TributaryError('TRIB_ERR_ENTRY_REJECTED', [r.row.streamId, r.sqlState, r.message]);
+      rejected.push({ id: r.row.streamId, code: err.code, error: err.message });
+    }
+    return { written: written.inserted, duplicates: written.duplicates, rejected, statements: statements + written.statements };
+  }
+}
+
+/** The batch's rows when every one is raw (first reads), else null. */
+function allRaw(batch: readonly Message<EventRowBody>[]): RawEventRow[] | null {
+  const rows = new Array<RawEventRow>(batch.length);
+  for (let i = 0; i < batch.length; i++) {
+    const body = batch[i]!.body;
+    if (!Buffer.isBuffer(body.payload)) return null;
+    rows[i] = body as RawEventRow;
+  }
+  return rows;
 }
 
 /** The batch as one JSON array; payloads (already validated JSON) are embedded as-is. */

@@ -1,115 +1,252 @@
-import { RESP_TYPES } from '@redis/client';
-import { ensureGroup, send, type RedisConnection } from '../redis/client.js';
+import { ClientOfflineError, RESP_TYPES } from '@redis/client';
+import { entrySize } from '../core/batch-policy.js';
+import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
+import { createRedisConnection, destroyQuietly, ensureGroup, send, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
   parseEntryList,
   parsePendingRangeReply,
   parseRawStreamReadReply,
+  redisErrorIs,
   xackArgs,
   xautoclaimArgs,
   xpendingRangeArgs,
   xreadgroupArgs,
-  type AutoClaimResult,
   type RawBufferReply,
-  type RawStreamEntry,
-  type PendingEntry,
   type StreamEntry,
 } from '../redis/commands.js';
+import { moveToDeadLetterStream } from '../redis/dead-letter-stream.js';
 
 /** Blob strings as Buffers: what the hot-path read asks node-redis for. */
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 
 export interface RedisStreamSourceOptions {
+  /** Redis URL: each consumer gets its own connection from it for its blocking reads. */
+  redisUrl: string;
+  /** The connection for every non-blocking command (shared; not closed by the source). */
+  commands: RedisConnection;
+  /** The stream key. */
   key: string;
+  /** The consumer group. */
   group: string;
+  /** Where a new group starts: `$` (new entries only, the default), `0` (the whole stream) or an entry ID. */
+  startId?: string;
+  /** The dead-letter stream (default `<key>:dlq`). */
+  dlqStream?: string;
+  /** Names the consumers' connections in CLIENT LIST (default `tributary:<consumer>`). */
+  connectionName?: (consumer: string) => string;
+}
+
+/** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
+interface Reader {
+  conn: RedisConnection;
+  id: string | undefined;
+}
+
+/** A stream entry as a message: first reads keep the bytes Redis sent (RawStreamEntry). */
+export type StreamMessage = Message<StreamEntry>;
+
+function message(entry: StreamEntry & { size?: number }, deliveries: number): StreamMessage {
+  return { id: entry.id, body: entry, deliveries, bytes: entry.size ?? entrySize(entry.fields) };
 }
 
 /**
- * A consumer-group view of one stream. Blocking reads go through the caller's own
- * connection (one per worker); everything else shares the command connection, where
- * node-redis pipelines concurrent commands.
+ * A consumer group on one stream, as a runner source. Every Redis detail of reading a
+ * stream lives here: XREADGROUP `>` on one blocking connection per consumer (entries
+ * stay Buffers, for the COPY path), XACK, keep-alive by XCLAIM JUSTID (no delivery
+ * counted), the consumer's own pending entries claimed again at start (one delivery
+ * more), XAUTOCLAIM of dead consumers' entries, dead letters moved to the dead-letter
+ * stream atomically with their ack, CLIENT UNBLOCK, and a deleted group recreated.
  */
-export class RedisStreamSource {
+export class RedisStreamSource implements Source<StreamEntry> {
+  readonly server = 'redis' as const;
   readonly key: string;
   readonly group: string;
+  readonly dlqStream: string;
+  private readonly commands: RedisConnection;
+  private readonly readers = new Map<string, Reader>();
+  private closed = false;
 
-  constructor(
-    private readonly commands: RedisConnection,
-    options: RedisStreamSourceOptions,
-  ) {
+  constructor(private readonly options: RedisStreamSourceOptions) {
+    this.commands = options.commands;
     this.key = options.key;
     this.group = options.group;
+    this.dlqStream = options.dlqStream ?? `${options.key}:dlq`;
   }
 
-  /** Creates the group (MKSTREAM) if it does not exist. */
+  /** Connects the command connection and creates the group (MKSTREAM) if it does not exist. */
+  async start(): Promise<void> {
+    if (!this.commands.isOpen) await this.commands.connect();
+    await this.ensureGroup(this.options.startId ?? '$');
+  }
+
+  /** Creates the group (MKSTREAM) if it does not exist; true when it was created. */
   ensureGroup(startId = '$'): Promise<boolean> {
     return ensureGroup(this.commands, this.key, this.group, startId);
   }
 
-  /**
-   * XREADGROUP of new entries (`>`) on the worker's own connection. Values come back as
-   * the bytes Redis holds (RawStreamEntry), for the engine's COPY path.
-   */
-  async read(reader: RedisConnection, consumer: string, count: number, blockMs?: number): Promise<{ entries: RawStreamEntry[]; deletedIds: string[] }> {
-    const reply = (await reader.sendCommand(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), {
-      typeMapping: BUFFERS,
-    })) as RawBufferReply;
-    return parseRawStreamReadReply(reply);
+  async read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<StreamMessage[]> {
+    const reader = await this.reader(consumer);
+    let reply: RawBufferReply;
+    try {
+      reply = (await reader.conn.sendCommand(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), {
+        typeMapping: BUFFERS,
+      })) as RawBufferReply;
+    } catch (err) {
+      if (redisErrorIs(err, 'NOGROUP')) {
+        // The stream (and with it the group) was deleted: recreate both. At 0: the stream
+        // is new, so everything in it arrived after the deletion.
+        await this.ensureGroup('0');
+        throw new ReadAgain('the group was recreated');
+      }
+      if (err instanceof ClientOfflineError) {
+        // The reader is reconnecting; its break was reported already (the read it broke
+        // failed). Wait for it rather than report Redis down again while other consumers
+        // read fine.
+        await untilReady(reader.conn, 1000, signal);
+        throw new ReadAgain('the reader is reconnecting');
+      }
+      throw err;
+    }
+    const { entries } = parseRawStreamReadReply(reply);
+    const out = new Array<StreamMessage>(entries.length);
+    for (let i = 0; i < entries.length; i++) out[i] = message(entries[i]!, 1);
+    return out;
   }
 
-  /** The consumer's pending entries after `after` (exclusive), oldest first. */
-  async pendingOf(consumer: string, count: number, after?: string): Promise<PendingEntry[]> {
-    const reply = await send(
-      this.commands,
-      xpendingRangeArgs({ key: this.key, group: this.group, start: after ? `(${after}` : '-', count, consumer }),
-    );
-    return parsePendingRangeReply(reply);
-  }
-
-  /**
-   * Claims the entries to `consumer` again, counting a delivery (XCLAIM without JUSTID),
-   * and returns their contents. IDs whose entry was deleted come back in `missing`
-   * (Redis 7 drops them from the PEL itself; on 6.2 the caller acknowledges them).
-   */
-  async claim(consumer: string, ids: readonly string[]): Promise<{ entries: StreamEntry[]; missing: string[] }> {
-    if (ids.length === 0) return { entries: [], missing: [] };
-    const reply = await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids]);
-    const { entries } = parseEntryList(reply);
-    const found = new Set(entries.map((e) => e.id));
-    return { entries, missing: ids.filter((id) => !found.has(id)) };
+  async ack(_consumer: string, messages: readonly StreamMessage[]): Promise<void> {
+    await this.ackIds(messages.map((m) => m.id));
   }
 
   /** One XACK for all the IDs. */
-  async ack(ids: readonly string[]): Promise<number> {
+  async ackIds(ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
     return Number(await send(this.commands, xackArgs(this.key, this.group, ids)));
   }
 
   /**
-   * Resets the idle time of entries this consumer still holds (XCLAIM ... JUSTID does
-   * not bump the delivery count), so a batch held through a long outage is not
-   * reclaimed by another process while it is still being worked on.
+   * Resets the idle time of entries this consumer still holds (XCLAIM ... JUSTID does not
+   * count a delivery), so work held through a long write or an outage is not reclaimed
+   * by anyone while it is still being worked on.
    */
-  async touch(consumer: string, ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids, 'JUSTID']);
+  async keepAlive(consumer: string, messages: readonly StreamMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...messages.map((m) => m.id), 'JUSTID']);
   }
 
-  /** XAUTOCLAIM entries idle longer than `minIdleMs` to `consumer`. */
-  async autoclaim(consumer: string, minIdleMs: number, cursor: string, count: number): Promise<AutoClaimResult> {
-    const reply = await send(
-      this.commands,
-      xautoclaimArgs({ key: this.key, group: this.group, consumer, minIdleMs, start: cursor, count }),
+  /**
+   * The consumer's pending entries after `after`, left by an earlier run under the same
+   * name. Found pending at start means that run died holding them, which counts as one
+   * delivery: they are claimed again without JUSTID (the count goes up once per restart,
+   * never per retry within a run). Entries deleted meanwhile (trimmed) are acknowledged
+   * and returned in `deleted`.
+   */
+  async resume(consumer: string, max: number, after: string | undefined): Promise<Recovered<StreamEntry>> {
+    const pending = parsePendingRangeReply(
+      await send(this.commands, xpendingRangeArgs({ key: this.key, group: this.group, start: after ? `(${after}` : '-', count: max, consumer })),
     );
-    return parseAutoClaimReply(reply);
+    if (pending.length === 0) return { messages: [], deleted: [], more: false };
+    const ids = pending.map((p) => p.id);
+    const { entries } = parseEntryList(await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids]));
+    const found = new Set(entries.map((e) => e.id));
+    const missing = ids.filter((id) => !found.has(id));
+    // Redis 7 drops deleted entries from the PEL itself; on 6.2 they must be acknowledged.
+    if (missing.length > 0) await this.ackIds(missing);
+    const deliveries = new Map(pending.map((p) => [p.id, p.deliveries + 1]));
+    return { messages: entries.map((e) => message(e, deliveries.get(e.id) ?? 1)), deleted: missing, more: true, cursor: ids.at(-1) };
   }
 
-  /** Delivery counts of the consumer's pending entries between two IDs (inclusive). */
-  async deliveries(consumer: string, first: string, last: string, count: number): Promise<Map<string, number>> {
-    const reply = await send(
-      this.commands,
-      xpendingRangeArgs({ key: this.key, group: this.group, start: first, end: last, count, consumer }),
+  /** XAUTOCLAIM of entries idle longer than `minIdleMs` to `consumer`, with their delivery counts. */
+  async reclaim(consumer: string, max: number, minIdleMs: number, cursor: string): Promise<Recovered<StreamEntry>> {
+    const claimed = parseAutoClaimReply(
+      await send(this.commands, xautoclaimArgs({ key: this.key, group: this.group, consumer, minIdleMs, start: cursor, count: max })),
     );
-    return new Map(parsePendingRangeReply(reply).map((p) => [p.id, p.deliveries]));
+    let deliveries = new Map<string, number>();
+    if (claimed.entries.length > 0) {
+      const first = claimed.entries[0]!.id;
+      const last = claimed.entries.at(-1)!.id;
+      const reply = await send(this.commands, xpendingRangeArgs({ key: this.key, group: this.group, start: first, end: last, count: max * 2, consumer }));
+      deliveries = new Map(parsePendingRangeReply(reply).map((p) => [p.id, p.deliveries]));
+    }
+    return {
+      messages: claimed.entries.map((e) => message(e, deliveries.get(e.id) ?? 1)),
+      deleted: claimed.deletedIds,
+      more: claimed.cursor !== '0-0',
+      cursor: claimed.cursor,
+      // Redis 6.2 keeps deleted entries pending and replies nil without their IDs: the
+      // consumer's own-pending pass finds them (XCLAIM returns nothing) and clears them.
+      recheckOwn: claimed.nilCount > 0,
+    };
   }
+
+  async deadLetter(_consumer: string, letters: readonly DeadLetter<StreamEntry>[]): Promise<void> {
+    await moveToDeadLetterStream(
+      this.commands,
+      { streamKey: this.key, group: this.group, dlqStream: this.dlqStream },
+      letters.map((l) => ({ id: l.message.id, fields: l.message.body.fields, code: l.code, error: l.error, deliveries: l.message.deliveries })),
+    );
+  }
+
+  async interrupt(consumer: string): Promise<void> {
+    const reader = this.readers.get(consumer);
+    if (reader?.id && reader.conn.isOpen && this.commands.isReady) await send(this.commands, ['CLIENT', 'UNBLOCK', reader.id]);
+  }
+
+  async release(consumer: string): Promise<void> {
+    destroyQuietly(this.readers.get(consumer)?.conn);
+    this.readers.delete(consumer);
+  }
+
+  describe(m: StreamMessage): Record<string, string> {
+    return m.body.fields;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const r of this.readers.values()) destroyQuietly(r.conn);
+    this.readers.clear();
+  }
+
+  /** The consumer's own connection, connected. */
+  private async reader(consumer: string): Promise<Reader> {
+    let r = this.readers.get(consumer);
+    if (!r) {
+      if (this.closed) throw new Error('source closed');
+      const conn = createRedisConnection(this.options.redisUrl, {
+        name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
+        // A break fails the read in progress, which the runner reports.
+        onError: () => {},
+      });
+      const reader: Reader = (r = { conn, id: undefined });
+      // The ID changes with every reconnect; CLIENT UNBLOCK needs the current one.
+      conn.on('ready', () => {
+        send(conn, ['CLIENT', 'ID']).then(
+          (id) => (reader.id = String(id)),
+          () => {},
+        );
+      });
+      this.readers.set(consumer, r);
+    }
+    if (!r.conn.isOpen) {
+      await r.conn.connect();
+      r.id = String(await send(r.conn, ['CLIENT', 'ID']));
+    }
+    return r;
+  }
+}
+
+/** Resolves when `client` is ready again, after `maxMs`, or on `signal`; leaves no listener behind. */
+function untilReady(client: RedisConnection, maxMs: number, signal: AbortSignal): Promise<void> {
+  if (client.isReady || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, maxMs);
+    client.on('ready', done);
+    signal.addEventListener('abort', done);
+  });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/core/engine.js';
-import type { BatchReport } from '../../src/core/processor.js';
+import { Engine } from '../../src/pipelines/events.js';
+import type { BatchReport } from '../../src/core/runner.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { send } from '../../src/redis/client.js';
 import { countRows, pendingCount, testEnvs, waitFor, type TestEnv } from '../helpers/env.js';
@@ -61,7 +61,7 @@ describe('the COPY write path', () => {
     expect(defaulted?.event_id.startsWith(`${env.config.streamKey}/`)).toBe(true);
     // One batch, one statement: the COPY took it whole.
     expect(batches.reduce((n, b) => n + b.statements, 0)).toBe(1);
-    expect(batches.reduce((n, b) => n + b.inserted, 0)).toBe(cases.length + 1);
+    expect(batches.reduce((n, b) => n + b.written, 0)).toBe(cases.length + 1);
     expect(errors).toEqual([]);
   });
 
@@ -86,7 +86,7 @@ describe('the COPY write path', () => {
       { event_id: 'new-2', payload: { v: 3 } },
     ]);
     expect(batches.reduce((n, b) => n + b.duplicates, 0)).toBe(1);
-    expect(batches.reduce((n, b) => n + b.inserted, 0)).toBe(2);
+    expect(batches.reduce((n, b) => n + b.written, 0)).toBe(2);
     // The refused COPY, then the statement.
     expect(batches.reduce((n, b) => n + b.statements, 0)).toBe(2);
     const dlq = await env.pool.query(`SELECT 1 FROM ${s}.dead_letter_queue`);

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { registerDlq } from '../../src/cli/commands/dlq.js';
-import { DeadLetterWriter } from '../../src/core/dead-letter.js';
-import { Engine } from '../../src/core/engine.js';
+import { DeadLetterWriter } from '../../src/sinks/dead-letters.js';
+import { Engine } from '../../src/pipelines/events.js';
 import { isTributaryError, type ErrorCode } from '../../src/errors.js';
 import {
   getDeadLetter,

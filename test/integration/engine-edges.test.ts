@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Engine, type EngineEvents } from '../../src/core/engine.js';
+import { Engine, type EngineEvents } from '../../src/pipelines/events.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { send } from '../../src/redis/client.js';

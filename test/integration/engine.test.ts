@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Engine, type EngineEvents } from '../../src/core/engine.js';
+import { Engine, type EngineEvents } from '../../src/pipelines/events.js';
 import { parseEntry } from '../../src/core/entry.js';
 import { loadMigrations, migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerMonitor } from '../../src/cli/commands/monitor.js';
 import { sleep } from '../../src/core/backoff.js';
-import { Engine } from '../../src/core/engine.js';
+import { Engine } from '../../src/pipelines/events.js';
 import { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from '../../src/observability/monitor.js';
 import { statsKey } from '../../src/redis/keys.js';
 import { Producer } from '../../src/producer/producer.js';

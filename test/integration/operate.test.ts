@@ -1,6 +1,6 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/core/engine.js';
+import { Engine } from '../../src/pipelines/events.js';
 import { startOpsServer } from '../../src/http/server.js';
 import { createEngineMetrics } from '../../src/observability/metrics.js';
 import { quoteIdent } from '../../src/postgres/pool.js';

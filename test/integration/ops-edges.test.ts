@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/core/engine.js';
+import { Engine } from '../../src/pipelines/events.js';
 import { createEngineMetrics } from '../../src/observability/metrics.js';
 import { retryDeadLetters, type DeadLetterOps } from '../../src/ops/dead-letters.js';
 import { trimStream } from '../../src/ops/retention.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { registerTrim } from '../../src/cli/commands/trim.js';
 import { sleep } from '../../src/core/backoff.js';
-import { Engine } from '../../src/core/engine.js';
+import { Engine } from '../../src/pipelines/events.js';
 import {
   nextStreamId,
   previousStreamId,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { registerReplay } from '../../src/cli/commands/replay.js';
 import { migrate } from '../../src/postgres/migrate.js';
 import { registerTail, tailStart } from '../../src/cli/commands/tail.js';
-import { Engine } from '../../src/core/engine.js';
+import { Engine } from '../../src/pipelines/events.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { createReplayGroup, replayRange } from '../../src/ops/replay.js';
 import { previousStreamId } from '../../src/ops/retention.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { uuidv7 } from '../../producer/uuidv7.js';
 import { redactUrl } from '../../config/index.js';
 import { sleep } from '../../core/backoff.js';
-import { Engine } from '../../core/engine.js';
+import { Engine } from '../../pipelines/events.js';
 import { TributaryError } from '../../errors.js';
 import { quoteIdent } from '../../postgres/pool.js';
 import { createPgPool } from '../../postgres/pool.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { redactUrl } from '../../config/index.js';
-import { Engine } from '../../core/engine.js';
+import { Engine } from '../../pipelines/events.js';
 import { startOpsServer } from '../../http/server.js';
 import { createEngineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';

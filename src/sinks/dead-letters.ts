@@ -1,7 +1,9 @@
 import { ERRORS, type ErrorCode } from '../errors.js';
-import { RedisScript, type RedisConnection } from '../redis/client.js';
+import type { DeadLetter as RunnerDeadLetter, DeadLetterStore, Message } from '../core/contracts.js';
+import type { RedisConnection } from '../redis/client.js';
+import { moveToDeadLetterStream, type DeadLetterTarget } from '../redis/dead-letter-stream.js';
 import type { StreamEntry } from '../redis/commands.js';
-import { defaultEventId } from './entry.js';
+import { defaultEventId } from '../core/entry.js';
 import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 
 /** An entry on its way to the dead letters, with the coded reason. */
@@ -12,11 +14,7 @@ export interface DeadLetter {
   deliveries: number;
 }
 
-export interface DeadLetterTarget {
-  streamKey: string;
-  group: string;
-  dlqStream: string;
-}
+export type { DeadLetterTarget };
 
 /**
  * Text Postgres will store: jsonb and text refuse NUL (kept visible as the escape text
@@ -44,11 +42,8 @@ function pgSafeFields(fields: Record<string, string>): Record<string, string> {
 /** The key of the placeholder `fields` of a dead letter Postgres refused to store. */
 export const UNSTORED = '_tributary';
 
-/** Above this many fields a dead letter's fields are stored as one `dlq_fields_json` field. */
-export const MAX_STREAM_FIELDS = 3000;
 
 export class DeadLetterWriter {
-  private readonly script = new RedisScript('dead-letter');
   private readonly sql: string;
 
   constructor(
@@ -105,31 +100,32 @@ export class DeadLetterWriter {
    * Acknowledges each entry and appends it to the dead-letter stream, atomically per
    * entry (pipelined). Returns how many were newly dead-lettered in Redis.
    */
-  async moveInRedis(letters: readonly DeadLetter[]): Promise<number> {
-    const now = String(Date.now());
-    const replies = await Promise.all(
-      letters.map((l) => {
-        const args = [this.target.group, l.entry.id];
-        const pairs = Object.entries(l.entry.fields);
-        if (pairs.length > MAX_STREAM_FIELDS) {
-          // Lua's unpack() takes ~8,000 values: a very wide entry travels as one JSON field.
-          args.push('dlq_fields_json', JSON.stringify(l.entry.fields));
-        } else {
-          for (const [k, v] of pairs) args.push(k, v);
-        }
-        args.push(
-          'dlq_source_stream', this.target.streamKey,
-          'dlq_source_id', l.entry.id,
-          'dlq_group', this.target.group,
-          'dlq_error_code', l.code,
-          'dlq_error', l.error,
-          'dlq_deliveries', String(l.deliveries),
-          'dlq_failed_at', now,
-        );
-        return this.script.run(this.redis, [this.target.streamKey, this.target.dlqStream], args);
-      }),
+  moveInRedis(letters: readonly DeadLetter[]): Promise<number> {
+    return moveToDeadLetterStream(
+      this.redis,
+      this.target,
+      letters.map((l) => ({ id: l.entry.id, fields: l.entry.fields, code: l.code, error: l.error, deliveries: l.deliveries })),
     );
-    return replies.filter((r) => r !== null).length;
+  }
+}
+
+/**
+ * The runner's dead-letter store for stream pipelines: the `dead_letter_queue` table
+ * (idempotent on stream, group and entry ID). The source then moves the entries to the
+ * dead-letter stream, which acknowledges them.
+ */
+export class PostgresDeadLetterStore implements DeadLetterStore {
+  readonly server = 'postgres' as const;
+  private readonly writer: DeadLetterWriter;
+
+  constructor(pool: PgPool, redis: RedisConnection, target: DeadLetterTarget, schema = 'public') {
+    this.writer = new DeadLetterWriter(pool, redis, target, schema);
+  }
+
+  async record(letters: readonly RunnerDeadLetter[], describe: (m: Message<unknown>) => Record<string, string>): Promise<void> {
+    await this.writer.record(
+      letters.map((l) => ({ entry: { id: l.message.id, fields: describe(l.message) }, code: l.code, error: l.error, deliveries: l.message.deliveries })),
+    );
   }
 }
 

@@ -1,0 +1,115 @@
+/**
+ * The one retry policy: an operation that fails is tried again after a capped,
+ * jittered backoff, until it succeeds or a stop says to give up. Each server's state is
+ * reported once per change (down, then up); every failed attempt is reported too.
+ */
+import { TributaryError } from '../errors.js';
+import { backoffDelay, sleep } from './backoff.js';
+import type { ServerName } from './contracts.js';
+
+/** Thrown inside the runner when a stop abandons work that was being retried. */
+export class ForcedStop extends Error {
+  constructor() {
+    super('forced stop');
+    this.name = 'ForcedStop';
+  }
+}
+
+/** Tracks whether each server is up, and reports only changes of state. */
+export class ServerHealth {
+  private readonly down = new Map<ServerName, number>();
+
+  constructor(private readonly onChange: (event: { server: ServerName; up: boolean; error?: Error; downMs?: number }) => void) {}
+
+  failed(server: ServerName, error: Error): void {
+    if (this.down.has(server)) return;
+    this.down.set(server, Date.now());
+    this.onChange({ server, up: false, error });
+  }
+
+  ok(server: ServerName): void {
+    const since = this.down.get(server);
+    if (since === undefined) return;
+    this.down.delete(server);
+    this.onChange({ server, up: true, downMs: Date.now() - since });
+  }
+
+  isDown(server: ServerName): boolean {
+    return this.down.has(server);
+  }
+}
+
+export interface RetryPolicyOptions {
+  /** First backoff ceiling, ms (default 50). */
+  baseMs?: number;
+  /** Backoff cap, ms (default 5000). */
+  maxMs?: number;
+}
+
+export interface RetryOptions {
+  /** A graceful stop: work that holds nothing need not be finished (ForcedStop when it fires). */
+  giveUpOn?: AbortSignal;
+  /** Called on every failed attempt. */
+  onRetry?: (error: Error) => void;
+  /**
+   * Retry only while this says so (default: every error but a non-retryable
+   * TributaryError, which is thrown at once: a permanent error is named, not retried).
+   */
+  retryable?: (error: unknown) => boolean;
+}
+
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** The default test of retryable errors: all but coded errors that say they are not. */
+export function isRetryable(err: unknown): boolean {
+  return !(err instanceof TributaryError) || err.retryable;
+}
+
+export class RetryPolicy {
+  readonly baseMs: number;
+  readonly maxMs: number;
+
+  constructor(
+    options: RetryPolicyOptions,
+    private readonly health: ServerHealth,
+    /** Aborted on a forced stop: every retry gives up. */
+    private readonly force: AbortSignal,
+    private readonly onFailure: (server: ServerName | undefined, error: Error) => void,
+  ) {
+    this.baseMs = options.baseMs ?? 50;
+    this.maxMs = options.maxMs ?? 5000;
+  }
+
+  /** The delay before retry number `attempt` (0-based). */
+  delay(attempt: number): number {
+    return backoffDelay(attempt, { baseMs: this.baseMs, maxMs: this.maxMs });
+  }
+
+  /**
+   * Runs `fn(attempt)` until it succeeds. A forced stop ends it (ForcedStop), and so
+   * does `giveUpOn`. Failures mark `server` down (when given) and are reported.
+   */
+  async run<T>(server: ServerName | undefined, fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+    const stopped = () => this.force.aborted || options.giveUpOn?.aborted === true;
+    const wake = options.giveUpOn ? AbortSignal.any([this.force, options.giveUpOn]) : this.force;
+    const retryable = options.retryable ?? isRetryable;
+    for (let attempt = 0; ; attempt++) {
+      if (stopped()) throw new ForcedStop();
+      try {
+        const result = await fn(attempt);
+        if (server) this.health.ok(server);
+        return result;
+      } catch (err) {
+        if (stopped()) throw new ForcedStop();
+        if (!retryable(err)) throw err;
+        const error = asError(err);
+        if (server) this.health.failed(server, error);
+        this.onFailure(server, error);
+        options.onRetry?.(error);
+        await sleep(this.delay(attempt), wake);
+      }
+    }
+  }
+}

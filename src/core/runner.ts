@@ -1,0 +1,771 @@
+/**
+ * The runner: the one worker loop under every pipeline. N workers (consumers) each read
+ * from the source, batch by the batch policy, run the stages, write to the sink, send
+ * what was rejected to the dead letters and acknowledge the rest — only after the sink
+ * committed. Around them: recovery of dead consumers' work, keep-alive of everything a
+ * worker holds, one retry policy, server health, a cap on held messages and bytes, and
+ * an idempotent graceful or forced close.
+ *
+ *   const runner = new Runner({ source, stages, sink, consumers: ['w-1', 'w-2'], batch: {...} });
+ *   runner.on('batch', (report) => ...);
+ *   await runner.start();
+ *   ...
+ *   await runner.close();
+ *
+ * The runner knows no server: the source, stages and sink do.
+ */
+import { TributaryError } from '../errors.js';
+import { sleep } from './backoff.js';
+import { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
+import {
+  ReadAgain,
+  type DeadLetter,
+  type DeadLetterStore,
+  type Message,
+  type Recovered,
+  type Rejected,
+  type ServerName,
+  type Sink,
+  type Source,
+  type Stage,
+} from './contracts.js';
+import { TypedEmitter } from './emitter.js';
+import { InFlight } from './in-flight.js';
+import { asError, ForcedStop, RetryPolicy, ServerHealth, type RetryPolicyOptions } from './retry.js';
+
+/** Why a batch was processed: a flush of new messages, or recovered work. */
+export type BatchReason = FlushReason | 'pending' | 'reclaim';
+
+/** What one processed batch did; the runner's 'batch' event. */
+export interface BatchReport {
+  consumer: string;
+  reason: BatchReason;
+  /** Messages in the batch (dead-lettered ones included). */
+  size: number;
+  /** Messages newly written by the sink. */
+  written: number;
+  /** Messages the sink found written before (redeliveries). */
+  duplicates: number;
+  deadLettered: number;
+  /** Messages a stage dropped on purpose (acknowledged, not written). */
+  skipped: number;
+  /** Time spent in the sink's write, retries included (ms). */
+  writeMs: number;
+  /** Statements the sink sent (more than 1 when a bad row forced a split). */
+  statements: number;
+  /** Wall time of each stage, the write ('write') and the acknowledgement ('ack'), ms. */
+  timings: Record<string, number>;
+  /** producedAt of the acknowledged messages that carry one (ms since epoch), for end-to-end latency. */
+  producedAt: number[];
+  committedAt: number;
+}
+
+export interface RunnerStats {
+  read: number;
+  written: number;
+  duplicates: number;
+  deadLettered: number;
+  skipped: number;
+  reclaimed: number;
+  batches: number;
+  /** Failed attempts that were retried (any server). */
+  retries: number;
+  /** Messages read and not yet acknowledged. */
+  inFlight: number;
+  inFlightBytes: number;
+  flushReasons: Record<string, number>;
+}
+
+/** Every event the runner emits, with its argument. */
+export interface RunnerEvents {
+  /** All workers are reading. */
+  started: { consumers: string[] };
+  /** A batch was committed and acknowledged. */
+  batch: BatchReport;
+  /** A message went to the dead letters. */
+  deadLetter: { id: string; code: string; error: string; deliveries: number };
+  /** Messages idle on another consumer were taken over by this process. */
+  reclaimed: { count: number; consumer: string };
+  /** Held messages whose content was gone (trimmed) were cleared. */
+  deleted: { consumer: string; ids: string[] };
+  /** A server became unreachable (reported once per outage). */
+  serverDown: { server: ServerName; error: Error };
+  /** A server is reachable again. */
+  serverUp: { server: ServerName; downMs: number };
+  /** An operation failed and will be retried (every attempt; serverDown reports only the first). */
+  retry: { server: ServerName | undefined; error: Error };
+  /** untilEmpty: every worker found the source empty and stopped. */
+  drained: { batches: number };
+  /** Graceful stop begun. */
+  stopping: { force: boolean };
+  stopped: { stats: RunnerStats };
+  error: Error;
+}
+
+/** A step run before the workers start (a migration, say): retried like everything else. */
+export interface StartStep {
+  server?: ServerName;
+  run: (signal: AbortSignal) => Promise<void>;
+}
+
+export interface RunnerOptions<T> {
+  source: Source<T>;
+  /** Run in order on each batch (default none). */
+  stages?: Stage<any, any>[];
+  sink: Sink<any>;
+  /** Where rejected messages are kept before the source lets go of them (default: the source's dead letters only). */
+  deadLetters?: DeadLetterStore;
+  /** The workers' consumer names, one per worker (at least one, unique). */
+  consumers: string[];
+  /** When a batch is flushed (count, bytes, period, caught-up). */
+  batch: BatchPolicyOptions;
+  /** Messages asked for per read (default: batch.maxCount). */
+  readCount?: number;
+  /** How long an idle worker's read waits for messages, ms (default 5000). */
+  blockMs?: number;
+  /** Messages read and not acknowledged, per runner (default: 4 batches per worker). */
+  maxInFlight?: number;
+  /** Bytes of messages held, per runner, at which reads wait (default: no cap). */
+  maxInFlightBytes?: number;
+  /** A message delivered more often than this goes to the dead letters (default 5). */
+  maxDeliveries?: number;
+  /** How often held messages are kept alive, ms (default 20,000). */
+  keepAliveMs?: number;
+  /** Take over work idle on dead consumers (default: no reclaim loop). */
+  reclaim?: { consumer: string; minIdleMs: number; intervalMs: number };
+  /** Backoff of retried operations. */
+  retry?: RetryPolicyOptions;
+  /** Steps after source.start and before the workers start. */
+  prepare?: StartStep[];
+  /** Each worker stops at its first read that finds nothing; `done` resolves when all have (default false). */
+  untilEmpty?: boolean;
+}
+
+/** Everything a worker holds (buffered, waiting, being written): kept alive together. */
+class Holdings<T> {
+  private readonly sets = new Set<readonly Message<T>[]>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly consumer: string,
+    private readonly source: Source<T>,
+    private readonly everyMs: number,
+  ) {}
+
+  hold(messages: readonly Message<T>[]): void {
+    this.sets.add(messages);
+    this.timer ??= setInterval(() => this.touch(), this.everyMs).unref();
+  }
+
+  drop(messages: readonly Message<T>[]): void {
+    this.sets.delete(messages);
+    if (this.sets.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Every held message, for one keep-alive. */
+  private touch(): void {
+    const all: Message<T>[] = [];
+    for (const set of this.sets) for (const m of set) all.push(m);
+    if (all.length > 0) void this.source.keepAlive(this.consumer, all).catch(() => {});
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.sets.clear();
+  }
+}
+
+function sum(messages: readonly Message<unknown>[]): number {
+  let n = 0;
+  for (let i = 0; i < messages.length; i++) n += messages[i]!.bytes;
+  return n;
+}
+
+export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
+  readonly options: Readonly<RunnerOptions<T>>;
+  readonly policy: BatchPolicy;
+  private readonly inFlight: InFlight;
+  private readonly health: ServerHealth;
+  private readonly retry: RetryPolicy;
+  private readonly forceCtl = new AbortController();
+  private readonly stopCtl = new AbortController();
+  private readonly stages: Stage<any, any>[];
+  private workers: Worker<T>[] = [];
+  private loops: Promise<void>[] = [];
+  private closing: Promise<void> | undefined;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly counters: RunnerStats = {
+    read: 0,
+    written: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    skipped: 0,
+    reclaimed: 0,
+    batches: 0,
+    retries: 0,
+    inFlight: 0,
+    inFlightBytes: 0,
+    flushReasons: {},
+  };
+
+  constructor(options: RunnerOptions<T>) {
+    super();
+    const consumers = options.consumers;
+    if (!Array.isArray(consumers) || consumers.length === 0) throw invalid('consumers', 'must name at least one consumer');
+    if (new Set(consumers).size !== consumers.length) throw invalid('consumers', 'must be unique');
+    if (options.reclaim && consumers.includes(options.reclaim.consumer)) throw invalid('reclaim.consumer', 'must differ from the workers');
+    this.policy = new BatchPolicy(options.batch);
+    const maxInFlight = options.maxInFlight ?? this.policy.maxCount * consumers.length * 4;
+    if (!Number.isSafeInteger(maxInFlight) || maxInFlight < this.policy.maxCount) throw invalid('maxInFlight', `must be an integer >= batch.maxCount (${this.policy.maxCount})`);
+    positive('blockMs', options.blockMs);
+    positive('keepAliveMs', options.keepAliveMs);
+    positive('maxInFlightBytes', options.maxInFlightBytes);
+    positive('readCount', options.readCount);
+    positive('maxDeliveries', options.maxDeliveries);
+    this.options = { ...options };
+    this.stages = options.stages ?? [];
+    this.inFlight = new InFlight(maxInFlight, options.maxInFlightBytes);
+    this.health = new ServerHealth(({ server, up, error, downMs }) => {
+      if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
+      else this.emit('serverDown', { server, error: error! });
+    });
+    this.retry = new RetryPolicy(options.retry ?? {}, this.health, this.forceCtl.signal, (server, error) => {
+      this.counters.retries++;
+      this.emit('retry', { server, error });
+    });
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  /** 'new', 'starting', 'running', 'stopping' or 'stopped'. */
+  get status(): string {
+    return this.state;
+  }
+
+  /** The consumer names of the workers. */
+  get consumers(): string[] {
+    return [...this.options.consumers];
+  }
+
+  stats(): RunnerStats {
+    return { ...this.counters, inFlight: this.inFlight.held, inFlightBytes: this.inFlight.heldBytes, flushReasons: { ...this.counters.flushReasons } };
+  }
+
+  /** True while `server` is known to be unreachable. */
+  isDown(server: ServerName): boolean {
+    return this.health.isDown(server);
+  }
+
+  /** Resolves when every worker and the reclaim loop have exited. */
+  get done(): Promise<void> {
+    return Promise.all(this.loops).then(() => {});
+  }
+
+  /** Reports a failure seen outside the runner's own calls (a shared connection's error). */
+  reportFailure(server: ServerName, error: Error): void {
+    this.health.failed(server, error);
+  }
+
+  /**
+   * Starts the source (waiting out an outage with backoff), runs the prepare steps and
+   * starts the workers and the reclaim loop. Resolves once they run — or, when close() is
+   * called meanwhile, as soon as start-up gives up, having started nothing. A step that
+   * fails for good (a non-retryable coded error) rejects.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
+    this.state = 'starting';
+    const o = this.options;
+    const steps: StartStep[] = [{ server: o.source.server, run: (signal) => o.source.start(signal) }, ...(o.prepare ?? [])];
+    try {
+      for (const step of steps) {
+        await this.retry.run(step.server, () => step.run(this.stopCtl.signal), { giveUpOn: this.stopCtl.signal });
+      }
+    } catch (err) {
+      if (!(err instanceof ForcedStop)) {
+        this.state = 'stopped';
+        await o.source.close().catch(() => {});
+        throw err;
+      }
+    }
+    if (this.closing || this.stopCtl.signal.aborted) return;
+    this.workers = o.consumers.map((c) => new Worker(c, this));
+    this.loops = this.workers.map((w) => w.run().catch((err) => this.emit('error', asError(err))));
+    if (o.reclaim) {
+      this.loops.push(
+        this.reclaimLoop(o.reclaim).catch((err) => {
+          if (!(err instanceof ForcedStop)) this.emit('error', asError(err));
+        }),
+      );
+    }
+    if (o.untilEmpty) {
+      void Promise.all(this.workers.map((w) => w.finished)).then(() => {
+        if (this.stopCtl.signal.aborted) return;
+        this.emit('drained', { batches: this.counters.batches });
+      });
+    }
+    this.state = 'running';
+    this.emit('started', { consumers: [...o.consumers] });
+  }
+
+  /**
+   * Graceful stop: stop reading, finish and acknowledge in-flight batches, close the
+   * source. Idempotent: a second call returns the same promise. `force` abandons
+   * in-flight batches without acknowledging them (they are recovered later).
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force) this.forceCtl.abort();
+    if (this.closing) return this.closing;
+    this.emit('stopping', { force: options.force === true });
+    const wasStarted = this.state !== 'new';
+    this.state = 'stopping';
+    this.stopCtl.abort();
+    this.closing = (async () => {
+      await Promise.resolve(); // let a start() in progress see `closing`
+      for (const w of this.workers) w.stop();
+      await this.done;
+      if (wasStarted) await this.options.source.close().catch(() => {});
+      await this.options.sink.close?.().catch(() => {});
+      this.state = 'stopped';
+      this.emit('stopped', { stats: this.stats() });
+    })();
+    return this.closing;
+  }
+
+  // ---- internals shared with the workers ----
+
+  /** @internal */
+  get stopSignal(): AbortSignal {
+    return this.stopCtl.signal;
+  }
+
+  /** @internal */
+  get forceSignal(): AbortSignal {
+    return this.forceCtl.signal;
+  }
+
+  /** @internal */
+  get capacity(): InFlight {
+    return this.inFlight;
+  }
+
+  /** @internal */
+  markUp(server: ServerName): void {
+    this.health.ok(server);
+  }
+
+  /** @internal A failed read: reported like any failed attempt. */
+  readFailed(server: ServerName, error: Error): void {
+    this.health.failed(server, error);
+    this.counters.retries++;
+    this.emit('retry', { server, error });
+  }
+
+  /** @internal */
+  backoff(attempt: number): number {
+    return this.retry.delay(attempt);
+  }
+
+  /** @internal */
+  countRead(n: number): void {
+    this.counters.read += n;
+  }
+
+  /** @internal */
+  holdings(consumer: string): Holdings<T> {
+    return new Holdings(consumer, this.options.source, this.options.keepAliveMs ?? 20_000);
+  }
+
+  /**
+   * Finishes the consumer's own unfinished work from an earlier run, oldest first, in
+   * batches: the source counts it as one more delivery, and a message past maxDeliveries
+   * (one that keeps crashing the process) goes to the dead letters.
+   * @internal
+   */
+  async resumeOwn(consumer: string, holdings: Holdings<T>, stopping: () => boolean): Promise<void> {
+    const source = this.options.source;
+    let after: string | undefined;
+    while (!stopping()) {
+      const reserved = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
+      if (reserved === 0) return; // forced stop
+      let found: Recovered<T>;
+      try {
+        found = await this.retry.run(source.server, () => source.resume(consumer, reserved, after), { giveUpOn: this.stopCtl.signal });
+      } catch (err) {
+        this.inFlight.received(reserved, 0);
+        throw err;
+      }
+      const bytes = sum(found.messages);
+      this.inFlight.received(reserved, found.messages.length, bytes);
+      try {
+        if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
+        after = found.cursor;
+        if (found.messages.length > 0) await this.process(consumer, found.messages, 'pending', holdings);
+      } finally {
+        this.inFlight.release(found.messages.length, bytes);
+      }
+      if (!found.more) return;
+    }
+  }
+
+  /**
+   * Takes a batch from read to acknowledged: dead-letter what was delivered too often,
+   * run the stages, write, dead-letter what was rejected, acknowledge the rest. Each
+   * step is retried until it passes or a forced stop aborts; nothing is acknowledged
+   * before the sink committed.
+   * @internal
+   */
+  async process(consumer: string, messages: Message<T>[], reason: BatchReason, holdings: Holdings<T>): Promise<void> {
+    holdings.hold(messages);
+    try {
+      const report = await this.processHeld(consumer, messages, reason);
+      this.recordBatch(report);
+    } finally {
+      holdings.drop(messages);
+    }
+  }
+
+  private async processHeld(consumer: string, messages: Message<T>[], reason: BatchReason): Promise<BatchReport> {
+    const o = this.options;
+    const maxDeliveries = o.maxDeliveries ?? 5;
+    const timings: Record<string, number> = {};
+    const letters: DeadLetter<T>[] = [];
+    const state: Record<string, unknown> = {};
+    const signal = this.forceCtl.signal;
+    let current: Message<any>[] = messages;
+    if (reason === 'pending' || reason === 'reclaim') {
+      current = [];
+      for (const m of messages) {
+        if (m.deliveries <= maxDeliveries) current.push(m);
+        else {
+          const err = new TributaryError('TRIB_ERR_ENTRY_MAX_DELIVERIES', [m.id, m.deliveries, maxDeliveries]);
+          letters.push({ message: m, code: err.code, error: err.message });
+        }
+      }
+    }
+    let byId: Map<string, Message<T>> | undefined;
+    const reject = (rejected: readonly Rejected[] | undefined) => {
+      if (!rejected || rejected.length === 0) return;
+      byId ??= new Map(messages.map((m) => [m.id, m]));
+      for (const r of rejected) {
+        const m = byId.get(r.id);
+        if (m) letters.push({ message: m, code: r.code, error: r.error });
+      }
+    };
+
+    for (const st of this.stages) {
+      if (current.length === 0) break;
+      const t = performance.now();
+      const input = current;
+      const out = await this.retry.run(st.server, (attempt) => Promise.resolve(st.run(input, { consumer, signal, attempt, state })));
+      timings[st.name] = performance.now() - t;
+      reject(out.rejected);
+      current = out.keep;
+    }
+
+    const started = performance.now();
+    const written =
+      current.length === 0
+        ? { written: 0, duplicates: 0, rejected: [], statements: 0 }
+        : await this.retry.run(o.sink.server, (attempt) => o.sink.write(current, { consumer, signal, attempt, state }));
+    const writeMs = performance.now() - started;
+    timings.write = writeMs;
+    const committedAt = Date.now();
+    reject(written.rejected);
+
+    const ackStarted = performance.now();
+    let dead: Set<string> | undefined;
+    if (letters.length > 0) {
+      dead = new Set(letters.map((l) => l.message.id));
+      const store = o.deadLetters;
+      const describe = (m: Message<unknown>) => o.source.describe(m as Message<T>);
+      if (store) await this.retry.run(store.server, () => store.record(letters, describe));
+      await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters));
+      for (const l of letters) {
+        this.counters.deadLettered++;
+        this.emit('deadLetter', { id: l.message.id, code: l.code, error: l.error, deliveries: l.message.deliveries });
+      }
+    }
+    const ack = dead ? messages.filter((m) => !dead!.has(m.id)) : messages;
+    if (ack.length > 0) await this.retry.run(o.source.server, () => o.source.ack(consumer, ack));
+    timings.ack = performance.now() - ackStarted;
+
+    const producedAt: number[] = [];
+    for (const m of current) if (typeof m.producedAt === 'number' && (!dead || !dead.has(m.id))) producedAt.push(m.producedAt);
+    return {
+      consumer,
+      reason,
+      size: messages.length,
+      written: written.written,
+      duplicates: written.duplicates,
+      deadLettered: letters.length,
+      skipped: Math.max(0, messages.length - letters.length - written.written - written.duplicates),
+      writeMs,
+      statements: written.statements ?? (current.length === 0 ? 0 : 1),
+      timings,
+      producedAt,
+      committedAt,
+    };
+  }
+
+  private recordBatch(report: BatchReport): void {
+    const c = this.counters;
+    c.batches++;
+    c.written += report.written;
+    c.duplicates += report.duplicates;
+    c.skipped += report.skipped;
+    c.flushReasons[report.reason] = (c.flushReasons[report.reason] ?? 0) + 1;
+    this.emit('batch', report);
+  }
+
+  /**
+   * Takes over work left idle by stalled or dead consumers, first finishing whatever
+   * this process's reclaim consumer itself left. A message delivered more than
+   * maxDeliveries times goes to the dead letters instead of being retried.
+   */
+  private async reclaimLoop(options: NonNullable<RunnerOptions<T>['reclaim']>): Promise<void> {
+    const source = this.options.source;
+    const reclaim = source.reclaim?.bind(source);
+    if (!reclaim) return;
+    const { consumer, minIdleMs, intervalMs } = options;
+    const stop = this.stopCtl.signal;
+    const stopping = () => stop.aborted;
+    const holdings = this.holdings(consumer);
+    try {
+      await this.resumeOwn(consumer, holdings, stopping);
+      while (!stopping()) {
+        let cursor = '0-0';
+        do {
+          const granted = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
+          if (granted === 0) return;
+          let found: Recovered<T>;
+          try {
+            found = await this.retry.run(source.server, () => reclaim(consumer, granted, minIdleMs, cursor), { giveUpOn: stop });
+          } catch (err) {
+            this.inFlight.received(granted, 0);
+            throw err;
+          }
+          const bytes = sum(found.messages);
+          this.inFlight.received(granted, found.messages.length, bytes);
+          try {
+            cursor = found.cursor ?? '0-0';
+            if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
+            if (found.messages.length > 0) {
+              this.counters.reclaimed += found.messages.length;
+              this.emit('reclaimed', { count: found.messages.length, consumer });
+              await this.process(consumer, found.messages, 'reclaim', holdings);
+            }
+          } finally {
+            this.inFlight.release(found.messages.length, bytes);
+          }
+          if (found.recheckOwn) await this.resumeOwn(consumer, holdings, stopping);
+        } while (cursor !== '0-0' && !stopping());
+        await sleep(intervalMs, stop);
+      }
+    } finally {
+      holdings.stop();
+      await source.release(consumer).catch(() => {});
+    }
+  }
+}
+
+/**
+ * One worker: reads for its consumer, flushes by the batch policy, and hands each batch
+ * to the runner while it reads the next (at most one batch in the write per worker).
+ */
+class Worker<T> {
+  private stopping = false;
+  private batch: Message<T>[] = [];
+  private batchBytes = 0;
+  private firstAt: number | undefined;
+  /** Permits of the reads in progress and the messages held. */
+  private permits = 0;
+  private heldBytes = 0;
+  private writing: Promise<void> | undefined;
+  private readonly holdings: Holdings<T>;
+  private loopDone = false;
+  private resolveFinished!: () => void;
+  /** Resolves when the worker has stopped reading (its last batch may still be written). */
+  readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
+
+  constructor(
+    readonly consumer: string,
+    private readonly runner: Runner<T>,
+  ) {
+    this.holdings = runner.holdings(consumer);
+  }
+
+  async run(): Promise<void> {
+    const source = this.runner.options.source;
+    try {
+      await this.runner.resumeOwn(this.consumer, this.holdings, () => this.stopping);
+      await this.readLoop();
+      this.loopDone = true;
+      this.resolveFinished();
+      await this.flush('shutdown');
+      await this.settleWrite();
+    } catch (err) {
+      if (!(err instanceof ForcedStop)) throw err;
+    } finally {
+      this.loopDone = true;
+      this.resolveFinished();
+      // The write still running (after a forced stop, or an error) releases its own messages.
+      await this.writing?.catch(() => {});
+      this.runner.capacity.release(this.permits, this.heldBytes);
+      this.permits = 0;
+      this.heldBytes = 0;
+      this.holdings.stop();
+      await source.release(this.consumer).catch(() => {});
+    }
+  }
+
+  /** Stop reading: interrupt the blocked read; the loop flushes and acks what it holds. */
+  stop(): void {
+    this.stopping = true;
+    void this.interrupt();
+  }
+
+  /** Interrupts again until the read loop has noticed (covers a read sent just after stop). */
+  private async interrupt(): Promise<void> {
+    const source = this.runner.options.source;
+    const force = this.runner.forceSignal;
+    for (let i = 0; i < 50 && !this.loopDone; i++) {
+      await source.interrupt(this.consumer).catch(() => {});
+      await sleep(100, force);
+      if (force.aborted) return;
+    }
+  }
+
+  private async readLoop(): Promise<void> {
+    const runner = this.runner;
+    const { policy } = runner;
+    const inFlight = runner.capacity;
+    const o = runner.options;
+    const source = o.source;
+    const force = runner.forceSignal;
+    const readCount = o.readCount ?? policy.maxCount;
+    const idleBlockMs = o.blockMs ?? 5000;
+    let attempt = 0;
+    while (!this.stopping) {
+      const state = { count: this.batch.length, firstAt: this.firstAt };
+      const wanted = policy.nextReadCount(state, readCount);
+      let asked: number;
+      if (this.batch.length > 0) {
+        asked = inFlight.tryAcquire(wanted);
+        if (asked === 0) {
+          await this.flush('capacity');
+          continue;
+        }
+      } else {
+        asked = await inFlight.acquire(wanted, force);
+        if (asked === 0) {
+          if (force.aborted) throw new ForcedStop();
+          continue;
+        }
+        if (this.stopping) {
+          // Stopped while waiting for capacity: do not start another read.
+          inFlight.received(asked, 0);
+          break;
+        }
+      }
+      this.permits += asked;
+      // With messages buffered, never block: an empty answer means "caught up, flush now".
+      const blockMs =
+        this.batch.length === 0
+          ? o.untilEmpty
+            ? Math.min(idleBlockMs, 100)
+            : idleBlockMs
+          : policy.flushWhenCaughtUp
+            ? undefined
+            : policy.blockFor(state, Date.now(), idleBlockMs) || undefined;
+      let got: Message<T>[];
+      try {
+        got = await source.read(this.consumer, asked, blockMs, force);
+        runner.markUp(source.server);
+        attempt = 0;
+      } catch (err) {
+        this.permits -= asked;
+        inFlight.received(asked, 0);
+        if (this.stopping) break;
+        if (force.aborted) throw new ForcedStop();
+        if (!(err instanceof ReadAgain)) runner.readFailed(source.server, asError(err));
+        await sleep(runner.backoff(attempt++), force);
+        if (force.aborted) throw new ForcedStop();
+        continue;
+      }
+      this.permits -= asked - got.length;
+      const bytes = got.length > 0 ? sum(got) : 0;
+      this.heldBytes += bytes;
+      inFlight.received(asked, got.length, bytes);
+      if (got.length > 0) {
+        if (this.batch.length === 0) {
+          this.firstAt = Date.now();
+          this.holdings.hold(this.batch);
+        }
+        for (let i = 0; i < got.length; i++) this.batch.push(got[i]!);
+        this.batchBytes += bytes;
+        runner.countRead(got.length);
+      } else if (o.untilEmpty && this.batch.length === 0) {
+        break;
+      }
+      const reason = policy.check(
+        { count: this.batch.length, bytes: this.batchBytes, firstAt: this.firstAt, lastRead: { got: got.length, asked } },
+        Date.now(),
+      );
+      if (reason) await this.flush(reason);
+    }
+  }
+
+  /**
+   * Hands the batch to the runner and returns as soon as the write has started (after the
+   * previous one has finished: at most one batch in the write per worker), so the next
+   * read overlaps this batch's write and ack instead of waiting for them. The batch stays
+   * kept alive while it waits.
+   */
+  private async flush(reason: FlushReason): Promise<void> {
+    await this.settleWrite();
+    if (this.batch.length === 0) return;
+    const messages = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.firstAt = undefined;
+    const writing = (async () => {
+      try {
+        await this.runner.process(this.consumer, messages, reason, this.holdings);
+      } finally {
+        this.holdings.drop(messages);
+        this.permits -= messages.length;
+        this.heldBytes -= bytes;
+        this.runner.capacity.release(messages.length, bytes);
+      }
+    })();
+    writing.catch(() => {}); // its outcome is taken by settleWrite
+    this.writing = writing;
+  }
+
+  /** Waits for the batch being written, if any; rethrows what it failed with (a forced stop). */
+  private async settleWrite(): Promise<void> {
+    const writing = this.writing;
+    if (writing === undefined) return;
+    try {
+      await writing;
+    } finally {
+      if (this.writing === writing) this.writing = undefined;
+    }
+  }
+}
+
+function invalid(option: string, why: string): TributaryError {
+  return new TributaryError('TRIB_ERR_CONFIG_INVALID', [`runner ${option}`, why]);
+}
+
+function positive(option: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw invalid(option, `must be a positive number (got ${String(value)})`);
+}

@@ -1,0 +1,280 @@
+/**
+ * The events pipeline: a Redis stream's consumer group into the Postgres events table.
+ *
+ *   redis-stream source ──▶ validate-event ──▶ events table (COPY, statement fallback) ──▶ XACK
+ *                                                    rejected ──▶ dead_letter_queue + <stream>:dlq
+ *
+ * `Engine` runs it from a TributaryConfig (what `tributary start` does) and adds what an
+ * operator of the events table needs: migrations at start, trimming by TRIM_MAXLEN /
+ * TRIM_MAX_AGE, batch counters published for `tributary monitor`, readiness and gauges.
+ */
+import type { TributaryConfig } from '../config/schema.js';
+import type { ServerName } from '../core/contracts.js';
+import { sleep } from '../core/backoff.js';
+import { TypedEmitter } from '../core/emitter.js';
+import { Runner, type BatchReport, type RunnerEvents, type RunnerStats } from '../core/runner.js';
+import { StatsPublisher } from '../observability/published-stats.js';
+import { trimStream } from '../ops/retention.js';
+import { parseDuration } from '../ops/time.js';
+import { ensureEventsTable, migrate } from '../postgres/migrate.js';
+import { createPgPool, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
+import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
+import { EventsTableSink, PostgresEventsSink } from '../sinks/postgres-events.js';
+import { RedisStreamSource } from '../sources/redis-stream.js';
+import { validateEvents } from '../stages/validate-event.js';
+
+/** Every event the engine emits: the runner's, and trimming. */
+export interface EngineEvents extends RunnerEvents {
+  /** The engine trimmed the stream (TRIM_MAXLEN / TRIM_MAX_AGE), never past what a group still needs. */
+  trimmed: { deleted: number; cut: string | null; limitedBy: string };
+}
+
+export type EngineStats = RunnerStats;
+
+export interface ProbeCheck {
+  ok: boolean;
+  error?: string;
+}
+
+export interface EngineProbe {
+  ready: boolean;
+  redis: ProbeCheck;
+  postgres: ProbeCheck;
+  group: ProbeCheck;
+}
+
+export interface EngineOptions {
+  /** Run the migrations on start (default true). */
+  migrate?: boolean;
+  /** Share an existing pool; it is not closed by the engine. */
+  pool?: PgPool;
+  /** Backoff of retried operations (for tests). */
+  retry?: { baseMs?: number; maxMs?: number };
+}
+
+const FORWARDED = [
+  'started',
+  'deadLetter',
+  'reclaimed',
+  'deleted',
+  'serverDown',
+  'serverUp',
+  'retry',
+  'drained',
+  'stopping',
+  'stopped',
+  'error',
+] as const satisfies readonly (keyof RunnerEvents)[];
+
+/**
+ * The event engine: NUM_WORKERS consumers of one group and a reclaim loop, on the one
+ * runner. Every process running an Engine on the same stream and group shares the work.
+ *
+ *   const engine = new Engine(resolveConfig());
+ *   engine.on('batch', (b) => ...);
+ *   await engine.start();
+ *   ...
+ *   await engine.close();
+ */
+export class Engine extends TypedEmitter<EngineEvents> {
+  readonly config: TributaryConfig;
+  readonly runner: Runner;
+  private readonly options: EngineOptions;
+  private readonly pool: PgPool;
+  private readonly commands: RedisConnection;
+  private readonly trimStop = new AbortController();
+  private trimming: Promise<void> | undefined;
+  private publisher: StatsPublisher | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(config: TributaryConfig, options: EngineOptions = {}) {
+    super();
+    const c = config;
+    this.config = config;
+    this.options = options;
+    this.pool =
+      options.pool ??
+      createPgPool(c.databaseUrl, {
+        max: c.numWorkers + 2,
+        statementTimeoutMs: c.writeTimeoutMs,
+        applicationName: `tributary:${c.consumerName}`,
+        onError: (err) => this.runner.reportFailure('postgres', err),
+      });
+    this.commands = createRedisConnection(c.redisUrl, {
+      name: `tributary:${c.consumerName}:commands`,
+      onError: (err) => this.runner.reportFailure('redis', err),
+    });
+    const source = new RedisStreamSource({
+      redisUrl: c.redisUrl,
+      commands: this.commands,
+      key: c.streamKey,
+      group: c.group,
+      startId: c.groupStartId,
+      dlqStream: c.dlqStream,
+    });
+    const pool = this.pool;
+    this.runner = new Runner({
+      source,
+      stages: [validateEvents(c.streamKey)],
+      sink: new EventsTableSink(new PostgresEventsSink(pool, c.pgSchema, c.eventsTable), c.streamKey),
+      deadLetters: new PostgresDeadLetterStore(pool, this.commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema),
+      consumers: Array.from({ length: c.numWorkers }, (_, i) => `${c.consumerName}-${i + 1}`),
+      batch: { maxCount: c.batchSize, maxBytes: c.batchMaxBytes, periodMs: c.batchTimeoutMs },
+      readCount: c.xreadCount,
+      blockMs: c.xreadBlockMs,
+      maxInFlight: c.maxInFlight,
+      maxDeliveries: c.maxDeliveries,
+      keepAliveMs: Math.max(500, Math.floor(c.claimIdleMs / 3)),
+      reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
+      retry: options.retry,
+      prepare:
+        options.migrate === false
+          ? []
+          : [
+              {
+                server: 'postgres',
+                run: async () => {
+                  await migrate(pool, c.pgSchema);
+                  await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
+                },
+              },
+            ],
+    });
+    for (const name of FORWARDED) this.forward(name);
+    this.runner.on('batch', (report: BatchReport) => {
+      this.publisher?.record(report);
+      this.emit('batch', report);
+    });
+  }
+
+  private forward<K extends (typeof FORWARDED)[number]>(name: K): void {
+    this.runner.on(name, (arg: RunnerEvents[K]) => this.emit(name, arg as EngineEvents[K]));
+  }
+
+  get running(): boolean {
+    return this.runner.running;
+  }
+
+  stats(): EngineStats {
+    return this.runner.stats();
+  }
+
+  /** Resolves when every worker and the reclaim loop have exited. */
+  get done(): Promise<void> {
+    return this.runner.done;
+  }
+
+  /**
+   * Connects (waiting out an outage with backoff), creates the group, migrates and
+   * starts the workers and the reclaim loop. Resolves once they run — or, when close()
+   * is called meanwhile, as soon as start-up gives up, having started nothing.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.runner.start();
+    } catch (err) {
+      // A start-up step failed for good (a migration, say): leave nothing open behind.
+      await this.release();
+      throw err;
+    }
+    if (!this.runner.running) return;
+    const c = this.config;
+    if (c.trimMaxLen !== undefined || c.trimMaxAge !== undefined) this.trimming = this.trimLoop();
+    this.publisher = new StatsPublisher(this.commands, c.streamKey, c.group);
+    this.publisher.start();
+  }
+
+  /**
+   * Graceful stop: stop reading, finish and acknowledge in-flight batches, close.
+   * Idempotent: a second call returns the same promise. `force` abandons in-flight
+   * batches without acknowledging them (they stay pending and are reclaimed later).
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    const runnerClosed = this.runner.close(options);
+    this.closing ??= (async () => {
+      this.trimStop.abort();
+      await runnerClosed;
+      await this.trimming;
+      await this.publisher?.stop();
+      await this.release();
+    })();
+    return this.closing;
+  }
+
+  private async release(): Promise<void> {
+    destroyQuietly(this.commands);
+    if (!this.options.pool) await this.pool.end().catch(() => {});
+  }
+
+  /**
+   * Readiness: Redis and Postgres answer and the group exists. Never throws; each
+   * check says `ok` or why not.
+   */
+  async probe(): Promise<EngineProbe> {
+    const c = this.config;
+    const check = async (fn: () => Promise<unknown>): Promise<ProbeCheck> => {
+      try {
+        await fn();
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+    };
+    const commands = this.commands;
+    const status = this.runner.status;
+    if (!commands.isReady || status === 'new' || status === 'stopped') {
+      const error = status === 'starting' ? 'engine is starting' : `engine is ${status}`;
+      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
+    }
+    const [redis, postgres, group] = await Promise.all([
+      check(() => send(commands, ['PING'])),
+      check(() => this.pool.query('SELECT 1')),
+      check(async () => {
+        const groups = await send(commands, ['XINFO', 'GROUPS', c.streamKey]);
+        const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
+        if (!names.includes(c.group)) throw new Error(`group ${c.group} does not exist on ${c.streamKey}`);
+      }),
+    ]);
+    return { ready: this.runner.running && redis.ok && postgres.ok && group.ok, redis, postgres, group };
+  }
+
+  /** Stream length, the group's pending count and lag (null where Redis does not report it). */
+  async gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }> {
+    const commands = this.commands;
+    if (!commands.isReady) throw new Error('engine is not connected to Redis');
+    const c = this.config;
+    const [length, groups] = await Promise.all([send(commands, ['XLEN', c.streamKey]), send(commands, ['XINFO', 'GROUPS', c.streamKey])]);
+    const info = (Array.isArray(groups) ? groups : [])
+      .filter(Array.isArray)
+      .map((g) => Object.fromEntries(g.flatMap((v, i) => (i % 2 === 0 ? [[String(v), g[i + 1]]] : []))))
+      .find((g) => g.name === c.group);
+    const lag = info?.lag;
+    return {
+      streamLength: Number(length),
+      pending: Number(info?.pending ?? 0),
+      lag: lag === null || lag === undefined ? null : Number(lag),
+    };
+  }
+
+  /**
+   * Trims the stream every TRIM_INTERVAL_MS to TRIM_MAXLEN / TRIM_MAX_AGE, never past an
+   * entry some group has not received or acknowledged (see src/ops/retention.ts). A
+   * failed or contended trim is simply tried again at the next interval.
+   */
+  private async trimLoop(): Promise<void> {
+    const c = this.config;
+    const stop = this.trimStop.signal;
+    const options = { maxLen: c.trimMaxLen, maxAgeMs: c.trimMaxAge === undefined ? undefined : parseDuration(c.trimMaxAge, 'TRIM_MAX_AGE') };
+    while (!stop.aborted) {
+      await sleep(c.trimIntervalMs, stop);
+      if (stop.aborted) return;
+      try {
+        const result = await trimStream(this.commands, c.streamKey, options);
+        if (result.deleted > 0) this.emit('trimmed', { deleted: result.deleted, cut: result.cut, limitedBy: result.limitedBy });
+      } catch (err) {
+        this.emit('retry', { server: 'redis' as ServerName, error: err as Error });
+      }
+    }
+  }
+}
