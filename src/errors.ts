@@ -110,7 +110,12 @@ export const ERRORS = {
   TRIB_ERR_ENGINE_CLOSED: {
     message: 'the engine is closed',
     retryable: false,
-    description: 'start() was called on an engine that is stopping or stopped.',
+    description: 'start() was called on an engine (or a pipeline) that is stopping or stopped.',
+  },
+  TRIB_ERR_HANDLER_REJECTED: {
+    message: 'the handler rejected message %s: %s',
+    retryable: false,
+    description: "A consume() handler (or a function sink) rejected a message with ctx.reject(): it went to the dead letters; its batch-mates were acknowledged.",
   },
   TRIB_ERR_WAIT_TIMEOUT: {
     message: 'timed out after %s ms waiting for %s',

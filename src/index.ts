@@ -21,7 +21,7 @@ export { startOpsServer } from './http/server.js';
 export { trimStream, safeTrimPoint } from './ops/retention.js';
 export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';
 
-// The orders pipeline (`tributary orders ...`): src/orders.
+// The orders pipeline (`tributary orders ...`): src/orders. (Its benchmark is a CLI command, not library API.)
 export {
   OrdersPipeline,
   loadReferenceDataOrFail,
@@ -55,4 +55,28 @@ export { parseOrders, parseOrder, transformBatch, normaliseTimestamp } from './o
 export { REFERENCE_DATA, seedReferenceData, loadReferenceData } from './orders/seed.js';
 export type { Order, Product, Currency, ZipCode, ReferenceData, LookupResult, StagingColumns, PromoteResult, RejectReason } from './orders/types.js';
 export { REJECT_REASONS } from './orders/types.js';
-export { runOrdersBenchmark, ORDERS_TARGETS, type OrdersBenchOptions } from './bench/orders.js';
+
+// The pipeline model: contracts, the runner, the parts, and the two ways to build a pipeline.
+export { pipeline, consume, defaultConsumerName, type PipelineOptions, type ConsumeOptions, type ConsumedMessage } from './api.js';
+export { Runner, type RunnerOptions, type RunnerEvents, type RunnerStats, type BatchReason, type StartStep } from './core/runner.js';
+export {
+  stage,
+  ReadAgain,
+  type Message,
+  type Source,
+  type Stage,
+  type StageResult,
+  type Sink,
+  type WriteResult,
+  type Rejected,
+  type Recovered,
+  type DeadLetter as PipelineDeadLetter,
+  type DeadLetterStore,
+  type BatchContext,
+  type ServerName,
+} from './core/contracts.js';
+export { RedisStreamSource, type RedisStreamSourceOptions, type StreamMessage } from './sources/redis-stream.js';
+export { functionSink, type BatchHandler, type HandlerContext } from './sinks/function.js';
+export { EventsTableSink, PostgresEventsSink } from './sinks/postgres-events.js';
+export { PostgresDeadLetterStore } from './sinks/dead-letters.js';
+export { validateEvents, type EventRowBody } from './stages/validate-event.js';

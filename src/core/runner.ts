@@ -193,6 +193,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   private readonly retry: RetryPolicy;
   private readonly forceCtl = new AbortController();
   private readonly stopCtl = new AbortController();
+  /** Aborted when untilEmpty workers have all finished: the reclaim loop ends too. */
+  private readonly drainedCtl = new AbortController();
   private readonly stages: Stage<any, any>[];
   private workers: Worker<T>[] = [];
   private loops: Promise<void>[] = [];
@@ -306,6 +308,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     }
     if (o.untilEmpty) {
       void Promise.all(this.workers.map((w) => w.finished)).then(() => {
+        this.drainedCtl.abort();
         if (this.stopCtl.signal.aborted) return;
         this.emit('drained', { batches: this.counters.batches });
       });
@@ -534,7 +537,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     const reclaim = source.reclaim?.bind(source);
     if (!reclaim) return;
     const { consumer, minIdleMs, intervalMs } = options;
-    const stop = this.stopCtl.signal;
+    const stop = AbortSignal.any([this.stopCtl.signal, this.drainedCtl.signal]);
     const stopping = () => stop.aborted;
     const holdings = this.holdings(consumer);
     try {

@@ -16,6 +16,7 @@ import {
   type StreamEntry,
 } from '../redis/commands.js';
 import { moveToDeadLetterStream } from '../redis/dead-letter-stream.js';
+import { TributaryError } from '../errors.js';
 
 /** Blob strings as Buffers: what the hot-path read asks node-redis for. */
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
@@ -23,15 +24,15 @@ const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 export interface RedisStreamSourceOptions {
   /** Redis URL: each consumer gets its own connection from it for its blocking reads. */
   redisUrl: string;
-  /** The connection for every non-blocking command (shared; not closed by the source). */
-  commands: RedisConnection;
+  /** The connection for every non-blocking command, shared and not closed by the source (default: one of its own, closed with it). */
+  commands?: RedisConnection;
   /** The stream key. */
   key: string;
   /** The consumer group. */
   group: string;
-  /** Where a new group starts: `$` (new entries only, the default), `0` (the whole stream) or an entry ID. */
+  /** Where a new group starts: `0` (the whole stream, the default), `$` (new entries only) or an entry ID. */
   startId?: string;
-  /** The dead-letter stream (default `<key>:dlq`). */
+  /** The dead-letter stream (default `<key>:dead`). */
   dlqStream?: string;
   /** Names the consumers' connections in CLIENT LIST (default `tributary:<consumer>`). */
   connectionName?: (consumer: string) => string;
@@ -65,19 +66,29 @@ export class RedisStreamSource implements Source<StreamEntry> {
   readonly dlqStream: string;
   private readonly commands: RedisConnection;
   private readonly readers = new Map<string, Reader>();
+  private readonly ownsCommands: boolean;
   private closed = false;
 
   constructor(private readonly options: RedisStreamSourceOptions) {
-    this.commands = options.commands;
+    for (const key of ['redisUrl', 'key', 'group'] as const) {
+      if (typeof options?.[key] !== 'string' || options[key] === '') throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [`redis-stream source ${key}`, 'is required (a non-empty string)']);
+    }
+    if (options.startId !== undefined && !/^(\$|0|\d+(-\d+)?)$/.test(options.startId)) {
+      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['redis-stream source startId', `must be 0, $ or a stream ID (got ${JSON.stringify(options.startId)})`]);
+    }
+    this.ownsCommands = options.commands === undefined;
+    this.commands =
+      options.commands ??
+      createRedisConnection(options.redisUrl, { name: options.connectionName?.('commands') ?? 'tributary:commands', onError: () => {} });
     this.key = options.key;
     this.group = options.group;
-    this.dlqStream = options.dlqStream ?? `${options.key}:dlq`;
+    this.dlqStream = options.dlqStream ?? `${options.key}:dead`;
   }
 
   /** Connects the command connection and creates the group (MKSTREAM) if it does not exist. */
   async start(): Promise<void> {
     if (!this.commands.isOpen) await this.commands.connect();
-    await this.ensureGroup(this.options.startId ?? '$');
+    await this.ensureGroup(this.options.startId ?? '0');
   }
 
   /** Creates the group (MKSTREAM) if it does not exist; true when it was created. */
@@ -205,6 +216,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
     this.closed = true;
     for (const r of this.readers.values()) destroyQuietly(r.conn);
     this.readers.clear();
+    if (this.ownsCommands) destroyQuietly(this.commands);
   }
 
   /** The consumer's own connection, connected. */

@@ -51,10 +51,10 @@ export class EngineProcess {
   private exit: ExitInfo | undefined;
   private readonly watchers: Array<() => void> = [];
 
-  /** `args`: the CLI command to run (default `start`; e.g. `['orders', 'process']`). */
-  constructor(env: NodeJS.ProcessEnv, label: string, args: readonly string[] = ['start']) {
+  /** `args`: the CLI command to run (default `start`; e.g. `['orders', 'process']`); `script`: another program to run instead of the CLI (an example). */
+  constructor(env: NodeJS.ProcessEnv, label: string, args: readonly string[] = ['start'], script: string = CLI) {
     this.label = label;
-    this.proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [script, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     if (this.proc.pid === undefined) throw new Error(`could not spawn engine ${label}`);
     this.pid = this.proc.pid;
     children.add(this);
