@@ -30,7 +30,7 @@ export {
   type OrdersPipelineStats,
   type OrdersBatchReport,
   type StageTimings,
-} from './orders/pipeline.js';
+} from './pipelines/orders.js';
 export { OrderGenerator, produceOrders, INVALID_KINDS, type OrderGeneratorOptions, type ProduceOrdersOptions, type ProduceOrdersResult } from './orders/generate.js';
 export { collectOrdersStats, formatOrdersStats, type OrdersStats, type OrdersStatsOptions } from './orders/stats.js';
 export { stageAndPromote, commitBatch, dropDuplicates, lookupFor, batchLanded, revenueEntries } from './orders/batch.js';

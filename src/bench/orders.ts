@@ -41,7 +41,7 @@ import { migrateOrders } from '../orders/pg/migrate.js';
 import { promote, recordMalformed } from '../orders/pg/promote.js';
 import { stageBatch } from '../orders/pg/staging.js';
 import { refreshViews } from '../orders/pg/views.js';
-import { OrdersPipeline, vacuumStaging } from '../orders/pipeline.js';
+import { OrdersPipeline, vacuumStaging } from '../pipelines/orders.js';
 import { LookupCache } from '../orders/redis/cache.js';
 import { DedupWindow } from '../orders/redis/dedup.js';
 import { escapeGlob, orderKeys } from '../orders/redis/keys.js';

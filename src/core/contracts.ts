@@ -113,6 +113,12 @@ export interface Stage<In = unknown, Out = unknown> {
   /** The server the stage talks to, if any (its failures are reported as that server's). */
   readonly server?: ServerName;
   run(batch: Message<In>[], ctx: BatchContext): Promise<StageResult<Out>> | StageResult<Out>;
+  /**
+   * Called once the sink committed the batch, with the messages this stage kept (maybe
+   * none), along with the acknowledgement (e.g. a dedup window marks their keys seen).
+   * Must be safe to repeat: a failure retries it; a crash before it ran skips it.
+   */
+  afterCommit?(kept: Message<Out>[], ctx: BatchContext): Promise<void>;
 }
 
 export interface WriteResult {
@@ -124,6 +130,8 @@ export interface WriteResult {
   rejected: Rejected[];
   /** Statements spent (more than 1 when a bad row forced a split). */
   statements?: number;
+  /** Anything the sink wants reported with the batch (its own counts). */
+  details?: Record<string, unknown>;
 }
 
 /**
@@ -132,7 +140,11 @@ export interface WriteResult {
  * retries the same batch.
  */
 export interface Sink<T> {
+  /** Names the write in reports (default 'write'). */
+  readonly name?: string;
   readonly server?: ServerName;
+  /** Call write even when the stages left no message (the batch state may hold something to record). */
+  readonly writeEmpty?: boolean;
   write(batch: Message<T>[], ctx: BatchContext): Promise<WriteResult>;
   close?(): Promise<void>;
 }

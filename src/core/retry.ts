@@ -47,6 +47,8 @@ export interface RetryPolicyOptions {
 }
 
 export interface RetryOptions {
+  /** What is being tried, for the reports ('read', 'write', a stage's name, ...). */
+  step?: string;
   /** A graceful stop: work that holds nothing need not be finished (ForcedStop when it fires). */
   giveUpOn?: AbortSignal;
   /** Called on every failed attempt. */
@@ -76,7 +78,7 @@ export class RetryPolicy {
     private readonly health: ServerHealth,
     /** Aborted on a forced stop: every retry gives up. */
     private readonly force: AbortSignal,
-    private readonly onFailure: (server: ServerName | undefined, error: Error) => void,
+    private readonly onFailure: (server: ServerName | undefined, error: Error, step: string, attempt: number) => void,
   ) {
     this.baseMs = options.baseMs ?? 50;
     this.maxMs = options.maxMs ?? 5000;
@@ -106,7 +108,7 @@ export class RetryPolicy {
         if (!retryable(err)) throw err;
         const error = asError(err);
         if (server) this.health.failed(server, error);
-        this.onFailure(server, error);
+        this.onFailure(server, error, options.step ?? 'operation', attempt + 1);
         options.onRetry?.(error);
         await sleep(this.delay(attempt), wake);
       }

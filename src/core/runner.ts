@@ -15,7 +15,7 @@
  * The runner knows no server: the source, stages and sink do.
  */
 import { TributaryError } from '../errors.js';
-import { sleep } from './backoff.js';
+import { ABORTED, sleep, untilAborted } from './backoff.js';
 import { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
 import {
   ReadAgain,
@@ -28,6 +28,7 @@ import {
   type Sink,
   type Source,
   type Stage,
+  type WriteResult,
 } from './contracts.js';
 import { TypedEmitter } from './emitter.js';
 import { InFlight } from './in-flight.js';
@@ -53,8 +54,12 @@ export interface BatchReport {
   writeMs: number;
   /** Statements the sink sent (more than 1 when a bad row forced a split). */
   statements: number;
-  /** Wall time of each stage, the write ('write') and the acknowledgement ('ack'), ms. */
+  /** Wall time of the reads that filled the batch ('read'), each stage, the write ('write') and the acknowledgement with the stages' after-commit steps ('ack'), ms. */
   timings: Record<string, number>;
+  /** Failed attempts retried while processing this batch. */
+  retries: number;
+  /** What the sink reported (WriteResult.details). */
+  details?: Record<string, unknown>;
   /** producedAt of the acknowledged messages that carry one (ms since epoch), for end-to-end latency. */
   producedAt: number[];
   committedAt: number;
@@ -93,7 +98,7 @@ export interface RunnerEvents {
   /** A server is reachable again. */
   serverUp: { server: ServerName; downMs: number };
   /** An operation failed and will be retried (every attempt; serverDown reports only the first). */
-  retry: { server: ServerName | undefined; error: Error };
+  retry: { server: ServerName | undefined; error: Error; step: string; attempt: number };
   /** untilEmpty: every worker found the source empty and stopped. */
   drained: { batches: number };
   /** Graceful stop begun. */
@@ -104,8 +109,12 @@ export interface RunnerEvents {
 
 /** A step run before the workers start (a migration, say): retried like everything else. */
 export interface StartStep {
+  /** Names the step in reports (default 'start'). */
+  name?: string;
   server?: ServerName;
   run: (signal: AbortSignal) => Promise<void>;
+  /** Which failures are worth retrying (default: all but non-retryable coded errors). */
+  retryable?: (error: unknown) => boolean;
 }
 
 export interface RunnerOptions<T> {
@@ -179,6 +188,9 @@ class Holdings<T> {
   }
 }
 
+/** Errors already emitted (a worker's permanent failure), so they are not emitted twice. */
+const REPORTED = new WeakSet<Error>();
+
 function sum(messages: readonly Message<unknown>[]): number {
   let n = 0;
   for (let i = 0; i < messages.length; i++) n += messages[i]!.bytes;
@@ -235,9 +247,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
       else this.emit('serverDown', { server, error: error! });
     });
-    this.retry = new RetryPolicy(options.retry ?? {}, this.health, this.forceCtl.signal, (server, error) => {
+    this.retry = new RetryPolicy(options.retry ?? {}, this.health, this.forceCtl.signal, (server, error, step, attempt) => {
       this.counters.retries++;
-      this.emit('retry', { server, error });
+      this.emit('retry', { server, error, step, attempt });
     });
   }
 
@@ -284,10 +296,10 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     if (this.state !== 'new') throw new TributaryError('TRIB_ERR_ENGINE_CLOSED');
     this.state = 'starting';
     const o = this.options;
-    const steps: StartStep[] = [{ server: o.source.server, run: (signal) => o.source.start(signal) }, ...(o.prepare ?? [])];
+    const steps: StartStep[] = [{ name: 'connect', server: o.source.server, run: (signal) => o.source.start(signal) }, ...(o.prepare ?? [])];
     try {
       for (const step of steps) {
-        await this.retry.run(step.server, () => step.run(this.stopCtl.signal), { giveUpOn: this.stopCtl.signal });
+        await this.retry.run(step.server, () => step.run(this.stopCtl.signal), { giveUpOn: this.stopCtl.signal, step: step.name ?? 'start', retryable: step.retryable });
       }
     } catch (err) {
       if (!(err instanceof ForcedStop)) {
@@ -298,7 +310,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     }
     if (this.closing || this.stopCtl.signal.aborted) return;
     this.workers = o.consumers.map((c) => new Worker(c, this));
-    this.loops = this.workers.map((w) => w.run().catch((err) => this.emit('error', asError(err))));
+    const workerLoops = this.workers.map((w) => w.run().catch((err) => this.emit('error', asError(err))));
+    this.loops = [...workerLoops];
     if (o.reclaim) {
       this.loops.push(
         this.reclaimLoop(o.reclaim).catch((err) => {
@@ -307,8 +320,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       );
     }
     if (o.untilEmpty) {
-      void Promise.all(this.workers.map((w) => w.finished)).then(() => {
-        this.drainedCtl.abort();
+      // Recovery ends once every worker has stopped reading; 'drained' once their last batches are acknowledged.
+      void Promise.all(this.workers.map((w) => w.finished)).then(() => this.drainedCtl.abort());
+      void Promise.all(workerLoops).then(() => {
         if (this.stopCtl.signal.aborted) return;
         this.emit('drained', { batches: this.counters.batches });
       });
@@ -364,15 +378,21 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   }
 
   /** @internal A failed read: reported like any failed attempt. */
-  readFailed(server: ServerName, error: Error): void {
+  readFailed(server: ServerName, error: Error, attempt: number): void {
     this.health.failed(server, error);
     this.counters.retries++;
-    this.emit('retry', { server, error });
+    this.emit('retry', { server, error, step: 'read', attempt });
   }
 
   /** @internal */
   backoff(attempt: number): number {
     return this.retry.delay(attempt);
+  }
+
+  /** @internal A worker met a permanent error and stopped. */
+  failed(consumer: string, error: Error): void {
+    REPORTED.add(error);
+    this.emit('error', Object.assign(error, { consumer }));
   }
 
   /** @internal */
@@ -399,7 +419,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       if (reserved === 0) return; // forced stop
       let found: Recovered<T>;
       try {
-        found = await this.retry.run(source.server, () => source.resume(consumer, reserved, after), { giveUpOn: this.stopCtl.signal });
+        found = await this.retry.run(source.server, () => source.resume(consumer, reserved, after), { giveUpOn: this.stopCtl.signal, step: 'resume' });
       } catch (err) {
         this.inFlight.received(reserved, 0);
         throw err;
@@ -424,23 +444,25 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
    * before the sink committed.
    * @internal
    */
-  async process(consumer: string, messages: Message<T>[], reason: BatchReason, holdings: Holdings<T>): Promise<void> {
+  async process(consumer: string, messages: Message<T>[], reason: BatchReason, holdings: Holdings<T>, readMs = 0): Promise<void> {
     holdings.hold(messages);
     try {
-      const report = await this.processHeld(consumer, messages, reason);
+      const report = await this.processHeld(consumer, messages, reason, readMs);
       this.recordBatch(report);
     } finally {
       holdings.drop(messages);
     }
   }
 
-  private async processHeld(consumer: string, messages: Message<T>[], reason: BatchReason): Promise<BatchReport> {
+  private async processHeld(consumer: string, messages: Message<T>[], reason: BatchReason, readMs: number): Promise<BatchReport> {
     const o = this.options;
     const maxDeliveries = o.maxDeliveries ?? 5;
-    const timings: Record<string, number> = {};
+    const timings: Record<string, number> = { read: readMs };
     const letters: DeadLetter<T>[] = [];
     const state: Record<string, unknown> = {};
     const signal = this.forceCtl.signal;
+    let retries = 0;
+    const onRetry = () => void retries++;
     let current: Message<any>[] = messages;
     if (reason === 'pending' || reason === 'reclaim') {
       current = [];
@@ -462,21 +484,27 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       }
     };
 
+    const kept: Message<any>[][] = [];
     for (const st of this.stages) {
-      if (current.length === 0) break;
-      const t = performance.now();
       const input = current;
-      const out = await this.retry.run(st.server, (attempt) => Promise.resolve(st.run(input, { consumer, signal, attempt, state })));
+      if (input.length === 0) {
+        kept.push(input);
+        continue;
+      }
+      const t = performance.now();
+      const out = await this.retry.run(st.server, (attempt) => Promise.resolve(st.run(input, { consumer, signal, attempt, state })), { step: st.name, onRetry });
       timings[st.name] = performance.now() - t;
       reject(out.rejected);
       current = out.keep;
+      kept.push(current);
     }
 
+    const sink = o.sink;
     const started = performance.now();
-    const written =
-      current.length === 0
+    const written: WriteResult =
+      current.length === 0 && !sink.writeEmpty
         ? { written: 0, duplicates: 0, rejected: [], statements: 0 }
-        : await this.retry.run(o.sink.server, (attempt) => o.sink.write(current, { consumer, signal, attempt, state }));
+        : await this.retry.run(sink.server, (attempt) => sink.write(current, { consumer, signal, attempt, state }), { step: sink.name ?? 'write', onRetry });
     const writeMs = performance.now() - started;
     timings.write = writeMs;
     const committedAt = Date.now();
@@ -488,15 +516,23 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       dead = new Set(letters.map((l) => l.message.id));
       const store = o.deadLetters;
       const describe = (m: Message<unknown>) => o.source.describe(m as Message<T>);
-      if (store) await this.retry.run(store.server, () => store.record(letters, describe));
-      await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters));
+      if (store) await this.retry.run(store.server, () => store.record(letters, describe), { step: 'dead letters', onRetry });
+      await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters), { step: 'dead letters', onRetry });
       for (const l of letters) {
         this.counters.deadLettered++;
         this.emit('deadLetter', { id: l.message.id, code: l.code, error: l.error, deliveries: l.message.deliveries });
       }
     }
     const ack = dead ? messages.filter((m) => !dead!.has(m.id)) : messages;
-    if (ack.length > 0) await this.retry.run(o.source.server, () => o.source.ack(consumer, ack));
+    const committing: Promise<void>[] = [];
+    if (ack.length > 0) committing.push(this.retry.run(o.source.server, () => o.source.ack(consumer, ack), { step: 'ack', onRetry }));
+    this.stages.forEach((st, i) => {
+      const after = st.afterCommit?.bind(st);
+      const mine = kept[i] ?? [];
+      if (!after) return;
+      committing.push(this.retry.run(st.server, (attempt) => after(mine, { consumer, signal, attempt, state }), { step: `${st.name} (after commit)`, onRetry }));
+    });
+    await Promise.all(committing);
     timings.ack = performance.now() - ackStarted;
 
     const producedAt: number[] = [];
@@ -512,6 +548,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       writeMs,
       statements: written.statements ?? (current.length === 0 ? 0 : 1),
       timings,
+      retries,
+      details: written.details,
       producedAt,
       committedAt,
     };
@@ -549,7 +587,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
           if (granted === 0) return;
           let found: Recovered<T>;
           try {
-            found = await this.retry.run(source.server, () => reclaim(consumer, granted, minIdleMs, cursor), { giveUpOn: stop });
+            found = await this.retry.run(source.server, () => reclaim(consumer, granted, minIdleMs, cursor), { giveUpOn: stop, step: 'reclaim' });
           } catch (err) {
             this.inFlight.received(granted, 0);
             throw err;
@@ -586,6 +624,8 @@ class Worker<T> {
   private stopping = false;
   private batch: Message<T>[] = [];
   private batchBytes = 0;
+  /** Time spent in the reads that filled the batch, ms. */
+  private batchReadMs = 0;
   private firstAt: number | undefined;
   /** Permits of the reads in progress and the messages held. */
   private permits = 0;
@@ -614,12 +654,13 @@ class Worker<T> {
       await this.flush('shutdown');
       await this.settleWrite();
     } catch (err) {
-      if (!(err instanceof ForcedStop)) throw err;
+      if (!(err instanceof ForcedStop) && !REPORTED.has(err as Error)) throw err;
     } finally {
       this.loopDone = true;
       this.resolveFinished();
-      // The write still running (after a forced stop, or an error) releases its own messages.
-      await this.writing?.catch(() => {});
+      // The write still running (after a forced stop, or an error) releases its own messages;
+      // a forced stop does not wait for one that ignores the signal (a user's handler).
+      if (this.writing) await untilAborted(this.writing.catch(() => {}), this.runner.forceSignal);
       this.runner.capacity.release(this.permits, this.heldBytes);
       this.permits = 0;
       this.heldBytes = 0;
@@ -688,6 +729,7 @@ class Worker<T> {
             ? undefined
             : policy.blockFor(state, Date.now(), idleBlockMs) || undefined;
       let got: Message<T>[];
+      const readStarted = performance.now();
       try {
         got = await source.read(this.consumer, asked, blockMs, force);
         runner.markUp(source.server);
@@ -697,7 +739,12 @@ class Worker<T> {
         inFlight.received(asked, 0);
         if (this.stopping) break;
         if (force.aborted) throw new ForcedStop();
-        if (!(err instanceof ReadAgain)) runner.readFailed(source.server, asError(err));
+        if (!(err instanceof ReadAgain)) runner.readFailed(source.server, asError(err), attempt + 1);
+        // What is buffered still goes out on time, whatever the reads do.
+        if (this.batch.length > 0 && policy.check({ count: this.batch.length, bytes: this.batchBytes, firstAt: this.firstAt }, Date.now()) === 'time') {
+          await this.flush('time');
+          continue;
+        }
         await sleep(runner.backoff(attempt++), force);
         if (force.aborted) throw new ForcedStop();
         continue;
@@ -713,6 +760,7 @@ class Worker<T> {
         }
         for (let i = 0; i < got.length; i++) this.batch.push(got[i]!);
         this.batchBytes += bytes;
+        this.batchReadMs += performance.now() - readStarted;
         runner.countRead(got.length);
       } else if (o.untilEmpty && this.batch.length === 0) {
         break;
@@ -736,12 +784,22 @@ class Worker<T> {
     if (this.batch.length === 0) return;
     const messages = this.batch;
     const bytes = this.batchBytes;
+    const readMs = this.batchReadMs;
     this.batch = [];
     this.batchBytes = 0;
+    this.batchReadMs = 0;
     this.firstAt = undefined;
     const writing = (async () => {
       try {
-        await this.runner.process(this.consumer, messages, reason, this.holdings);
+        await this.runner.process(this.consumer, messages, reason, this.holdings, readMs);
+      } catch (err) {
+        if (!(err instanceof ForcedStop)) {
+          // A permanent failure (not retried): name it now, stop reading; the batch stays
+          // unacknowledged for recovery.
+          this.runner.failed(this.consumer, asError(err));
+          this.stop();
+        }
+        throw err;
       } finally {
         this.holdings.drop(messages);
         this.permits -= messages.length;
@@ -757,11 +815,8 @@ class Worker<T> {
   private async settleWrite(): Promise<void> {
     const writing = this.writing;
     if (writing === undefined) return;
-    try {
-      await writing;
-    } finally {
-      if (this.writing === writing) this.writing = undefined;
-    }
+    if ((await untilAborted(writing, this.runner.forceSignal)) === ABORTED) throw new ForcedStop();
+    if (this.writing === writing) this.writing = undefined;
   }
 }
 

@@ -273,7 +273,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
         const result = await trimStream(this.commands, c.streamKey, options);
         if (result.deleted > 0) this.emit('trimmed', { deleted: result.deleted, cut: result.cut, limitedBy: result.limitedBy });
       } catch (err) {
-        this.emit('retry', { server: 'redis' as ServerName, error: err as Error });
+        this.emit('retry', { server: 'redis' as ServerName, error: err as Error, step: 'trim', attempt: 1 });
       }
     }
   }

@@ -86,3 +86,19 @@ export async function ensureGroup(client: RedisConnection, key: string, group: s
     throw err;
   }
 }
+
+/** Resolves when `client` is ready again, after `maxMs`, or on `signal`; leaves no listener behind. */
+export function untilReady(client: RedisConnection, maxMs: number, signal: AbortSignal): Promise<void> {
+  if (client.isReady || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, maxMs);
+    client.on('ready', done);
+    signal.addEventListener('abort', done);
+  });
+}

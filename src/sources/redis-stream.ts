@@ -1,7 +1,7 @@
 import { ClientOfflineError, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
-import { createRedisConnection, destroyQuietly, ensureGroup, send, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, ensureGroup, send, untilReady, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
   parseEntryList,
@@ -245,20 +245,4 @@ export class RedisStreamSource implements Source<StreamEntry> {
     }
     return r;
   }
-}
-
-/** Resolves when `client` is ready again, after `maxMs`, or on `signal`; leaves no listener behind. */
-function untilReady(client: RedisConnection, maxMs: number, signal: AbortSignal): Promise<void> {
-  if (client.isReady || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, maxMs);
-    client.on('ready', done);
-    signal.addEventListener('abort', done);
-  });
 }

@@ -8,7 +8,7 @@ import { afterEach } from 'vitest';
 import { resolveConfig } from '../../src/config/index.js';
 import { analyzeReferenceTables } from '../../src/orders/pg/analyze.js';
 import { migrateOrders } from '../../src/orders/pg/migrate.js';
-import { OrdersPipeline, type OrdersPipelineOptions } from '../../src/orders/pipeline.js';
+import { OrdersPipeline, type OrdersPipelineOptions } from '../../src/pipelines/orders.js';
 import { escapeGlob, LookupCache, OrderQueue } from '../../src/orders/redis/index.js';
 import { REFERENCE_DATA, seedReferenceData } from '../../src/orders/seed.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';

@@ -12,7 +12,7 @@ import { stageBatch } from '../../src/orders/pg/staging.js';
 import { newIsolationState, newStagePromoteState, stageAndPromote, stageAndPromoteIsolating, StagedRowsVanished } from '../../src/orders/batch.js';
 import { transformBatch } from '../../src/orders/transform.js';
 import { randomBytes } from 'node:crypto';
-import { OrdersPipeline } from '../../src/orders/pipeline.js';
+import { OrdersPipeline } from '../../src/pipelines/orders.js';
 import { Backpressure, LookupCache, OrderQueue } from '../../src/orders/redis/index.js';
 import { REFERENCE_DATA } from '../../src/orders/seed.js';
 import { collectOrdersStats } from '../../src/orders/stats.js';
@@ -370,18 +370,26 @@ describe('OrdersPipeline', () => {
     expect(new Set([...a.workerNames, ...b.workerNames]).size).toBe(4);
   });
 
-  it("a worker whose start-up fails (release throws) leaves no Redis connection behind", async () => {
+  it('a worker whose start-up release fails retries it (reported), then works; close() leaves no Redis connection behind', async () => {
     const env = await envs.setup('open_leak');
-    const p = env.pipeline({ workers: 1, refreshViews: false });
+    const texts = Array.from({ length: 50 }, (_, i) => orderJson(`leak-${i}`));
+    await env.queue.push(texts);
+    const p = env.pipeline({ workers: 1, refreshViews: false, retryBaseMs: 5, retryMaxMs: 20 });
     const name = p.workerNames[0]!;
+    const retries: string[] = [];
+    p.on('retry', (r) => retries.push(`${r.step}: ${r.error.message}`));
     const spy = vi.spyOn(OrderQueue.prototype, 'release').mockRejectedValueOnce(new Error('release failed'));
     try {
-      await expect(p.start()).rejects.toThrow(/release failed/);
+      await p.start();
+      await waitFor(async () => (await env.count('orders')) === 50, 10_000, 'the batch after the retried release');
     } finally {
       spy.mockRestore();
     }
+    expect(retries).toContain('resume: release failed');
+    await p.close();
     const connName = `tributary:orders:${name}`;
     await waitFor(async () => !String(await send(env.redis, ['CLIENT', 'LIST'])).includes(`name=${connName} `), 5000, 'worker connection closed');
+    await expectExactlyOnce(env, texts.map(idOf));
   });
 
   it('malformed items whose insert committed but whose reply was lost are not recorded twice on retry', async () => {

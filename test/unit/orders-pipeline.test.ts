@@ -7,7 +7,7 @@ import { resolveConfig } from '../../src/config/index.js';
 import { isTributaryError } from '../../src/errors.js';
 import { revenueEntries } from '../../src/orders/batch.js';
 import { INVALID_KINDS, OrderGenerator } from '../../src/orders/generate.js';
-import { OrdersPipeline } from '../../src/orders/pipeline.js';
+import { OrdersPipeline } from '../../src/pipelines/orders.js';
 import { formatOrdersStats, type OrdersStats } from '../../src/orders/stats.js';
 import { parseOrders } from '../../src/orders/transform.js';
 import { stagingColumns } from '../helpers/orders-pg.js';

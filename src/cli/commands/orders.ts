@@ -17,7 +17,7 @@ import { analyzeReferenceTables } from '../../orders/pg/analyze.js';
 import { migrateOrders } from '../../orders/pg/migrate.js';
 import { promote } from '../../orders/pg/promote.js';
 import { refreshViews } from '../../orders/pg/views.js';
-import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../orders/pipeline.js';
+import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../pipelines/orders.js';
 import { Backpressure } from '../../orders/redis/backpressure.js';
 import { LookupCache } from '../../orders/redis/cache.js';
 import { escapeGlob, orderKeys } from '../../orders/redis/keys.js';
@@ -231,7 +231,8 @@ function registerProcess(orders: Command): void {
     .action(async (opts: Record<string, unknown>) => {
       const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
       const log = createLogger(config.logLevel);
-      const pipeline = new OrdersPipeline({ ...pipelineOptions(config), untilEmpty: opts.untilEmpty === true });
+      // Long-running, it waits out a server that is not up yet; one-shot (--until-empty), it fails fast.
+      const pipeline = new OrdersPipeline({ ...pipelineOptions(config), untilEmpty: opts.untilEmpty === true, waitForServers: opts.untilEmpty !== true });
       const stopLogging = attachOrdersLogging(pipeline, log);
       const started = performance.now();
       await pipeline.start();

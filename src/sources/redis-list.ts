@@ -1,0 +1,189 @@
+import { ClientOfflineError } from '@redis/client';
+import { sleep } from '../core/backoff.js';
+import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
+import { TributaryError } from '../errors.js';
+import { OrderQueue, type RecoverResult } from '../orders/redis/queue.js';
+import { createRedisConnection, destroyQuietly, send, untilReady, type RedisConnection } from '../redis/client.js';
+
+export interface RedisListSourceOptions {
+  /** Redis URL: each consumer gets its own connection from it (a take blocks it). */
+  redisUrl: string;
+  /** The connection for non-blocking commands (shared; not closed by the source). */
+  commands: RedisConnection;
+  /** Key prefix of the queue: `<prefix>:queue`, `<prefix>:processing:<consumer>`, ... (required). */
+  prefix: string;
+  /** A consumer whose heartbeat is this old is dead: its processing list goes back to the queue (ms). */
+  staleMs: number;
+  /** Called after dead consumers' lists went back to the queue (the pipeline drops what they had half done). */
+  onRecovered?: (result: RecoverResult) => Promise<void>;
+  /** Look for processing lists with no heartbeat at all (one SCAN) every this many recoveries (default 12). */
+  scanOrphansEvery?: number;
+  /** Names the consumers' connections in CLIENT LIST (default `tributary:<consumer>`). */
+  connectionName?: (consumer: string) => string;
+  /** Connection timeout of the consumers' connections, ms (default 5000). */
+  connectTimeoutMs?: number;
+}
+
+interface Reader {
+  conn: RedisConnection;
+  queue: OrderQueue;
+  id: string | undefined;
+  seq: number;
+  /** Items taken and not yet acknowledged. */
+  outstanding: number;
+  /** A take failed: it may have moved items into the list unseen. */
+  needRelease: boolean;
+}
+
+/**
+ * A reliable Redis list queue as a runner source (see OrderQueue): a read moves items
+ * with BLMOVE into the consumer's own processing list, where they stay until the sink
+ * committed; the ack removes them (oldest first: batches of one consumer are acknowledged
+ * in the order they were taken). Keep-alive is the consumer's heartbeat; recovery moves
+ * the lists of consumers whose heartbeat went stale back to the queue. Items carry no
+ * delivery count: a list does not keep one.
+ */
+export class RedisListSource implements Source<string> {
+  readonly server = 'redis' as const;
+  readonly queue: OrderQueue;
+  private readonly readers = new Map<string, Reader>();
+  private recoveries = 0;
+  private closed = false;
+
+  constructor(private readonly options: RedisListSourceOptions) {
+    if (!options?.redisUrl || !options.commands || !options.prefix) {
+      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['redis-list source', 'redisUrl, commands and prefix are required']);
+    }
+    this.queue = new OrderQueue({ client: options.commands, prefix: options.prefix });
+  }
+
+  async start(): Promise<void> {
+    const commands = this.options.commands;
+    if (!commands.isOpen) await commands.connect();
+    await send(commands, ['PING']);
+  }
+
+  async read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<Message<string>[]> {
+    const r = await this.reader(consumer);
+    if (r.needRelease) {
+      // A failed take may have moved items into the processing list that nobody saw; the
+      // count-based ack would then remove them unprocessed. Take nothing more until the
+      // consumer holds nothing, then return the whole list to the queue.
+      if (r.outstanding > 0) {
+        await sleep(100, signal);
+        throw new ReadAgain('waiting for held batches before returning a failed take to the queue');
+      }
+      await r.queue.release(consumer);
+      r.needRelease = false;
+    }
+    let items: string[];
+    try {
+      items = await r.queue.take(consumer, count, blockMs ?? 0);
+    } catch (err) {
+      r.needRelease = true;
+      if (err instanceof ClientOfflineError) {
+        // Reconnecting: the read its break failed reported it; wait rather than report again.
+        await untilReady(r.conn, 1000, signal);
+        throw new ReadAgain('the reader is reconnecting');
+      }
+      throw err;
+    }
+    r.outstanding += items.length;
+    const seq = ++r.seq;
+    const out = new Array<Message<string>>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = { id: `${seq}.${i}`, body: items[i]!, deliveries: 1, bytes: items[i]!.length };
+    return out;
+  }
+
+  /** Removes the batch from the consumer's processing list (the oldest items: batches are acked in take order). */
+  async ack(consumer: string, messages: readonly Message<string>[]): Promise<void> {
+    await this.queue.ack(consumer, messages.length);
+    this.settled(consumer, messages.length);
+  }
+
+  private settled(consumer: string, n: number): void {
+    const r = this.readers.get(consumer);
+    if (r) r.outstanding = Math.max(0, r.outstanding - n);
+  }
+
+  async keepAlive(consumer: string): Promise<void> {
+    await this.queue.heartbeat(consumer);
+  }
+
+  /** What an earlier run under this name left in its processing list goes back to the queue. */
+  async resume(consumer: string): Promise<Recovered<string>> {
+    await this.queue.release(consumer);
+    return { messages: [], deleted: [], more: false };
+  }
+
+  /** Dead consumers' processing lists go back to the queue (nothing is processed here). */
+  async reclaim(_consumer: string, _max: number, minIdleMs: number): Promise<Recovered<string>> {
+    const every = this.options.scanOrphansEvery ?? 12;
+    const scanOrphans = this.recoveries++ % Math.max(1, every) === 0;
+    const result = await this.queue.recover({ staleMs: Math.max(minIdleMs, this.options.staleMs), scanOrphans });
+    if (result.workers > 0) await this.options.onRecovered?.(result);
+    return { messages: [], deleted: [], more: false, cursor: '0-0' };
+  }
+
+  /** Rejected items go to `<prefix>:dead` (with the reason) and leave the processing list. */
+  async deadLetter(consumer: string, letters: readonly DeadLetter<string>[]): Promise<void> {
+    if (letters.length === 0) return;
+    const dead = `${this.queue.keys.queue.slice(0, -':queue'.length)}:dead`;
+    await send(this.options.commands, ['LPUSH', dead, ...letters.map((l) => JSON.stringify({ item: l.message.body, code: l.code, error: l.error, at: Date.now() }))]);
+    await this.queue.ack(consumer, letters.map((l) => l.message.body));
+    this.settled(consumer, letters.length);
+  }
+
+  async interrupt(consumer: string): Promise<void> {
+    const r = this.readers.get(consumer);
+    const commands = this.options.commands;
+    if (r?.id && r.conn.isOpen && commands.isReady) await send(commands, ['CLIENT', 'UNBLOCK', r.id]);
+  }
+
+  /** The consumer stopped: forget its heartbeat (its list is empty after a graceful stop), close its connection. */
+  async release(consumer: string): Promise<void> {
+    const r = this.readers.get(consumer);
+    this.readers.delete(consumer);
+    destroyQuietly(r?.conn);
+  }
+
+  /** Forgets the heartbeats of consumers that stopped with nothing held. */
+  async forget(consumers: readonly string[]): Promise<void> {
+    await Promise.all(consumers.map((c) => this.queue.release(c).catch(() => 0)));
+  }
+
+  describe(m: Message<string>): Record<string, string> {
+    return { item: m.body };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const r of this.readers.values()) destroyQuietly(r.conn);
+    this.readers.clear();
+  }
+
+  private async reader(consumer: string): Promise<Reader> {
+    let r = this.readers.get(consumer);
+    if (!r) {
+      if (this.closed) throw new Error('source closed');
+      const conn = createRedisConnection(this.options.redisUrl, {
+        name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
+        connectTimeoutMs: this.options.connectTimeoutMs,
+        onError: () => {},
+      });
+      const reader: Reader = (r = { conn, queue: new OrderQueue({ client: conn, prefix: this.options.prefix }), id: undefined, seq: 0, outstanding: 0, needRelease: false });
+      conn.on('ready', () => {
+        send(conn, ['CLIENT', 'ID']).then(
+          (id) => (reader.id = String(id)),
+          () => {},
+        );
+      });
+      this.readers.set(consumer, r);
+    }
+    if (!r.conn.isOpen) {
+      await r.conn.connect();
+      r.id = String(await send(r.conn, ['CLIENT', 'ID']));
+    }
+    return r;
+  }
+}
