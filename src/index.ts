@@ -16,7 +16,7 @@ export { migrate, loadMigrations } from './postgres/migrate.js';
 export { createPgPool } from './postgres/pool.js';
 export { createRedisConnection } from './redis/client.js';
 export { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from './observability/monitor.js';
-export { createEngineMetrics } from './observability/metrics.js';
+export { createPipelineMetrics, type ObservedPipeline } from './observability/metrics.js';
 export { startOpsServer } from './http/server.js';
 export { trimStream, safeTrimPoint } from './ops/retention.js';
 export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';

@@ -1,7 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Engine } from '../pipelines/events.js';
+/** Anything that can say whether it is ready (a pipeline). */
+export interface Probed {
+  probe(): Promise<{ ready: boolean }>;
+}
 
 export interface OpsServer {
   server: Server;
@@ -10,11 +13,11 @@ export interface OpsServer {
 }
 
 /**
- * The engine's HTTP surface: `/metrics` (Prometheus text), `/healthz` (the process is
- * alive: always 200 while it serves), `/readyz` (200 when Redis and Postgres answer and
- * the group exists, else 503 with the failing checks as JSON).
+ * A pipeline's HTTP surface: `/metrics` (Prometheus text), `/healthz` (the process is
+ * alive: always 200 while it serves), `/readyz` (200 when the pipeline's probe says ready
+ * — its servers answer, its group exists — else 503 with the failing checks as JSON).
  */
-export async function startOpsServer(engine: Engine, registry: Registry, port: number, host = '0.0.0.0'): Promise<OpsServer> {
+export async function startOpsServer(engine: Probed, registry: Registry, port: number, host = '0.0.0.0'): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const reply = (status: number, type: string, body: string) => {

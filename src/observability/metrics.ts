@@ -1,17 +1,28 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Engine } from '../pipelines/events.js';
+import type { Runner } from '../core/runner.js';
+
+/** What a pipeline offers its metrics: its runner's events and stats, labels, and gauges read when scraped. */
+export interface ObservedPipeline {
+  /** `pipeline` (its name), `stream` (the stream or queue key) and `group` (the consumer group, or the queue's prefix). */
+  readonly metricsLabels: { pipeline: string; stream: string; group: string };
+  readonly runner: Runner<any>;
+  /** Backlog gauges: length of the stream (queue), held by the group (pending / in processing), not yet delivered (lag; null: unknown). */
+  gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }>;
+  /** The events pipeline's retention reports what it trimmed. */
+  onTrimmed?(listener: (t: { deleted: number }) => void): void;
+}
 
 /**
- * Prometheus metrics for one engine, in their own registry. Counters and histograms
- * follow the engine's events; gauges are read from Redis when scraped.
+ * Prometheus metrics for one pipeline, in their own registry. Counters and histograms
+ * follow the runner's events; gauges are read from Redis when scraped.
  *
  * Names follow Prometheus conventions: `tributary_` prefix, `_total` on counters,
- * base units (seconds) in the name; labels `stream` and `group` on everything.
+ * base units (seconds) in the name; labels `pipeline`, `stream` and `group` on everything.
  */
-export function createEngineMetrics(engine: Engine, registry = new Registry()): Registry {
-  const c = engine.config;
-  const labels = { stream: c.streamKey, group: c.group };
-  const labelNames = ['stream', 'group'] as const;
+export function createPipelineMetrics(pipeline: ObservedPipeline, registry = new Registry()): Registry {
+  const labels = { ...pipeline.metricsLabels };
+  const labelNames = ['pipeline', 'stream', 'group'] as const;
+  const engine = pipeline.runner;
 
   const read = new Counter({ name: 'tributary_entries_read_total', help: 'Stream entries read by the workers (XREADGROUP).', labelNames, registers: [registry] });
   const written = new Counter({ name: 'tributary_entries_written_total', help: 'Rows newly inserted into Postgres.', labelNames, registers: [registry] });
@@ -19,7 +30,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   const dead = new Counter({ name: 'tributary_entries_dead_lettered_total', help: 'Entries sent to the dead letters, by error code.', labelNames: [...labelNames, 'code'], registers: [registry] });
   const reclaimed = new Counter({ name: 'tributary_entries_reclaimed_total', help: 'Entries claimed from idle consumers (XAUTOCLAIM).', labelNames, registers: [registry] });
   const retried = new Counter({ name: 'tributary_retries_total', help: 'Failed operations retried with backoff, by server.', labelNames: [...labelNames, 'server'], registers: [registry] });
-  const trimmed = new Counter({ name: 'tributary_entries_trimmed_total', help: 'Stream entries removed by the engine\'s retention (TRIM_MAXLEN / TRIM_MAX_AGE).', labelNames, registers: [registry] });
+  const trimmed = new Counter({ name: 'tributary_entries_trimmed_total', help: 'Stream entries removed by the events pipeline\'s retention (TRIM_MAXLEN / TRIM_MAX_AGE).', labelNames, registers: [registry] });
   const flushes = new Counter({ name: 'tributary_batches_total', help: 'Batches committed and acknowledged, by flush reason.', labelNames: [...labelNames, 'reason'], registers: [registry] });
   const batchSize = new Histogram({
     name: 'tributary_batch_size',
@@ -60,8 +71,8 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   });
   engine.on('deadLetter', (d) => dead.inc({ ...labels, code: d.code }));
   engine.on('reclaimed', (r) => reclaimed.inc(labels, r.count));
-  engine.on('retry', (r) => retried.inc({ ...labels, server: r.server }));
-  engine.on('trimmed', (t) => trimmed.inc(labels, t.deleted));
+  engine.on('retry', (r) => retried.inc({ ...labels, server: r.server ?? 'none' }));
+  pipeline.onTrimmed?.((t) => trimmed.inc(labels, t.deleted));
 
   // Gauges: read when scraped, one Redis round trip for all three.
   let gaugesAt = 0;
@@ -69,7 +80,7 @@ export function createEngineMetrics(engine: Engine, registry = new Registry()): 
   const current = () => {
     if (Date.now() - gaugesAt > 500) {
       gaugesAt = Date.now();
-      gauges = engine.gauges().catch(() => undefined);
+      gauges = pipeline.gauges().catch(() => undefined);
     }
     return gauges;
   };

@@ -156,6 +156,15 @@ export class Engine extends TypedEmitter<EngineEvents> {
     return this.runner.running;
   }
 
+  /** Labels of this pipeline's metrics. */
+  get metricsLabels(): { pipeline: string; stream: string; group: string } {
+    return { pipeline: 'events', stream: this.config.streamKey, group: this.config.group };
+  }
+
+  onTrimmed(listener: (t: EngineEvents['trimmed']) => void): void {
+    this.on('trimmed', listener);
+  }
+
   stats(): EngineStats {
     return this.runner.stats();
   }

@@ -26,7 +26,7 @@ import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { lookupFor, rejectedTotal, THROUGHPUT_SLOT_MS } from '../orders/batch.js';
 import { analyzeReferenceTables } from '../orders/pg/analyze.js';
 import { inTransaction, promoteLockKey } from '../orders/pg/promote.js';
@@ -345,7 +345,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private readonly source: RedisListSource;
   private readonly cache: LookupCache;
   private readonly signals: OrderSignals;
-  private readonly runner: Runner<string>;
+  readonly runner: Runner<string>;
   private refresher: ViewRefresher<ViewRefresh[]> | undefined;
   private unsubscribe: Unsubscribe | undefined;
   private vacuumTimer: NodeJS.Timeout | undefined;
@@ -434,6 +434,43 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.runner.on('serverUp', (e) => this.emit('serverUp', e));
     this.runner.on('error', (e) => this.emit('error', e));
     this.runner.on('drained', (e) => this.emit('drained', e));
+  }
+
+  /** Labels of this pipeline's metrics: the queue key and the prefix as the group. */
+  get metricsLabels(): { pipeline: string; stream: string; group: string } {
+    return { pipeline: 'orders', stream: this.source.queue.keys.queue, group: this.options.prefix };
+  }
+
+  /** Orders waiting in the queue (streamLength), taken and not yet acknowledged by any worker (pending); lag is the queue itself. */
+  async gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }> {
+    if (!this.control.isReady) throw new Error('not connected to Redis');
+    const [length, depth] = await Promise.all([this.source.queue.length(), this.source.queue.depth()]);
+    return { streamLength: length, pending: Math.max(0, depth - length), lag: length };
+  }
+
+  /** Readiness: running, Redis and Postgres answer, the orders schema exists. Never throws. */
+  async probe(): Promise<{ ready: boolean; redis: { ok: boolean; error?: string }; postgres: { ok: boolean; error?: string }; schema: { ok: boolean; error?: string } }> {
+    const check = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, error: asError(err).message };
+      }
+    };
+    if (this.state !== 'running') {
+      const error = `pipeline is ${this.state}`;
+      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, schema: { ok: false, error } };
+    }
+    const [redis, postgres, schema] = await Promise.all([
+      check(() => send(this.control, ['PING'])),
+      check(() => this.pool.query('SELECT 1')),
+      check(async () => {
+        const r = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${quoteIdent(this.options.schema)}.orders`]);
+        if (!r.rows[0]?.t) throw new Error(`schema ${this.options.schema} has no orders table`);
+      }),
+    ]);
+    return { ready: redis.ok && postgres.ok && schema.ok, redis, postgres, schema };
   }
 
   /** The names of this process's workers (`<workerPrefix>-<n>`). */

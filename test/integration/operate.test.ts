@@ -2,7 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/pipelines/events.js';
 import { startOpsServer } from '../../src/http/server.js';
-import { createEngineMetrics } from '../../src/observability/metrics.js';
+import { createPipelineMetrics } from '../../src/observability/metrics.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
@@ -83,7 +83,7 @@ describe('metrics, health and readiness', () => {
     envs.defer(() => proxy.close());
     const engine = new Engine({ ...env.config, databaseUrl: proxy.url }, { retry: { baseMs: 20, maxMs: 200 } });
     envs.defer(() => engine.close({ force: true }));
-    const ops = await startOpsServer(engine, createEngineMetrics(engine), 0, '127.0.0.1');
+    const ops = await startOpsServer(engine, createPipelineMetrics(engine), 0, '127.0.0.1');
     envs.defer(() => ops.close());
 
     expect((await get(ops.port, '/readyz')).status).toBe(503); // not started yet
@@ -92,7 +92,7 @@ describe('metrics, health and readiness', () => {
     await send(env.redis, ['XADD', env.config.streamKey, '*', 'event_type', 'x', 'payload', '{broken']);
     await waitFor(async () => (await countRows(env)).rows === 1500 && (await pendingCount(env)) === 0, 20_000, 'drain');
 
-    const labels = { stream: env.config.streamKey, group: env.config.group };
+    const labels = { pipeline: 'events', stream: env.config.streamKey, group: env.config.group };
     const metrics = (await get(ops.port, '/metrics')).body;
     expect(metricValue(metrics, 'tributary_entries_read_total', labels)).toBe(1501);
     expect(metricValue(metrics, 'tributary_entries_written_total', labels)).toBe(1500);

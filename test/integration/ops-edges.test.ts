@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/pipelines/events.js';
-import { createEngineMetrics } from '../../src/observability/metrics.js';
+import { createPipelineMetrics } from '../../src/observability/metrics.js';
 import { retryDeadLetters, type DeadLetterOps } from '../../src/ops/dead-letters.js';
 import { trimStream } from '../../src/ops/retention.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
@@ -77,7 +77,7 @@ describe('operating tools: edge cases found in review', () => {
   it('/metrics leaves the stream gauges out, and counts the failure, when Redis cannot be read', async () => {
     const env = await envs.setup('stale_gauges', {}, { migrate: false });
     const engine = new Engine(env.config); // never started: gauges() cannot read Redis
-    const registry = createEngineMetrics(engine);
+    const registry = createPipelineMetrics(engine);
     const text = await registry.metrics();
     expect(text).not.toMatch(/^tributary_stream_length\{/m);
     expect(text).not.toMatch(/^tributary_group_pending\{/m);

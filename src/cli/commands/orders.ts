@@ -18,6 +18,8 @@ import { migrateOrders } from '../../orders/pg/migrate.js';
 import { promote } from '../../orders/pg/promote.js';
 import { refreshViews } from '../../orders/pg/views.js';
 import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../pipelines/orders.js';
+import { startOpsServer, type OpsServer } from '../../http/server.js';
+import { createPipelineMetrics } from '../../observability/metrics.js';
 import { Backpressure } from '../../orders/redis/backpressure.js';
 import { LookupCache } from '../../orders/redis/cache.js';
 import { escapeGlob, orderKeys } from '../../orders/redis/keys.js';
@@ -228,12 +230,18 @@ function registerProcess(orders: Command): void {
     .option('--workers <n>', 'alias of --orders-workers')
     .option('--batch-size <n>', 'alias of --orders-batch-size')
     .option('--until-empty', 'stop once the queue is empty (each worker at its first empty take)')
+    .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)')
     .action(async (opts: Record<string, unknown>) => {
       const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
       const log = createLogger(config.logLevel);
       // Long-running, it waits out a server that is not up yet; one-shot (--until-empty), it fails fast.
       const pipeline = new OrdersPipeline({ ...pipelineOptions(config), untilEmpty: opts.untilEmpty === true, waitForServers: opts.untilEmpty !== true });
       const stopLogging = attachOrdersLogging(pipeline, log);
+      let ops: OpsServer | undefined;
+      if (config.metricsPort !== undefined) {
+        ops = await startOpsServer(pipeline, createPipelineMetrics(pipeline), config.metricsPort);
+        log.info({ port: ops.port }, `metrics on http://0.0.0.0:${ops.port}/metrics (also /healthz, /readyz)`);
+      }
       const started = performance.now();
       await pipeline.start();
       log.info(
@@ -259,6 +267,7 @@ function registerProcess(orders: Command): void {
       await pipeline.done;
       await pipeline.close();
       stopLogging();
+      await ops?.close();
       const s = pipeline.stats();
       const ms = performance.now() - started;
       print(

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { redactUrl } from '../../config/index.js';
 import { Engine } from '../../pipelines/events.js';
 import { startOpsServer } from '../../http/server.js';
-import { createEngineMetrics } from '../../observability/metrics.js';
+import { createPipelineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, type Logger } from '../output.js';
 
@@ -53,7 +53,7 @@ export function registerStart(program: Command): void {
     const stopLogging = attachEngineLogging(engine, log);
     let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
     if (config.metricsPort !== undefined) {
-      ops = await startOpsServer(engine, createEngineMetrics(engine), config.metricsPort);
+      ops = await startOpsServer(engine, createPipelineMetrics(engine), config.metricsPort);
       log.info({ port: ops.port }, `metrics on http://0.0.0.0:${ops.port}/metrics (also /healthz, /readyz)`);
     }
     let signals = 0;
