@@ -9,6 +9,7 @@
  * promote has committed.
  */
 import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
+import { isolateByHalving, type Halving } from '../sinks/isolate.js';
 import type { RedisConnection } from '../redis/client.js';
 import { promote, recordMalformed } from './pg/promote.js';
 import { stageBatch } from './pg/staging.js';
@@ -262,50 +263,48 @@ export async function stageAndPromoteIsolating(
     }
   }
   // The failed promote rolled back: drop the batch's staged rows, then promote it in parts.
-  await pool.query(`DELETE FROM ${quoteIdent(schema)}.orders_staging WHERE batch_id = $1`, [batchId]);
+  await dropStaged(pool, schema, batchId);
   state.maybeStaged = false;
-  const half = Math.ceil(cols.length / 2);
-  const a = await isolatePart(pool, schema, `${batchId}.0`, sliceColumns(cols, 0, half), orders.slice(0, half), isolation);
-  const b = await isolatePart(pool, schema, `${batchId}.1`, sliceColumns(cols, half, cols.length), orders.slice(half), isolation);
-  const out = addResults(a, b);
+  const empty: StagePromoteResult = { promoted: 0, duplicates: 0, rejected: {}, staged: 0, stagedRows: 0, malformedRecorded: 0, landedEarlier: false, stageMs: 0, promoteMs: 0 };
+  type Part = { cols: StagingColumns; orders: readonly Order[] };
+  const halving: Halving<Part, StagePromoteResult> = {
+    done: isolation.done,
+    attempt: async (part, id) => {
+      if (part.cols.length === 0) return empty;
+      let sub = isolation.states.get(id);
+      if (!sub) isolation.states.set(id, (sub = { malformedRecorded: true, maybeStaged: false, malformedMaybeRecorded: false }));
+      return stageAndPromote(pool, schema, id, part.cols, [], sub);
+    },
+    isContentError: isRowContentError,
+    size: (part) => part.cols.length,
+    split: (part) => {
+      const half = Math.ceil(part.cols.length / 2);
+      return [
+        { cols: sliceColumns(part.cols, 0, half), orders: part.orders.slice(0, half) },
+        { cols: sliceColumns(part.cols, half, part.cols.length), orders: part.orders.slice(half) },
+      ];
+    },
+    refused: async (_part, id) => {
+      await dropStaged(pool, schema, id);
+      const sub = isolation.states.get(id);
+      if (sub) sub.maybeStaged = false;
+    },
+    alone: async (part, id, err) => {
+      const message = `Postgres refused the order: ${(err as Error).message} (SQLSTATE ${String((err as { code?: unknown }).code)})`;
+      await recordMalformedOnce(pool, schema, id, [{ raw: asciiJson(part.orders[0]), error: message }], isolation.states.get(id)!);
+      return { ...empty, staged: 1, stagedRows: 1, rejected: { malformed: 1 } };
+    },
+    combine: addResults,
+  };
+  const [a, b] = halving.split({ cols, orders });
+  const out = addResults(await isolateByHalving(a, `${batchId}.0`, halving), await isolateByHalving(b, `${batchId}.1`, halving));
   // The malformed items were recorded by the first call, before staging.
   return { ...out, landedEarlier: false };
 }
 
-async function isolatePart(
-  pool: PgPool,
-  schema: string,
-  id: string,
-  cols: StagingColumns,
-  orders: readonly Order[],
-  isolation: IsolationState,
-): Promise<StagePromoteResult> {
-  const empty: StagePromoteResult = { promoted: 0, duplicates: 0, rejected: {}, staged: 0, stagedRows: 0, malformedRecorded: 0, landedEarlier: false, stageMs: 0, promoteMs: 0 };
-  if (cols.length === 0) return empty;
-  const finished = isolation.done.get(id);
-  if (finished) return finished;
-  let state = isolation.states.get(id);
-  if (!state) isolation.states.set(id, (state = { malformedRecorded: true, maybeStaged: false, malformedMaybeRecorded: false }));
-  let result: StagePromoteResult;
-  try {
-    result = await stageAndPromote(pool, schema, id, cols, [], state);
-  } catch (err) {
-    if (!isRowContentError(err)) throw err;
-    await pool.query(`DELETE FROM ${quoteIdent(schema)}.orders_staging WHERE batch_id = $1`, [id]);
-    state.maybeStaged = false;
-    if (cols.length === 1) {
-      const message = `Postgres refused the order: ${(err as Error).message} (SQLSTATE ${String((err as { code?: unknown }).code)})`;
-      await recordMalformedOnce(pool, schema, id, [{ raw: asciiJson(orders[0]), error: message }], state);
-      result = { ...empty, staged: 1, stagedRows: 1, rejected: { malformed: 1 } };
-    } else {
-      const half = Math.ceil(cols.length / 2);
-      const a = await isolatePart(pool, schema, `${id}.0`, sliceColumns(cols, 0, half), orders.slice(0, half), isolation);
-      const b = await isolatePart(pool, schema, `${id}.1`, sliceColumns(cols, half, cols.length), orders.slice(half), isolation);
-      result = addResults(a, b);
-    }
-  }
-  isolation.done.set(id, result);
-  return result;
+/** Drops a batch's (or sub-batch's) staged rows. */
+function dropStaged(pool: PgPool, schema: string, batchId: string): Promise<unknown> {
+  return pool.query(`DELETE FROM ${quoteIdent(schema)}.orders_staging WHERE batch_id = $1`, [batchId]);
 }
 
 /** The orders of a batch that count towards windowed revenue: valid by the cache's data. Pure. */

@@ -3,6 +3,7 @@ import type { BatchContext, Message, Rejected, Sink, WriteResult } from '../core
 import { parseEntry, type EventRow, type RawEventRow } from '../core/entry.js';
 import { TributaryError } from '../errors.js';
 import { isRowContentError, quoteIdent, withClient, type PgPool } from '../postgres/pool.js';
+import { halves, isolateByHalving } from './isolate.js';
 import { rejection, type EventRowBody } from '../stages/validate-event.js';
 
 export interface RejectedRow {
@@ -104,29 +105,27 @@ export class PostgresEventsSink {
   }
 
   async write(rows: readonly EventRow[]): Promise<SinkWriteResult> {
-    const result: SinkWriteResult = { inserted: 0, duplicates: 0, rejected: [], statements: 0 };
-    if (rows.length > 0) await this.writeOrSplit(rows, result);
-    return result;
-  }
-
-  private async writeOrSplit(rows: readonly EventRow[], result: SinkWriteResult): Promise<void> {
-    try {
-      result.statements++;
-      const res = await this.pool.query(this.sql, [encodeRows(rows)]);
-      const inserted = res.rowCount ?? 0;
-      result.inserted += inserted;
-      result.duplicates += rows.length - inserted;
-    } catch (err) {
-      if (!isRowContentError(err)) throw err;
-      if (rows.length === 1) {
+    if (rows.length === 0) return { inserted: 0, duplicates: 0, rejected: [], statements: 0 };
+    return isolateByHalving<readonly EventRow[], SinkWriteResult>(rows, 'batch', {
+      attempt: async (part) => {
+        const res = await this.pool.query(this.sql, [encodeRows(part)]);
+        const inserted = res.rowCount ?? 0;
+        return { inserted, duplicates: part.length - inserted, rejected: [], statements: 1 };
+      },
+      isContentError: isRowContentError,
+      size: (part) => part.length,
+      split: (part) => halves(part),
+      alone: async (part, _path, err) => {
         const e = err as { code: string; message: string };
-        result.rejected.push({ row: rows[0]!, sqlState: e.code, message: e.message });
-        return;
-      }
-      const mid = Math.ceil(rows.length / 2);
-      await this.writeOrSplit(rows.slice(0, mid), result);
-      await this.writeOrSplit(rows.slice(mid), result);
-    }
+        return { inserted: 0, duplicates: 0, rejected: [{ row: part[0]!, sqlState: e.code, message: e.message }], statements: 1 };
+      },
+      combine: (a, b) => ({
+        inserted: a.inserted + b.inserted,
+        duplicates: a.duplicates + b.duplicates,
+        rejected: [...a.rejected, ...b.rejected],
+        statements: a.statements + b.statements + 1,
+      }),
+    });
   }
 }
 
