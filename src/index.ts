@@ -24,6 +24,7 @@ export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';
 // The orders pipeline (`tributary orders ...`): src/orders. (Its benchmark is a CLI command, not library API.)
 export {
   OrdersPipeline,
+  ordersStages,
   loadReferenceDataOrFail,
   type OrdersPipelineOptions,
   type OrdersPipelineEvents,
@@ -33,7 +34,7 @@ export {
 } from './pipelines/orders.js';
 export { OrderGenerator, produceOrders, INVALID_KINDS, type OrderGeneratorOptions, type ProduceOrdersOptions, type ProduceOrdersResult } from './orders/generate.js';
 export { collectOrdersStats, formatOrdersStats, type OrdersStats, type OrdersStatsOptions } from './orders/stats.js';
-export { stageAndPromote, commitBatch, dropDuplicates, lookupFor, batchLanded, revenueEntries } from './orders/batch.js';
+export { stageAndPromote, lookupFor, batchLanded, revenueEntries } from './orders/batch.js';
 export * from './orders/redis/index.js';
 export {
   migrateOrders,

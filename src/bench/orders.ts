@@ -34,14 +34,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { TributaryConfig } from '../config/schema.js';
-import { commitBatch, dropDuplicates, lookupFor, rejectedTotal, revenueEntries } from '../orders/batch.js';
+import type { BatchContext, Message, Stage } from '../core/contracts.js';
+import { lookupFor, rejectedTotal } from '../orders/batch.js';
 import { OrderGenerator } from '../orders/generate.js';
 import { analyzeReferenceTables } from '../orders/pg/analyze.js';
 import { migrateOrders } from '../orders/pg/migrate.js';
 import { promote, recordMalformed } from '../orders/pg/promote.js';
 import { stageBatch } from '../orders/pg/staging.js';
 import { refreshViews } from '../orders/pg/views.js';
-import { OrdersPipeline, vacuumStaging } from '../pipelines/orders.js';
+import { OrdersPipeline, ordersStages, vacuumStaging } from '../pipelines/orders.js';
+import { ordersState } from '../stages/orders.js';
 import { LookupCache } from '../orders/redis/cache.js';
 import { DedupWindow } from '../orders/redis/dedup.js';
 import { escapeGlob, orderKeys } from '../orders/redis/keys.js';
@@ -50,8 +52,7 @@ import { RevenueWindow } from '../orders/redis/revenue.js';
 import { OrderSignals } from '../orders/redis/signals.js';
 import { REFERENCE_DATA, seedReferenceData } from '../orders/seed.js';
 import { deleteKeys } from '../orders/stats.js';
-import { parseOrders, transformBatch, type MalformedOrder } from '../orders/transform.js';
-import type { LookupResult, Order, PromoteResult, RejectReason, StagingColumns } from '../orders/types.js';
+import type { PromoteResult, RejectReason } from '../orders/types.js';
 import { createPgPool, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import { collectMachine, hostCpuTimes, postgresCpuSecs, redisCpuSecs } from './machine.js';
@@ -92,24 +93,31 @@ interface Slot {
   name: string;
   conn: RedisConnection;
   queue: OrderQueue;
-  dedup: DedupWindow;
-  cache: LookupCache;
-  revenue: RevenueWindow;
-  signals: OrderSignals;
+  /** The pipeline's own stages (ordersStages): parse, dedup, enrich, transform, announce. */
+  stages: Stage<any, any>[];
 }
 
 interface Batch {
   slot: Slot;
   id: string;
   items: string[];
-  orders: Order[];
-  malformed: MalformedOrder[];
-  fresh: Order[];
-  duplicates: number;
-  lookup: LookupResult | null;
-  cols: StagingColumns | null;
+  /** The batch context the stages share, as the runner gives it. */
+  ctx: BatchContext;
+  /** What each stage kept (the input of the next). */
+  kept: Message<any>[][];
   staged: number;
   result: PromoteResult | null;
+}
+
+/** The benchmark never aborts a batch. */
+const never = new AbortController().signal;
+
+/** Runs stage `i` of the batch on what the previous stage kept (the messages when i is 0). */
+async function runStage(b: Batch, i: number): Promise<Message<any>[]> {
+  const input = i === 0 ? b.items.map((item, k) => ({ id: String(k), body: item, deliveries: 1, bytes: item.length })) : b.kept[i - 1]!;
+  const out = input.length === 0 ? { keep: input } : await b.slot.stages[i]!.run(input, b.ctx);
+  b.kept[i] = out.keep;
+  return out.keep;
 }
 
 /** Wall time and CPU (this process, Postgres, Redis, the host) accumulated per stage. */
@@ -208,14 +216,19 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
     for (let i = 0; i < workers; i++) {
       const conn = createRedisConnection(config.redisUrl, { name: `tributary:${tag}:${i + 1}`, failFast: false });
       await conn.connect();
+      const cache = new LookupCache({ client: conn, prefix: tag });
       slots.push({
         name: `${tag}-${i + 1}`,
         conn,
         queue: new OrderQueue({ client: conn, prefix: tag }),
-        dedup: new DedupWindow({ client: conn, prefix: tag, windowSeconds: config.dedupWindowS, bucketSeconds: config.dedupBucketS }),
-        cache: new LookupCache({ client: conn, prefix: tag }),
-        revenue: new RevenueWindow({ client: conn, prefix: tag, windowMs: config.revenueWindowMin * 60_000 }),
-        signals: new OrderSignals({ client: conn, prefix: tag }),
+        stages: ordersStages({
+          client: conn,
+          keys,
+          dedup: new DedupWindow({ client: conn, prefix: tag, windowSeconds: config.dedupWindowS, bucketSeconds: config.dedupBucketS }),
+          revenue: new RevenueWindow({ client: conn, prefix: tag, windowMs: config.revenueWindowMin * 60_000 }),
+          signals: new OrderSignals({ client: conn, prefix: tag }),
+          lookup: (orders) => lookupFor(cache, orders),
+        }),
       });
     }
     const clock = new StageClock(control);
@@ -248,7 +261,8 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
             for (let k = 0; k < roundBatches; k++) {
               const items = await slot.queue.take(slot.name, batchSize, 0);
               if (items.length === 0) break;
-              got.push({ slot, id: `${slot.name}:${++seq}`, items, orders: [], malformed: [], fresh: [], duplicates: 0, lookup: null, cols: null, staged: 0, result: null });
+              const ctx: BatchContext = { consumer: slot.name, signal: never, attempt: 0, state: {} };
+              got.push({ slot, id: `${slot.name}:${++seq}`, items, ctx, kept: [], staged: 0, result: null });
             }
           }),
         );
@@ -258,31 +272,23 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
       const inRound = batches.reduce((n, b) => n + b.items.length, 0);
       taken += inRound;
       clock.orders.set('take', taken);
-      await clock.time('parse', inRound, () => {
-        for (const b of batches) ({ orders: b.orders, malformed: b.malformed } = parseOrders(b.items));
-      });
-      const parsed = batches.reduce((n, b) => n + b.orders.length, 0);
-      await clock.time('dedup', parsed, () =>
-        perSlot(batches, async (b) => {
-          ({ orders: b.fresh, duplicates: b.duplicates } = await dropDuplicates(b.slot.dedup, b.orders));
-        }),
-      );
-      const fresh = batches.reduce((n, b) => n + b.fresh.length, 0);
-      await clock.time('enrich', fresh, () =>
-        perSlot(batches, async (b) => {
-          if (b.fresh.length > 0) b.lookup = await lookupFor(b.slot.cache, b.fresh);
-        }),
-      );
-      await clock.time('transform', fresh, () => {
-        for (const b of batches) b.cols = transformBatch(b.fresh, b.lookup ?? { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() });
-      });
+      // The pipeline's own stages, each timed over the whole round.
+      await clock.time('parse', inRound, () => Promise.all(batches.map((b) => runStage(b, 0))));
+      const parsed = batches.reduce((n, b) => n + b.kept[0]!.length, 0);
+      await clock.time('dedup', parsed, () => perSlot(batches, (b) => runStage(b, 1).then(() => {})));
+      const fresh = batches.reduce((n, b) => n + b.kept[1]!.length, 0);
+      await clock.time('enrich', fresh, () => perSlot(batches, (b) => runStage(b, 2).then(() => {})));
+      await clock.time('transform', fresh, () => Promise.all(batches.map((b) => runStage(b, 3))));
+      await Promise.all(batches.map((b) => runStage(b, 4)));
+      // The staging sink's two steps, timed apart: COPY into staging, then promote.
       await clock.time('stage', fresh, () =>
         perSlot(batches, async (b) => {
-          if (b.malformed.length > 0) await recordMalformed(pool, tag, b.id, b.malformed);
-          b.staged = await stageBatch(pool, tag, b.id, b.cols!);
+          const st = ordersState(b.ctx);
+          if (st.malformed && st.malformed.length > 0) await recordMalformed(pool, tag, b.id, st.malformed);
+          b.staged = st.cols && st.cols.length > 0 ? await stageBatch(pool, tag, b.id, st.cols) : 0;
         }),
       );
-      // What the pipeline's maintenance loop does every 30 s: keep staging from bloating
+      // What the pipeline does every 30 s: keep staging from bloating
       // (timed with staging: it is part of what staging costs).
       if (round > 1) await clock.time('stage', 0, () => vacuumStaging(pool, tag));
       await clock.time('promote', fresh, () =>
@@ -290,26 +296,25 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
           if (b.staged > 0) b.result = await promote(pool, tag, { batchId: b.id });
         }),
       );
+      // The commit as the runner does it: the ack, and every stage's after-commit step.
       await clock.time('commit', inRound, () =>
         perSlot(batches, async (b) => {
           const r = b.result;
-          const rejected = r ? rejectedTotal(r.rejected) : 0;
-          await commitBatch(
-            { queue: b.slot.queue, dedup: b.slot.dedup, revenue: b.slot.revenue, client: b.slot.conn, keys },
-            {
-              worker: b.slot.name,
-              taken: b.items.length,
-              freshIds: b.cols!.order_id,
-              revenue: revenueEntries(b.cols!),
-              counts: { promoted: r?.promoted ?? 0, pgDuplicates: r?.duplicates ?? 0, rejected, malformed: b.malformed.length, duplicates: b.duplicates },
-            },
-          );
-          if (r) await b.slot.signals.publishPromoted({ batchId: b.id, worker: b.slot.name, promoted: r.promoted, duplicates: r.duplicates, rejected });
+          Object.assign(b.ctx.state, {
+            batchId: b.id,
+            result: { promoted: r?.promoted ?? 0, duplicates: r?.duplicates ?? 0, rejected: r?.rejected ?? {}, staged: r?.staged ?? 0, stagedRows: b.staged, landedEarlier: false },
+          });
+          await Promise.all([
+            b.slot.queue.ack(b.slot.name, b.items.length),
+            ...b.slot.stages.map((st, i) => st.afterCommit?.(b.kept[i] ?? [], b.ctx)),
+          ]);
         }),
       );
       for (const b of batches) {
-        outcome.duplicatesDropped += b.duplicates;
-        if (b.malformed.length > 0) outcome.rejected.malformed = (outcome.rejected.malformed ?? 0) + b.malformed.length;
+        const st = ordersState(b.ctx);
+        outcome.duplicatesDropped += st.duplicates ?? 0;
+        const malformed = st.malformed?.length ?? 0;
+        if (malformed > 0) outcome.rejected.malformed = (outcome.rejected.malformed ?? 0) + malformed;
         if (!b.result) continue;
         outcome.promoted += b.result.promoted;
         outcome.pgDuplicates += b.result.duplicates;

@@ -1,45 +1,22 @@
 /**
- * The steps one batch of orders goes through, as plain functions over explicit
- * dependencies: the pipeline's workers run them in sequence with retries around them,
- * and the benchmark runs each one over every batch to time it alone.
- *
- *   parse → dedup → enrich → transform → stage + promote → commit
- *
- * `commitBatch` is the only step that acknowledges, and it runs only after the batch's
- * promote has committed.
+ * The Postgres half of one batch of orders, as plain functions over explicit
+ * dependencies: stage and promote (safe to repeat after any failure), poison isolation,
+ * and the lookups and revenue entries the stages (src/stages/orders.ts) use. The
+ * acknowledgement is the runner's, after the promote committed.
  */
 import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { isolateByHalving, type Halving } from '../sinks/isolate.js';
-import type { RedisConnection } from '../redis/client.js';
 import { promote, recordMalformed } from './pg/promote.js';
 import { stageBatch } from './pg/staging.js';
 import type { LookupCache } from './redis/cache.js';
-import type { DedupWindow } from './redis/dedup.js';
-import type { OrderKeys } from './redis/keys.js';
-import type { AckResult, OrderQueue } from './redis/queue.js';
-import type { RevenueEntry, RevenueWindow } from './redis/revenue.js';
-import type { OrderSignals } from './redis/signals.js';
+import type { RevenueEntry } from './redis/revenue.js';
 import type { MalformedOrder } from './transform.js';
 import type { LookupResult, Order, PromoteResult, RejectReason, StagingColumns } from './types.js';
 
 /** Throughput slots are this long (ms); `orders stats` sums the last few. */
 export const THROUGHPUT_SLOT_MS = 10_000;
 /** A throughput slot's counter lives this long (s). */
-const THROUGHPUT_TTL_S = 180;
-
-/**
- * Keeps the orders not seen in the dedup window and first of their order_id in the
- * batch: one round trip (the window's Lua check). Marks nothing.
- */
-export async function dropDuplicates(dedup: DedupWindow, orders: readonly Order[]): Promise<{ orders: Order[]; duplicates: number }> {
-  if (orders.length === 0) return { orders: [], duplicates: 0 };
-  const ids = new Array<string>(orders.length);
-  for (let i = 0; i < orders.length; i++) ids[i] = orders[i]!.order_id;
-  const keep = await dedup.filterUnseen(ids);
-  const fresh: Order[] = [];
-  for (let i = 0; i < orders.length; i++) if (keep[i]) fresh.push(orders[i]!);
-  return { orders: fresh, duplicates: orders.length - fresh.length };
-}
+export const THROUGHPUT_TTL_S = 180;
 
 /** The lookup cache entries these orders name, from one cache version: one round trip. */
 export function lookupFor(cache: LookupCache, orders: readonly Order[]): Promise<LookupResult> {
@@ -325,58 +302,4 @@ export function rejectedTotal(rejected: Partial<Record<RejectReason, number>>): 
   let n = 0;
   for (const v of Object.values(rejected)) n += v ?? 0;
   return n;
-}
-
-export interface CommitParts {
-  queue: OrderQueue;
-  dedup: DedupWindow;
-  revenue: RevenueWindow;
-  /** The connection the counters go on (the worker's). */
-  client: RedisConnection;
-  keys: OrderKeys;
-}
-
-export interface CommitInput {
-  worker: string;
-  /** Items taken (the whole batch: malformed and duplicates included). */
-  taken: number;
-  /** order_ids to mark seen in the dedup window. */
-  freshIds: readonly string[];
-  /** Orders for the revenue window. */
-  revenue: readonly RevenueEntry[];
-  counts: { promoted: number; pgDuplicates: number; rejected: number; malformed: number; duplicates: number };
-}
-
-/**
- * After the batch's promote has committed: acknowledges the whole batch (removes it from
- * the processing list and the depth counter), marks its order_ids seen, adds its orders
- * to the revenue window and counts it in the stats hash and the throughput slot. All
- * sent together (one round trip); each part is safe to repeat if the call is retried.
- */
-export async function commitBatch(parts: CommitParts, input: CommitInput, now = Date.now()): Promise<AckResult> {
-  const { keys } = parts;
-  const c = input.counts;
-  const slot = keys.throughput(Math.floor(now / THROUGHPUT_SLOT_MS));
-  const stats = parts.client.multi();
-  stats.addCommand(['HINCRBY', keys.stats, 'batches', '1']);
-  stats.addCommand(['HINCRBY', keys.stats, 'taken', String(input.taken)]);
-  stats.addCommand(['HINCRBY', keys.stats, 'promoted', String(c.promoted)]);
-  stats.addCommand(['HINCRBY', keys.stats, 'duplicates', String(c.duplicates)]);
-  stats.addCommand(['HINCRBY', keys.stats, 'pg_duplicates', String(c.pgDuplicates)]);
-  stats.addCommand(['HINCRBY', keys.stats, 'rejected', String(c.rejected + c.malformed)]);
-  stats.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
-  stats.addCommand(['INCRBY', slot, String(input.taken)]);
-  stats.addCommand(['EXPIRE', slot, String(THROUGHPUT_TTL_S)]);
-  const [ack] = await Promise.all([
-    parts.queue.ack(input.worker, input.taken),
-    parts.dedup.markSeen(input.freshIds),
-    input.revenue.length > 0 ? parts.revenue.add(input.revenue) : null,
-    stats.execAsPipeline(),
-  ]);
-  return ack;
-}
-
-/** Publishes the completion signal of a promoted batch (the view refresher listens). Returns the subscribers reached. */
-export function announce(signals: OrderSignals, info: { batchId: string; worker: string; promoted: number; duplicates: number; rejected: number }): Promise<number> {
-  return signals.publishPromoted(info);
 }

@@ -20,14 +20,14 @@ import { redactUrl } from '../config/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { sleep } from '../core/backoff.js';
-import { stage, type ServerName } from '../core/contracts.js';
+import { stage, type ServerName, type Stage } from '../core/contracts.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
-import { lookupFor, rejectedTotal, THROUGHPUT_SLOT_MS } from '../orders/batch.js';
+import { lookupFor, rejectedTotal, THROUGHPUT_SLOT_MS, THROUGHPUT_TTL_S } from '../orders/batch.js';
 import { analyzeReferenceTables } from '../orders/pg/analyze.js';
 import { inTransaction, promoteLockKey } from '../orders/pg/promote.js';
 import { migrateOrders, ORDERS_SCHEMA } from '../orders/pg/migrate.js';
@@ -394,25 +394,19 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       onRecovered: (result) => this.dropStaged(result),
       scanOrphansEvery: Math.max(1, Math.round(60_000 / o.recoverIntervalMs)),
     });
-    const dedup = new DedupWindow({ client: this.control, prefix: o.prefix, windowSeconds: o.dedupWindowSeconds, bucketSeconds: o.dedupBucketSeconds });
-    const revenue = new RevenueWindow({ client: this.control, prefix: o.prefix, windowMs: o.revenueWindowMs });
-    // After the commit: the counters `orders stats` reads, and the completion signal.
-    const announce = stage<Order, Order>('announce', (batch) => ({ keep: batch }));
-    announce.afterCommit = async (_kept, ctx) => {
-      const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
-      await countBatch(this.control, keys, ctx.state);
-      const r = details.result;
-      if (r && (r.stagedRows > 0 || r.landedEarlier)) {
-        this.promotedSinceRefresh = true;
-        // The signal is a hint (pub/sub keeps nothing): a failure only delays a refresh.
-        await this.signals
-          .publishPromoted({ batchId: details.batchId ?? '', worker: ctx.consumer, promoted: r.promoted, duplicates: r.duplicates, rejected: rejectedTotal(r.rejected) })
-          .catch((err: unknown) => this.emit('error', asError(err)));
-      }
-    };
+    const stages = ordersStages({
+      client: this.control,
+      keys,
+      dedup: new DedupWindow({ client: this.control, prefix: o.prefix, windowSeconds: o.dedupWindowSeconds, bucketSeconds: o.dedupBucketSeconds }),
+      revenue: new RevenueWindow({ client: this.control, prefix: o.prefix, windowMs: o.revenueWindowMs }),
+      signals: this.signals,
+      lookup: (orders) => this.lookup(orders),
+      onPromoted: () => (this.promotedSinceRefresh = true),
+      onError: (err) => this.emit('error', err),
+    });
     this.runner = new Runner<string>({
       source: this.source,
-      stages: [parseOrdersStage(), dedupStage(dedup), enrichStage((orders) => this.lookup(orders)), transformStage(revenue), announce],
+      stages,
       sink: new PostgresStagingSink(this.pool, o.schema),
       consumers: Array.from({ length: Math.max(1, o.workers) }, (_, i) => `${o.workerPrefix}-${i + 1}`),
       batch: { maxCount: o.batchSize, periodMs: Math.max(1, o.blockMs) },
@@ -740,6 +734,44 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   }
 }
 
+/** What the orders stages need. */
+export interface OrdersStageParts {
+  /** The connection for the counters (shared, non-blocking). */
+  client: RedisConnection;
+  keys: ReturnType<typeof orderKeys>;
+  dedup: DedupWindow;
+  revenue: RevenueWindow;
+  signals: OrderSignals;
+  /** The lookups of a batch's orders (one cache version). */
+  lookup: (orders: Order[]) => Promise<LookupResult>;
+  /** A batch promoted rows (the views are now stale). */
+  onPromoted?: () => void;
+  /** A completion signal could not be published (a hint only: nothing is retried). */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * The orders pipeline's stages, in order: parse, dedup, enrich, transform, and announce
+ * (after the commit: the counters `orders stats` reads and the completion signal). The
+ * pipeline and the benchmark run these same objects.
+ */
+export function ordersStages(p: OrdersStageParts): Stage<any, any>[] {
+  const announce = stage<Order, Order>('announce', (batch) => ({ keep: batch }));
+  announce.afterCommit = async (_kept, ctx) => {
+    const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
+    await countBatch(p.client, p.keys, ctx.state);
+    const r = details.result;
+    if (r && (r.stagedRows > 0 || r.landedEarlier)) {
+      p.onPromoted?.();
+      // The signal is a hint (pub/sub keeps nothing): a failure only delays a refresh.
+      await p.signals
+        .publishPromoted({ batchId: details.batchId ?? '', worker: ctx.consumer, promoted: r.promoted, duplicates: r.duplicates, rejected: rejectedTotal(r.rejected) })
+        .catch((err: unknown) => p.onError?.(asError(err)));
+    }
+  };
+  return [parseOrdersStage(), dedupStage(p.dedup), enrichStage(p.lookup), transformStage(p.revenue), announce];
+}
+
 /** Counts a committed batch in the stats hash and its throughput slot (what `orders stats` reads). */
 async function countBatch(client: RedisConnection, keys: ReturnType<typeof orderKeys>, state: Record<string, unknown>): Promise<void> {
   const st = state as OrdersBatchState;
@@ -757,6 +789,6 @@ async function countBatch(client: RedisConnection, keys: ReturnType<typeof order
   multi.addCommand(['HINCRBY', keys.stats, 'rejected', String(rejectedTotal(r?.rejected ?? {}) + malformed)]);
   multi.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
   multi.addCommand(['INCRBY', slot, String(taken)]);
-  multi.addCommand(['EXPIRE', slot, '180']);
+  multi.addCommand(['EXPIRE', slot, String(THROUGHPUT_TTL_S)]);
   await multi.execAsPipeline();
 }
