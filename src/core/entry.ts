@@ -93,7 +93,36 @@ export interface RawEventRow {
   producedAt: number | null;
 }
 
-export type ParsedRawEntry = { ok: true; row: RawEventRow } | { ok: false; problem: EntryProblem };
+/**
+ * A RawEventRow that is also the pipeline message carrying it (`body` is itself): the
+ * validate stage hands it on without allocating a wrapper per entry.
+ */
+export class RawEventRecord implements RawEventRow {
+  deliveries = 1;
+
+  constructor(
+    readonly entry: RawStreamEntry,
+    readonly eventId: Buffer | string,
+    readonly eventType: Buffer,
+    readonly payload: Buffer,
+    readonly streamId: string,
+    readonly producedAt: number | null,
+  ) {}
+
+  get id(): string {
+    return this.streamId;
+  }
+
+  get body(): this {
+    return this;
+  }
+
+  get bytes(): number {
+    return this.entry.bytes;
+  }
+}
+
+export type ParsedRawEntry = { ok: true; row: RawEventRecord } | { ok: false; problem: EntryProblem };
 
 const NAMES = {
   eventType: Buffer.from(FIELD.eventType),
@@ -151,7 +180,7 @@ export function parseRawEntry(entry: RawStreamEntry, streamKey: string): ParsedR
     }
     producedAt = n;
   }
-  return { ok: true, row: { entry, eventId, eventType, payload, streamId: entry.id, producedAt } };
+  return { ok: true, row: new RawEventRecord(entry, eventId, eventType, payload, entry.id, producedAt) };
 }
 
 function badRaw(code: ErrorCode, ...args: string[]): ParsedRawEntry {

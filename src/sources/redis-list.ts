@@ -24,6 +24,25 @@ export interface RedisListSourceOptions {
   connectTimeoutMs?: number;
 }
 
+/** An item taken from the list; its ID (`<take>.<position>`) is made only when asked for. */
+class ListMessage implements Message<string> {
+  deliveries = 1;
+
+  constructor(
+    readonly body: string,
+    private readonly take: number,
+    private readonly index: number,
+  ) {}
+
+  get id(): string {
+    return `${this.take}.${this.index}`;
+  }
+
+  get bytes(): number {
+    return this.body.length;
+  }
+}
+
 interface Reader {
   conn: RedisConnection;
   queue: OrderQueue;
@@ -91,7 +110,7 @@ export class RedisListSource implements Source<string> {
     r.outstanding += items.length;
     const seq = ++r.seq;
     const out = new Array<Message<string>>(items.length);
-    for (let i = 0; i < items.length; i++) out[i] = { id: `${seq}.${i}`, body: items[i]!, deliveries: 1, bytes: items[i]!.length };
+    for (let i = 0; i < items.length; i++) out[i] = new ListMessage(items[i]!, seq, i);
     return out;
   }
 

@@ -119,10 +119,8 @@ export class RedisStreamSource implements Source<StreamEntry> {
       }
       throw err;
     }
-    const { entries } = parseRawStreamReadReply(reply);
-    const out = new Array<StreamMessage>(entries.length);
-    for (let i = 0; i < entries.length; i++) out[i] = message(entries[i]!, 1);
-    return out;
+    // A RawStreamEntry is its own message (deliveries 1, body itself, bytes measured once).
+    return parseRawStreamReadReply(reply).entries;
   }
 
   async ack(_consumer: string, messages: readonly StreamMessage[]): Promise<void> {

@@ -32,6 +32,26 @@ export function ordersState(ctx: BatchContext): OrdersBatchState {
   return ctx.state as OrdersBatchState;
 }
 
+/** A parsed order, carried by the message it came from (no copy of its ID or counts). */
+class Parsed implements Message<Order> {
+  constructor(
+    private readonly from: Message<string>,
+    readonly body: Order,
+  ) {}
+
+  get id(): string {
+    return this.from.id;
+  }
+
+  get deliveries(): number {
+    return this.from.deliveries;
+  }
+
+  get bytes(): number {
+    return this.from.bytes;
+  }
+}
+
 const EMPTY_LOOKUP: LookupResult = { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() };
 
 /** Items (JSON text) → orders; items that do not parse are kept aside as malformed. */
@@ -44,7 +64,7 @@ export function parseOrdersStage(): Stage<string, Order> {
       for (const m of batch) {
         const parsed = parseOrder(m.body);
         if ('error' in parsed) malformed.push({ raw: m.body, error: parsed.error });
-        else keep.push({ id: m.id, body: parsed, deliveries: m.deliveries, bytes: m.bytes });
+        else keep.push(new Parsed(m, parsed));
       }
       const state = ordersState(ctx);
       state.malformed = malformed;

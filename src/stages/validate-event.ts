@@ -28,7 +28,14 @@ export function validateEvents(streamKey: string): Stage<StreamEntry, EventRowBo
       for (let i = 0; i < batch.length; i++) {
         const m = batch[i]!;
         const entry = m.body;
-        const parsed = m.deliveries <= 1 && entry instanceof RawStreamEntry ? parseRawEntry(entry, streamKey) : parseEntry(entry, streamKey);
+        if (m.deliveries <= 1 && entry instanceof RawStreamEntry) {
+          // The hot path: the row is its own message (no wrapper per entry).
+          const parsed = parseRawEntry(entry, streamKey);
+          if (parsed.ok) keep.push(parsed.row);
+          else rejected.push(rejection(m.id, parsed.problem));
+          continue;
+        }
+        const parsed = parseEntry(entry, streamKey);
         if (parsed.ok) keep.push({ id: m.id, body: parsed.row, deliveries: m.deliveries, bytes: m.bytes, producedAt: parsed.row.producedAt });
         else rejected.push(rejection(m.id, parsed.problem));
       }
