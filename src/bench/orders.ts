@@ -52,7 +52,7 @@ import { RevenueWindow } from '../orders/redis/revenue.js';
 import { OrderSignals } from '../orders/redis/signals.js';
 import { REFERENCE_DATA, seedReferenceData } from '../orders/seed.js';
 import { deleteKeys } from '../orders/stats.js';
-import type { PromoteResult, RejectReason } from '../orders/types.js';
+import type { Order, PromoteResult, RejectReason } from '../orders/types.js';
 import { createPgPool, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import { collectMachine, hostCpuTimes, postgresCpuSecs, redisCpuSecs } from './machine.js';
@@ -217,17 +217,20 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
       const conn = createRedisConnection(config.redisUrl, { name: `tributary:${tag}:${i + 1}`, failFast: false });
       await conn.connect();
       const cache = new LookupCache({ client: conn, prefix: tag });
+      const parts = {
+        client: conn,
+        dedup: new DedupWindow({ client: conn, prefix: tag, windowSeconds: config.dedupWindowS, bucketSeconds: config.dedupBucketS }),
+        revenue: new RevenueWindow({ client: conn, prefix: tag, windowMs: config.revenueWindowMin * 60_000 }),
+        signals: new OrderSignals({ client: conn, prefix: tag }),
+        lookup: (orders: Order[]) => lookupFor(cache, orders),
+      };
       slots.push({
         name: `${tag}-${i + 1}`,
         conn,
         queue: new OrderQueue({ client: conn, prefix: tag }),
         stages: ordersStages({
-          client: conn,
           keys,
-          dedup: new DedupWindow({ client: conn, prefix: tag, windowSeconds: config.dedupWindowS, bucketSeconds: config.dedupBucketS }),
-          revenue: new RevenueWindow({ client: conn, prefix: tag, windowMs: config.revenueWindowMin * 60_000 }),
-          signals: new OrderSignals({ client: conn, prefix: tag }),
-          lookup: (orders) => lookupFor(cache, orders),
+          worker: () => parts,
         }),
       });
     }

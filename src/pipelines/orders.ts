@@ -344,7 +344,6 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private readonly control: RedisConnection;
   private readonly source: RedisListSource;
   private readonly cache: LookupCache;
-  private readonly signals: OrderSignals;
   readonly runner: Runner<string>;
   private refresher: ViewRefresher<ViewRefresh[]> | undefined;
   private unsubscribe: Unsubscribe | undefined;
@@ -354,6 +353,8 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private promotedSinceRefresh = false;
   private cacheRefill: Promise<void> | undefined;
   private readonly stopCtl = new AbortController();
+  /** Each worker's connection and the Redis parts on it (its takes block another one, the source's). */
+  private readonly workers = new Map<string, OrdersWorkerParts>();
   private closing: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
   private readonly counters = {
@@ -383,7 +384,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     });
     const keys = orderKeys(o.prefix);
     this.cache = new LookupCache({ client: this.control, prefix: o.prefix, ttlMs: o.cacheTtlMs });
-    this.signals = new OrderSignals({ client: this.control, prefix: o.prefix });
+
     this.source = new RedisListSource({
       redisUrl: o.redisUrl,
       commands: this.control,
@@ -395,12 +396,8 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       scanOrphansEvery: Math.max(1, Math.round(60_000 / o.recoverIntervalMs)),
     });
     const stages = ordersStages({
-      client: this.control,
       keys,
-      dedup: new DedupWindow({ client: this.control, prefix: o.prefix, windowSeconds: o.dedupWindowSeconds, bucketSeconds: o.dedupBucketSeconds }),
-      revenue: new RevenueWindow({ client: this.control, prefix: o.prefix, windowMs: o.revenueWindowMs }),
-      signals: this.signals,
-      lookup: (orders) => this.lookup(orders),
+      worker: (consumer) => this.workerParts(consumer),
       onPromoted: () => (this.promotedSinceRefresh = true),
       onError: (err) => this.emit('error', err),
     });
@@ -418,6 +415,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       untilEmpty: o.untilEmpty,
       prepare: [
         ...(o.migrate ? [{ name: 'migrate', server: 'postgres' as const, retryable: isConnectionError, run: () => migrateOrders(this.pool, o.schema).then(() => {}) }] : []),
+        { name: 'connect workers', server: 'redis' as const, run: () => this.connectWorkers() },
         // Planner statistics for promote's joins: an optimisation, never a reason not to start.
         { name: 'analyze', server: 'postgres' as const, run: () => analyzeReferenceTables(this.pool, o.schema).catch(() => {}) },
       ],
@@ -584,10 +582,43 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.emit('stopped', this.stats());
   }
 
+  /** The parts of one worker, on its own connection (made on first use, connected by start). */
+  private workerParts(consumer: string): OrdersWorkerParts {
+    let w = this.workers.get(consumer);
+    if (w) return w;
+    const o = this.options;
+    const client = createRedisConnection(o.redisUrl, {
+      name: `tributary:orders:${consumer}:commands`,
+      failFast: true,
+      connectTimeoutMs: o.connectTimeoutMs,
+      onError: (err) => this.runner.reportFailure('redis', err),
+    });
+    const cache = new LookupCache({ client, prefix: o.prefix, ttlMs: o.cacheTtlMs });
+    w = {
+      client,
+      dedup: new DedupWindow({ client, prefix: o.prefix, windowSeconds: o.dedupWindowSeconds, bucketSeconds: o.dedupBucketSeconds }),
+      revenue: new RevenueWindow({ client, prefix: o.prefix, windowMs: o.revenueWindowMs }),
+      signals: new OrderSignals({ client, prefix: o.prefix }),
+      lookup: (orders) => this.lookup(cache, orders),
+    };
+    this.workers.set(consumer, w);
+    return w;
+  }
+
+  private async connectWorkers(): Promise<void> {
+    await Promise.all(
+      this.runner.consumers.map(async (consumer) => {
+        const { client } = this.workerParts(consumer);
+        if (!client.isOpen) await client.connect();
+      }),
+    );
+  }
+
   private async releaseResources(force: boolean): Promise<void> {
     await this.unsubscribe?.().catch(() => {});
     if (this.refresher && !force) await this.refresher.close();
     await this.source.close();
+    for (const w of this.workers.values()) destroyQuietly(w.client);
     destroyQuietly(this.control);
     if (this.ownsPool) {
       const ending = this.pool.end().catch(() => {});
@@ -653,14 +684,14 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   }
 
   /** The batch's lookups; an empty or expired cache is first published from Postgres (autoPublishCache). */
-  private async lookup(orders: Order[]): Promise<LookupResult> {
+  private async lookup(cache: LookupCache, orders: Order[]): Promise<LookupResult> {
     if (orders.length === 0) return EMPTY_LOOKUP;
     try {
-      return await lookupFor(this.cache, orders);
+      return await lookupFor(cache, orders);
     } catch (err) {
       if (!this.options.autoPublishCache || !(isTributaryError(err, 'TRIB_ERR_ORDERS_CACHE_EMPTY') || isTributaryError(err, 'TRIB_ERR_ORDERS_CACHE_EXPIRED'))) throw err;
       await this.publishCache();
-      return lookupFor(this.cache, orders);
+      return lookupFor(cache, orders);
     }
   }
 
@@ -734,16 +765,22 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   }
 }
 
-/** What the orders stages need. */
-export interface OrdersStageParts {
-  /** The connection for the counters (shared, non-blocking). */
+/** What the orders stages use for one worker: its own connection and the Redis parts on it. */
+export interface OrdersWorkerParts {
+  /** The connection for the worker's commands (non-blocking; never the one its takes block). */
   client: RedisConnection;
-  keys: ReturnType<typeof orderKeys>;
   dedup: DedupWindow;
   revenue: RevenueWindow;
   signals: OrderSignals;
   /** The lookups of a batch's orders (one cache version). */
   lookup: (orders: Order[]) => Promise<LookupResult>;
+}
+
+/** What the orders stages need. */
+export interface OrdersStageParts {
+  keys: ReturnType<typeof orderKeys>;
+  /** The parts of the worker (consumer) processing a batch. */
+  worker: (consumer: string) => OrdersWorkerParts;
   /** A batch promoted rows (the views are now stale). */
   onPromoted?: () => void;
   /** A completion signal could not be published (a hint only: nothing is retried). */
@@ -753,23 +790,32 @@ export interface OrdersStageParts {
 /**
  * The orders pipeline's stages, in order: parse, dedup, enrich, transform, and announce
  * (after the commit: the counters `orders stats` reads and the completion signal). The
- * pipeline and the benchmark run these same objects.
+ * pipeline and the benchmark run these same objects. Each worker's Redis commands go on
+ * its own connection: on one shared connection, the big commands of one batch (a
+ * 5,000-id dedup check, the revenue ZADD) queue in front of every other worker's.
  */
 export function ordersStages(p: OrdersStageParts): Stage<any, any>[] {
   const announce = stage<Order, Order>('announce', (batch) => ({ keep: batch }));
   announce.afterCommit = async (_kept, ctx) => {
+    const w = p.worker(ctx.consumer);
     const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
-    await countBatch(p.client, p.keys, ctx.state);
+    await countBatch(w.client, p.keys, ctx.state);
     const r = details.result;
     if (r && (r.stagedRows > 0 || r.landedEarlier)) {
       p.onPromoted?.();
       // The signal is a hint (pub/sub keeps nothing): a failure only delays a refresh.
-      await p.signals
+      await w.signals
         .publishPromoted({ batchId: details.batchId ?? '', worker: ctx.consumer, promoted: r.promoted, duplicates: r.duplicates, rejected: rejectedTotal(r.rejected) })
         .catch((err: unknown) => p.onError?.(asError(err)));
     }
   };
-  return [parseOrdersStage(), dedupStage(p.dedup), enrichStage(p.lookup), transformStage(p.revenue), announce];
+  return [
+    parseOrdersStage(),
+    dedupStage((ctx) => p.worker(ctx.consumer).dedup),
+    enrichStage((orders, ctx) => p.worker(ctx.consumer).lookup(orders)),
+    transformStage((ctx) => p.worker(ctx.consumer).revenue),
+    announce,
+  ];
 }
 
 /** Counts a committed batch in the stats hash and its throughput slot (what `orders stats` reads). */

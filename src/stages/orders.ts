@@ -75,38 +75,38 @@ export function parseOrdersStage(): Stage<string, Order> {
 }
 
 /** Keeps orders not seen in the window and first of their order_id in the batch; marks them seen after the commit. */
-export function dedupStage(dedup: DedupWindow): Stage<Order, Order> {
+export function dedupStage(dedupFor: (ctx: BatchContext) => DedupWindow): Stage<Order, Order> {
   return {
     name: 'dedup',
     server: 'redis',
     async run(batch, ctx) {
       const ids = new Array<string>(batch.length);
       for (let i = 0; i < batch.length; i++) ids[i] = batch[i]!.body.order_id;
-      const fresh = await dedup.filterUnseen(ids);
+      const fresh = await dedupFor(ctx).filterUnseen(ids);
       const keep = batch.filter((_, i) => fresh[i]);
       ordersState(ctx).duplicates = batch.length - keep.length;
       return { keep };
     },
-    async afterCommit(kept) {
-      if (kept.length > 0) await dedup.markSeen(kept.map((m) => m.body.order_id));
+    async afterCommit(kept, ctx) {
+      if (kept.length > 0) await dedupFor(ctx).markSeen(kept.map((m) => m.body.order_id));
     },
   };
 }
 
 /** The lookups the batch needs, from one cache version (`lookup` may publish an empty cache first). */
-export function enrichStage(lookup: (orders: Order[]) => Promise<LookupResult>): Stage<Order, Order> {
+export function enrichStage(lookup: (orders: Order[], ctx: BatchContext) => Promise<LookupResult>): Stage<Order, Order> {
   return {
     name: 'enrich',
     server: 'redis',
     async run(batch, ctx) {
-      ordersState(ctx).lookup = batch.length === 0 ? EMPTY_LOOKUP : await lookup(batch.map((m) => m.body));
+      ordersState(ctx).lookup = batch.length === 0 ? EMPTY_LOOKUP : await lookup(batch.map((m) => m.body), ctx);
       return { keep: batch };
     },
   };
 }
 
 /** The columnar transform into staging rows; after the commit, the valid orders join the revenue window. */
-export function transformStage(revenue: RevenueWindow): Stage<Order, Order> {
+export function transformStage(revenueFor: (ctx: BatchContext) => RevenueWindow): Stage<Order, Order> {
   return {
     name: 'transform',
     run(batch, ctx) {
@@ -121,7 +121,7 @@ export function transformStage(revenue: RevenueWindow): Stage<Order, Order> {
       const cols = ordersState(ctx).cols;
       if (!cols) return;
       const entries = revenueEntries(cols);
-      if (entries.length > 0) await revenue.add(entries);
+      if (entries.length > 0) await revenueFor(ctx).add(entries);
     },
   };
 }
