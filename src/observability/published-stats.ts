@@ -3,7 +3,7 @@ import { statsKey } from '../redis/keys.js';
 import type { BatchReport } from '../core/runner.js';
 
 /**
- * Publishes the engine's batch counters to a Redis hash (`tributary:stats:<stream>:<group>`)
+ * Publishes a pipeline's batch counters to a Redis hash (`tributary:stats:<stream>:<group>`)
  * so `tributary monitor` can show flush reasons and average batch size for every
  * process of the group. Counts accumulate in memory and go out in one pipelined
  * HINCRBY round per interval; a failed publish keeps its counts for the next one.
@@ -22,8 +22,10 @@ export class StatsPublisher {
     streamKey: string,
     group: string,
     private readonly intervalMs = 1000,
+    /** The hash to publish to (default `tributary:stats:<stream>:<group>`; the orders pipeline: `<prefix>:batch-stats`). */
+    key?: string,
   ) {
-    this.key = statsKey(streamKey, group);
+    this.key = key ?? statsKey(streamKey, group);
   }
 
   start(): void {

@@ -41,6 +41,8 @@ export interface PipelineTotals {
   rejected: number;
   /** When the last batch was committed (ms since epoch), or null. */
   lastBatchAt: number | null;
+  /** Batches by why they were flushed (size, time, caught_up, capacity, shutdown), from the runner's counters. */
+  flushReasons: Record<string, number>;
 }
 
 export interface OrdersStats {
@@ -63,6 +65,14 @@ function num(v: unknown): number {
   return Number.isFinite(n) ? n : 0;
 }
 
+/** An HGETALL reply as an object (RESP2: a flat array; node-redis may also give an object). */
+function asRecord(hash: unknown): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (Array.isArray(hash)) for (let i = 0; i + 1 < hash.length; i += 2) h[String(hash[i])] = String(hash[i + 1]);
+  else if (hash && typeof hash === 'object') for (const [k, v] of Object.entries(hash)) h[k] = String(v);
+  return h;
+}
+
 /** Reads the pipeline totals hash and the throughput slots (one pipelined round trip). */
 async function pipelineTotals(redis: RedisConnection, prefix: string, nowMs: number): Promise<{ totals: PipelineTotals; ordersPerSec: number; windowSecs: number }> {
   const keys = orderKeys(prefix);
@@ -73,11 +83,11 @@ async function pipelineTotals(redis: RedisConnection, prefix: string, nowMs: num
   const multi = redis.multi();
   multi.addCommand(['HGETALL', keys.stats]);
   multi.addCommand(['MGET', ...slots]);
-  const [hash, counts] = (await multi.execAsPipeline()) as unknown as [unknown, unknown[]];
-  const h: Record<string, string> = {};
-  // RESP2 HGETALL: a flat array; node-redis may also give an object.
-  if (Array.isArray(hash)) for (let i = 0; i + 1 < hash.length; i += 2) h[String(hash[i])] = String(hash[i + 1]);
-  else if (hash && typeof hash === 'object') Object.assign(h, hash);
+  multi.addCommand(['HGETALL', keys.batchStats]);
+  const [hash, counts, batchHash] = (await multi.execAsPipeline()) as unknown as [unknown, unknown[], unknown];
+  const h = asRecord(hash);
+  const flushReasons: Record<string, number> = {};
+  for (const [field, v] of Object.entries(asRecord(batchHash))) if (field.startsWith('flush:')) flushReasons[field.slice('flush:'.length)] = num(v);
   const total = (counts ?? []).reduce<number>((sum, v) => sum + num(v), 0);
   return {
     totals: {
@@ -88,6 +98,7 @@ async function pipelineTotals(redis: RedisConnection, prefix: string, nowMs: num
       pgDuplicates: num(h.pg_duplicates),
       rejected: num(h.rejected),
       lastBatchAt: h.last_batch_at === undefined ? null : num(h.last_batch_at),
+      flushReasons,
     },
     ordersPerSec: total / spanSecs,
     windowSecs: spanSecs,
@@ -183,6 +194,8 @@ export function formatOrdersStats(s: OrdersStats): string {
     `  Totals:             ${n(p.taken)} taken in ${n(p.batches)} batches; ${n(p.promoted)} promoted, ${n(p.duplicates)} duplicates dropped, ` +
       `${n(p.pgDuplicates)} already in orders, ${n(p.rejected)} rejected`,
   );
+  const reasons = Object.entries(p.flushReasons ?? {}).filter(([, v]) => v > 0);
+  if (reasons.length > 0) lines.push(`  Flushed by:         ${reasons.map(([r, v]) => `${r} ${n(v)}`).join(', ')}`);
   lines.push(`  Last batch:         ${p.lastBatchAt === null ? 'never' : ago(now - p.lastBatchAt)}`);
   if (!s.postgres) {
     lines.push(`Postgres (schema ${s.schema}): ${s.postgresError ?? 'unavailable'}`);

@@ -24,6 +24,7 @@ import { stage, type ServerName, type Stage } from '../core/contracts.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
+import { StatsPublisher } from '../observability/published-stats.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
@@ -355,6 +356,8 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private readonly stopCtl = new AbortController();
   /** Each worker's connection and the Redis parts on it (its takes block another one, the source's). */
   private readonly workers = new Map<string, OrdersWorkerParts>();
+  /** The runner's batch counters for `orders stats` (flush reasons, batch sizes). */
+  private readonly publisher: StatsPublisher;
   private closing: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
   private readonly counters = {
@@ -420,7 +423,11 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         { name: 'analyze', server: 'postgres' as const, run: () => analyzeReferenceTables(this.pool, o.schema).catch(() => {}) },
       ],
     });
-    this.runner.on('batch', (report) => this.onBatch(report));
+    this.publisher = new StatsPublisher(this.control, keys.queue, o.prefix, 1000, keys.batchStats);
+    this.runner.on('batch', (report) => {
+      this.publisher.record(report);
+      this.onBatch(report);
+    });
     this.runner.on('retry', (r) => this.emit('retry', r));
     this.runner.on('serverDown', (e) => this.emit('serverDown', e));
     this.runner.on('serverUp', (e) => this.emit('serverUp', e));
@@ -521,6 +528,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         if (o.untilEmpty) this.resolveDone();
       });
     }
+    this.publisher.start();
     if (o.vacuumIntervalMs > 0) {
       this.vacuumTimer = setInterval(() => void this.vacuum(), o.vacuumIntervalMs);
       this.vacuumTimer.unref();
@@ -569,6 +577,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.state = 'closing';
     clearInterval(this.vacuumTimer);
     await this.runner.close();
+    await this.publisher.stop();
     const forced = this.runner.status === 'stopped' && force;
     if (wasRunning && !forced) {
       await this.vacuuming?.catch(() => {});

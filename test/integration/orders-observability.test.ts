@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startOpsServer } from '../../src/http/server.js';
 import { createPipelineMetrics } from '../../src/observability/metrics.js';
+import { collectOrdersStats, formatOrdersStats } from '../../src/orders/stats.js';
 import { EngineProcess, assertBuilt, killChildren } from '../helpers/child.js';
 import { waitFor } from '../helpers/env.js';
 import { orderJson, ordersTestEnvs } from '../helpers/orders.js';
@@ -53,6 +54,12 @@ describe('orders pipeline observability', () => {
       expect((await get(ops.port, '/healthz')).status).toBe(200);
       await p.close();
       expect((await get(ops.port, '/readyz')).status).toBe(503);
+      // The runner's batch counters, published for `orders stats` like the engine's for `monitor`.
+      const stats = await collectOrdersStats(env.redis, env.pool, { prefix: env.name, schema: env.name, maxQueueDepth: 100_000, dedupWindowSeconds: 3600, dedupBucketSeconds: 300 });
+      const reasons = stats.pipeline.flushReasons;
+      expect(Object.values(reasons).reduce((a, b) => a + b, 0)).toBe(p.stats().batches);
+      expect(reasons.size).toBeGreaterThan(0);
+      expect(formatOrdersStats(stats)).toMatch(/Flushed by: +size \d/);
     } finally {
       await ops.close();
     }

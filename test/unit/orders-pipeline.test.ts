@@ -155,7 +155,7 @@ function sampleStats(over: Partial<OrdersStats> = {}): OrdersStats {
       revenue: { orders: 9000, revenueUsd: 1234567.891, fromMs: 0, scanned: 9000, exact: true, windowMs: 900_000 },
     },
     backpressure: { maxQueueDepth: 100_000, engaged: true },
-    pipeline: { batches: 4, taken: 20_000, promoted: 18_000, duplicates: 1000, pgDuplicates: 20, rejected: 980, lastBatchAt: Date.parse('2026-11-22T17:59:58.000Z') },
+    pipeline: { batches: 4, taken: 20_000, promoted: 18_000, duplicates: 1000, pgDuplicates: 20, rejected: 980, lastBatchAt: Date.parse('2026-11-22T17:59:58.000Z'), flushReasons: { size: 3, caught_up: 1, time: 0 } },
     throughput: { ordersPerSec: 1234.5, windowSecs: 55 },
     postgres: {
       staging: 0,
@@ -179,6 +179,7 @@ describe('formatOrdersStats', () => {
     const text = formatOrdersStats(sampleStats());
     for (const line of [
       'ORDERS PIPELINE',
+      '  Flushed by:         size 3, caught_up 1',
       '  Waiting:            120,000',
       '  In processing:      5,000 (1 workers)',
       '    - vm-1-1: 5,000 held, heartbeat 300 ms ago',

@@ -46,6 +46,8 @@ export interface OrderKeys {
   readonly signals: string;
   /** Hash of the pipeline's running totals (taken, promoted, duplicates, rejected, ...), for `orders stats`. */
   readonly stats: string;
+  /** Hash of the runner's batch counters (`batches`, `rows`, `flush:<reason>`), as every pipeline publishes them. */
+  readonly batchStats: string;
   /** Counter of orders committed during one 10-second slot (ms / 10,000), expiring by itself: the throughput. */
   throughput(slot: number): string;
 }
@@ -76,6 +78,7 @@ export function orderKeys(prefix: string = DEFAULT_ORDERS_PREFIX): OrderKeys {
     window: `${p}:window`,
     signals: `${p}:signals`,
     stats: `${p}:stats`,
+    batchStats: `${p}:batch-stats`,
     throughput: (slot: number) => `${p}:throughput:${slot}`,
   };
 }
