@@ -416,31 +416,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     const source = this.options.source;
     let after: string | undefined;
     while (!stopping()) {
-      const reserved = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
-      if (reserved === 0) return; // forced stop
-      let found: Recovered<T>;
-      try {
-        found = await this.retry.run(source.server, () => source.resume(consumer, reserved, after), { giveUpOn: this.stopCtl.signal, step: 'resume' });
-      } catch (err) {
-        this.inFlight.received(reserved, 0);
-        throw err;
-      }
-      const bytes = sum(found.messages);
-      this.inFlight.received(reserved, found.messages.length, bytes);
-      try {
-        if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
-        after = found.cursor;
-        if (found.messages.length > 0) {
-          held.current = found.messages;
-          try {
-            await this.process(consumer, found.messages, 'pending');
-          } finally {
-            held.current = undefined;
-          }
-        }
-      } finally {
-        this.inFlight.release(found.messages.length, bytes);
-      }
+      const found = await this.recover(consumer, 'resume', 'pending', held, this.stopCtl.signal, (max) => source.resume(consumer, max, after));
+      if (found === null) return; // forced stop
+      after = found.cursor;
       if (!found.more) return;
     }
   }
@@ -455,6 +433,55 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   async process(consumer: string, messages: Message<T>[], reason: BatchReason, readMs = 0): Promise<void> {
     const report = await this.processHeld(consumer, messages, reason, readMs);
     this.recordBatch(report);
+  }
+
+  /**
+   * One round of recovery: reserves room for a batch, asks the source for recovered
+   * work (retried, given up on `giveUpOn`), and processes what came back, holding it
+   * meanwhile. Null on a forced stop.
+   */
+  private async recover(
+    consumer: string,
+    step: 'resume' | 'reclaim',
+    reason: BatchReason,
+    held: Held<T>,
+    giveUpOn: AbortSignal,
+    fetch: (max: number) => Promise<Recovered<T>>,
+  ): Promise<Recovered<T> | null> {
+    const reserved = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
+    if (reserved === 0) return null;
+    let found: Recovered<T>;
+    try {
+      found = await this.retry.run(this.options.source.server, () => fetch(reserved), { giveUpOn, step });
+    } catch (err) {
+      this.inFlight.received(reserved, 0);
+      throw err;
+    }
+    const bytes = sum(found.messages);
+    this.inFlight.received(reserved, found.messages.length, bytes);
+    try {
+      if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
+      if (found.messages.length > 0) {
+        if (reason === 'reclaim') {
+          this.counters.reclaimed += found.messages.length;
+          this.emit('reclaimed', { count: found.messages.length, consumer });
+        }
+        await this.processHolding(consumer, found.messages, reason, held);
+      }
+    } finally {
+      this.inFlight.release(found.messages.length, bytes);
+    }
+    return found;
+  }
+
+  /** process(), with the batch in `held` meanwhile (what the consumer's keep-alive covers). */
+  private async processHolding(consumer: string, messages: Message<T>[], reason: BatchReason, held: Held<T>): Promise<void> {
+    held.current = messages;
+    try {
+      await this.process(consumer, messages, reason);
+    } finally {
+      held.current = undefined;
+    }
   }
 
   private async processHeld(consumer: string, messages: Message<T>[], reason: BatchReason, readMs: number): Promise<BatchReport> {
@@ -588,33 +615,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       while (!stopping()) {
         let cursor = '0-0';
         do {
-          const granted = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
-          if (granted === 0) return;
-          let found: Recovered<T>;
-          try {
-            found = await this.retry.run(source.server, () => reclaim(consumer, granted, minIdleMs, cursor), { giveUpOn: stop, step: 'reclaim' });
-          } catch (err) {
-            this.inFlight.received(granted, 0);
-            throw err;
-          }
-          const bytes = sum(found.messages);
-          this.inFlight.received(granted, found.messages.length, bytes);
-          try {
-            cursor = found.cursor ?? '0-0';
-            if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
-            if (found.messages.length > 0) {
-              this.counters.reclaimed += found.messages.length;
-              this.emit('reclaimed', { count: found.messages.length, consumer });
-              held.current = found.messages;
-              try {
-                await this.process(consumer, found.messages, 'reclaim');
-              } finally {
-                held.current = undefined;
-              }
-            }
-          } finally {
-            this.inFlight.release(found.messages.length, bytes);
-          }
+          const found = await this.recover(consumer, 'reclaim', 'reclaim', held, stop, (max) => reclaim(consumer, max, minIdleMs, cursor));
+          if (found === null) return; // forced stop
+          cursor = found.cursor ?? '0-0';
           if (found.recheckOwn) await this.resumeOwn(consumer, held, stopping);
         } while (cursor !== '0-0' && !stopping());
         await sleep(intervalMs, stop);

@@ -102,3 +102,35 @@ export function untilReady(client: RedisConnection, maxMs: number, signal: Abort
     signal.addEventListener('abort', done);
   });
 }
+
+/** A connection for blocking reads, with its CLIENT ID kept current (CLIENT UNBLOCK needs it; it changes on reconnect). */
+export interface BlockingConnection {
+  conn: RedisConnection;
+  id: string | undefined;
+}
+
+/** A blocking-read connection, not connected yet (`openBlocking` connects it). */
+export function blockingConnection(url: string, options: RedisConnectionOptions = {}): BlockingConnection {
+  // A break fails the read in progress, which its caller reports: no listener of its own needed.
+  const conn = createRedisConnection(url, { onError: () => {}, ...options });
+  const b: BlockingConnection = { conn, id: undefined };
+  conn.on('ready', () => {
+    send(conn, ['CLIENT', 'ID']).then(
+      (id) => (b.id = String(id)),
+      () => {},
+    );
+  });
+  return b;
+}
+
+/** Connects a blocking-read connection if it is not open (a closed one, or a first use). */
+export async function openBlocking(b: BlockingConnection): Promise<void> {
+  if (b.conn.isOpen) return;
+  await b.conn.connect();
+  b.id = String(await send(b.conn, ['CLIENT', 'ID']));
+}
+
+/** Releases a blocked read of `b` (CLIENT UNBLOCK from another connection); a no-op when either is down. */
+export async function unblock(commands: RedisConnection, b: BlockingConnection | undefined): Promise<void> {
+  if (b?.id && b.conn.isOpen && commands.isReady) await send(commands, ['CLIENT', 'UNBLOCK', b.id]);
+}

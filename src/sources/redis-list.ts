@@ -3,7 +3,7 @@ import { sleep } from '../core/backoff.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { TributaryError } from '../errors.js';
 import { OrderQueue, type RecoverResult } from '../orders/redis/queue.js';
-import { createRedisConnection, destroyQuietly, send, untilReady, type RedisConnection } from '../redis/client.js';
+import { blockingConnection, destroyQuietly, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 
 export interface RedisListSourceOptions {
   /** Redis URL: each consumer gets its own connection from it (a take blocks it). */
@@ -43,10 +43,8 @@ class ListMessage implements Message<string> {
   }
 }
 
-interface Reader {
-  conn: RedisConnection;
+interface Reader extends BlockingConnection {
   queue: OrderQueue;
-  id: string | undefined;
   seq: number;
   /** Items taken and not yet acknowledged. */
   outstanding: number;
@@ -154,9 +152,7 @@ export class RedisListSource implements Source<string> {
   }
 
   async interrupt(consumer: string): Promise<void> {
-    const r = this.readers.get(consumer);
-    const commands = this.options.commands;
-    if (r?.id && r.conn.isOpen && commands.isReady) await send(commands, ['CLIENT', 'UNBLOCK', r.id]);
+    await unblock(this.options.commands, this.readers.get(consumer));
   }
 
   /** The consumer stopped: forget its heartbeat (its list is empty after a graceful stop), close its connection. */
@@ -185,24 +181,14 @@ export class RedisListSource implements Source<string> {
     let r = this.readers.get(consumer);
     if (!r) {
       if (this.closed) throw new Error('source closed');
-      const conn = createRedisConnection(this.options.redisUrl, {
+      const b = blockingConnection(this.options.redisUrl, {
         name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
         connectTimeoutMs: this.options.connectTimeoutMs,
-        onError: () => {},
       });
-      const reader: Reader = (r = { conn, queue: new OrderQueue({ client: conn, prefix: this.options.prefix }), id: undefined, seq: 0, outstanding: 0, needRelease: false });
-      conn.on('ready', () => {
-        send(conn, ['CLIENT', 'ID']).then(
-          (id) => (reader.id = String(id)),
-          () => {},
-        );
-      });
+      r = Object.assign(b, { queue: new OrderQueue({ client: b.conn, prefix: this.options.prefix }), seq: 0, outstanding: 0, needRelease: false });
       this.readers.set(consumer, r);
     }
-    if (!r.conn.isOpen) {
-      await r.conn.connect();
-      r.id = String(await send(r.conn, ['CLIENT', 'ID']));
-    }
+    await openBlocking(r);
     return r;
   }
 }

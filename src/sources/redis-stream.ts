@@ -1,7 +1,7 @@
 import { ClientOfflineError, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
-import { createRedisConnection, destroyQuietly, ensureGroup, send, untilReady, type RedisConnection } from '../redis/client.js';
+import { blockingConnection, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
   parseEntryList,
@@ -39,10 +39,7 @@ export interface RedisStreamSourceOptions {
 }
 
 /** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
-interface Reader {
-  conn: RedisConnection;
-  id: string | undefined;
-}
+type Reader = BlockingConnection;
 
 /** A stream entry as a message: first reads keep the bytes Redis sent (RawStreamEntry). */
 export type StreamMessage = Message<StreamEntry>;
@@ -197,8 +194,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
   }
 
   async interrupt(consumer: string): Promise<void> {
-    const reader = this.readers.get(consumer);
-    if (reader?.id && reader.conn.isOpen && this.commands.isReady) await send(this.commands, ['CLIENT', 'UNBLOCK', reader.id]);
+    await unblock(this.commands, this.readers.get(consumer));
   }
 
   async release(consumer: string): Promise<void> {
@@ -222,25 +218,10 @@ export class RedisStreamSource implements Source<StreamEntry> {
     let r = this.readers.get(consumer);
     if (!r) {
       if (this.closed) throw new Error('source closed');
-      const conn = createRedisConnection(this.options.redisUrl, {
-        name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
-        // A break fails the read in progress, which the runner reports.
-        onError: () => {},
-      });
-      const reader: Reader = (r = { conn, id: undefined });
-      // The ID changes with every reconnect; CLIENT UNBLOCK needs the current one.
-      conn.on('ready', () => {
-        send(conn, ['CLIENT', 'ID']).then(
-          (id) => (reader.id = String(id)),
-          () => {},
-        );
-      });
+      r = blockingConnection(this.options.redisUrl, { name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}` });
       this.readers.set(consumer, r);
     }
-    if (!r.conn.isOpen) {
-      await r.conn.connect();
-      r.id = String(await send(r.conn, ['CLIENT', 'ID']));
-    }
+    await openBlocking(r);
     return r;
   }
 }
