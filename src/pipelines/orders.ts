@@ -17,314 +17,35 @@
  * The library never prints: it emits typed events and keeps counters (`stats()`).
  */
 import { redactUrl } from '../config/index.js';
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { sleep } from '../core/backoff.js';
-import { stage, type ServerName, type Stage } from '../core/contracts.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
-import { StatsPublisher } from '../observability/published-stats.js';
 import { isTributaryError, TributaryError } from '../errors.js';
-import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
-import { lookupFor, rejectedTotal, THROUGHPUT_SLOT_MS, THROUGHPUT_TTL_S } from '../orders/batch.js';
+import { StatsPublisher } from '../observability/published-stats.js';
+import { lookupFor, rejectedTotal } from '../orders/batch.js';
+import { resolveOptions, type OrdersPipelineEvents, type OrdersPipelineOptions, type OrdersPipelineStats, type Resolved } from '../orders/options.js';
 import { analyzeReferenceTables } from '../orders/pg/analyze.js';
+import { migrateOrders } from '../orders/pg/migrate.js';
 import { inTransaction, promoteLockKey } from '../orders/pg/promote.js';
-import { migrateOrders, ORDERS_SCHEMA } from '../orders/pg/migrate.js';
 import { refreshViews, type ViewRefresh } from '../orders/pg/views.js';
-import { LookupCache, type PublishResult } from '../orders/redis/cache.js';
+import { LookupCache } from '../orders/redis/cache.js';
 import { DedupWindow } from '../orders/redis/dedup.js';
-import { DEFAULT_ORDERS_PREFIX, orderKeys } from '../orders/redis/keys.js';
+import { orderKeys } from '../orders/redis/keys.js';
 import type { RecoverResult } from '../orders/redis/queue.js';
 import { RevenueWindow } from '../orders/redis/revenue.js';
-import { OrderSignals, ViewRefresher, type RefreshOutcome, type Unsubscribe } from '../orders/redis/signals.js';
-import { loadReferenceData } from '../orders/seed.js';
-import type { LookupResult, Order, ReferenceData, RejectReason } from '../orders/types.js';
+import { OrderSignals, ViewRefresher, type Unsubscribe } from '../orders/redis/signals.js';
+import { connectRedis, loadReferenceDataOrFail, vacuumStaging } from '../orders/setup.js';
+import type { LookupResult, Order, RejectReason } from '../orders/types.js';
+import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { PostgresStagingSink, type StagingDetails } from '../sinks/postgres-staging.js';
 import { RedisListSource } from '../sources/redis-list.js';
-import { dedupStage, enrichStage, parseOrdersStage, transformStage, type OrdersBatchState } from '../stages/orders.js';
+import { ordersStages, type OrdersWorkerParts } from '../stages/orders.js';
 
-export interface OrdersPipelineOptions {
-  /** Redis URL (required). */
-  redisUrl: string;
-  /**
-   * Postgres URL (required unless `pool` is given). A PgBouncer URL in transaction pool
-   * mode works: the pipeline keeps no session state and uses no named prepared statements.
-   */
-  databaseUrl?: string;
-  /** A pool to use instead of one from `databaseUrl` (not closed by close()); give it at least workers + 3 connections. */
-  pool?: PgPool;
-  /** Postgres schema of the orders tables (default `orders`). */
-  schema?: string;
-  /** Redis key prefix of the queue, dedup window, cache, ... (default `orders`). */
-  prefix?: string;
-  /** Workers in this process, each with its own Redis connection (default 4; 0: only the refresher and recovery run). */
-  workers?: number;
-  /** Orders taken per batch (default 5000). */
-  batchSize?: number;
-  /** How long an idle worker's take blocks waiting for orders, ms (default 1000). */
-  blockMs?: number;
-  /** Worker names are `<workerPrefix>-<n>`; must be unique per running pipeline (default `<host name>-<pid>-<random run token>`). */
-  workerPrefix?: string;
-  /** How long an order_id is remembered by the dedup window, s (default 3600). */
-  dedupWindowSeconds?: number;
-  /** Width of one dedup bucket, s (default 300). */
-  dedupBucketSeconds?: number;
-  /** Length of the revenue window (sorted set by order time), ms (default 900,000: 15 minutes). */
-  revenueWindowMs?: number;
-  /** TTL of a lookup-cache version the pipeline publishes, ms (default 86,400,000: 24 h). */
-  cacheTtlMs?: number;
-  /**
-   * When the lookup cache is empty or expired, publish it from the Postgres reference
-   * tables instead of waiting for `orders init-cache` (default true).
-   */
-  autoPublishCache?: boolean;
-  /**
-   * A worker whose heartbeat is this old is dead: its processing list goes back to the
-   * queue (default 30,000 ms; at least 3 × blockMs). Workers beat every staleMs / 3 while
-   * they hold a batch.
-   */
-  staleMs?: number;
-  /** How often dead workers are looked for, ms (default 5000). */
-  recoverIntervalMs?: number;
-  /**
-   * How often the staging table is vacuumed, ms (default 30,000; 0: never). Every order is
-   * COPYed into it and deleted from it: without VACUUM (autovacuum off, or lagging) its dead
-   * rows pile up, about 165 MB per million orders, and crowd out shared buffers.
-   */
-  vacuumIntervalMs?: number;
-  /** Refresh the materialized views when a completion signal arrives (default true). */
-  refreshViews?: boolean;
-  /** At most one view refresh starts per this many ms; signals meanwhile are coalesced (default 5000). */
-  viewRefreshMinIntervalMs?: number;
-  /** Create or upgrade the orders schema at start (default true). */
-  migrate?: boolean;
-  /** Each worker stops at its first take that finds the queue empty; `done` resolves when all have (default false). */
-  untilEmpty?: boolean;
-  /** Backoff between retries of a failed step: first ceiling and cap, ms (default 100 and 5000). */
-  retryBaseMs?: number;
-  retryMaxMs?: number;
-  /** How long start() waits for each server to answer, ms (default 5000), unless waitForServers. */
-  connectTimeoutMs?: number;
-  /**
-   * Wait out servers that are not up yet at start (a long-running process: `orders
-   * process`), reporting serverDown once, instead of failing after connectTimeoutMs with
-   * a coded error (a one-shot run; the default).
-   */
-  waitForServers?: boolean;
-}
-
-const DEFAULTS = {
-  schema: ORDERS_SCHEMA,
-  prefix: DEFAULT_ORDERS_PREFIX,
-  workers: 4,
-  batchSize: 5000,
-  blockMs: 1000,
-  dedupWindowSeconds: 3600,
-  dedupBucketSeconds: 300,
-  revenueWindowMs: 900_000,
-  cacheTtlMs: 86_400_000,
-  autoPublishCache: true,
-  staleMs: 30_000,
-  recoverIntervalMs: 5000,
-  vacuumIntervalMs: 30_000,
-  refreshViews: true,
-  viewRefreshMinIntervalMs: 5000,
-  migrate: true,
-  untilEmpty: false,
-  retryBaseMs: 100,
-  retryMaxMs: 5000,
-  connectTimeoutMs: 5000,
-  waitForServers: false,
-};
-
-type Resolved = Required<Omit<OrdersPipelineOptions, 'pool' | 'databaseUrl' | 'workerPrefix'>> & {
-  databaseUrl: string | undefined;
-  pool: PgPool | undefined;
-  workerPrefix: string;
-};
-
-/** Per-stage wall time of one batch, ms. */
-export interface StageTimings {
-  /** The take that returned the batch (includes waiting for orders when the queue was empty). */
-  takeMs: number;
-  parseMs: number;
-  dedupMs: number;
-  enrichMs: number;
-  transformMs: number;
-  /** COPY into staging (and recording malformed items). */
-  stageMs: number;
-  promoteMs: number;
-  /** Ack, mark seen, revenue window, counters, signal. */
-  commitMs: number;
-  totalMs: number;
-}
-
-/** What one batch did; the 'batch' event. */
-export interface OrdersBatchReport {
-  worker: string;
-  batchId: string;
-  /** Items taken from the queue. */
-  taken: number;
-  /** Items that did not parse (recorded as 'malformed' rejects). */
-  malformed: number;
-  /** Orders dropped by the dedup window. */
-  duplicates: number;
-  /** Orders staged and promoted or rejected. */
-  staged: number;
-  /** Rows newly inserted into `orders`. */
-  promoted: number;
-  /** Valid orders already in `orders` (redelivered, or a duplicate the window could not see). */
-  pgDuplicates: number;
-  /** Staged orders rejected, by reason. */
-  rejected: Partial<Record<RejectReason, number>>;
-  /** The lookup-cache version the batch was enriched from (null when nothing needed enriching). */
-  cacheVersion: number | null;
-  /** An earlier attempt's promote had committed (its reply was lost): counts are zeros. */
-  landedEarlier: boolean;
-  /** Attempts that failed and were retried while processing this batch. */
-  retries: number;
-  timings: StageTimings;
-}
-
-export interface OrdersPipelineStats {
-  workers: number;
-  batches: number;
-  taken: number;
-  malformed: number;
-  duplicates: number;
-  promoted: number;
-  pgDuplicates: number;
-  rejected: Partial<Record<RejectReason, number>>;
-  rejectedTotal: number;
-  /** Orders held now (taken, not yet acknowledged). */
-  inFlight: number;
-  retries: number;
-  /** Orders returned to the queue from dead workers' processing lists. */
-  recovered: number;
-  viewRefreshes: number;
-  cachePublishes: number;
-}
-
-export interface OrdersPipelineEvents {
-  /** Workers are taking orders. */
-  started: { workers: string[] };
-  batch: OrdersBatchReport;
-  /** Dead workers' processing lists went back to the queue; their staged rows were dropped. */
-  recovered: RecoverResult & { stagingRowsDropped: number };
-  /** The pipeline published the lookup cache from Postgres (it was empty or expired). */
-  cachePublished: PublishResult;
-  /** A view refresh ran (status 'refreshed' or 'failed'). */
-  viewsRefreshed: RefreshOutcome<ViewRefresh[]>;
-  /** A step failed and will be retried (every attempt; serverDown reports only the first). */
-  retry: { server: ServerName | undefined; step: string; error: Error; attempt: number };
-  serverDown: { server: ServerName; error: Error };
-  serverUp: { server: ServerName; downMs: number };
-  /** untilEmpty: every worker found the queue empty and stopped. */
-  drained: { batches: number };
-  stopping: { force: boolean };
-  stopped: OrdersPipelineStats;
-  error: Error;
-}
-
-/** Longest delay a Node timer honours (2^31-1 ms, ~24.8 days): a longer one fires after 1 ms. */
-export const MAX_TIMER_MS = 2_147_483_647;
-
-function checkInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
-    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [`OrdersPipeline ${name}`, `must be an integer ${range} (got ${String(value)})`]);
-  }
-  return value;
-}
-
-function resolveOptions(options: OrdersPipelineOptions): Resolved {
-  if (!options?.redisUrl) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline redisUrl', 'is required']);
-  if (!options.databaseUrl && !options.pool) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline databaseUrl', 'is required (or give a pool)']);
-  const o = {
-    ...DEFAULTS,
-    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
-  } as Resolved;
-  o.databaseUrl = options.databaseUrl;
-  o.pool = options.pool;
-  // The run token keeps two pipelines of one process apart: sharing worker names, one's
-  // start would release the other's in-flight batch and they would share processing lists.
-  o.workerPrefix = options.workerPrefix ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  if (!/^[^\s:]+$/.test(o.workerPrefix)) {
-    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline workerPrefix', `must be non-empty, without spaces or ':' (got ${JSON.stringify(o.workerPrefix)})`]);
-  }
-  checkInt('workers', o.workers, 0, 1000);
-  checkInt('batchSize', o.batchSize, 1, 1_000_000);
-  checkInt('blockMs', o.blockMs, 1, MAX_TIMER_MS);
-  checkInt('dedupWindowSeconds', o.dedupWindowSeconds, 1);
-  checkInt('dedupBucketSeconds', o.dedupBucketSeconds, 1, o.dedupWindowSeconds);
-  checkInt('revenueWindowMs', o.revenueWindowMs, 1);
-  checkInt('cacheTtlMs', o.cacheTtlMs, 1000);
-  checkInt('staleMs', o.staleMs, Math.max(1000, 3 * o.blockMs), MAX_TIMER_MS);
-  checkInt('recoverIntervalMs', o.recoverIntervalMs, 1, MAX_TIMER_MS);
-  checkInt('vacuumIntervalMs', o.vacuumIntervalMs, 0, MAX_TIMER_MS);
-  checkInt('viewRefreshMinIntervalMs', o.viewRefreshMinIntervalMs, 0, MAX_TIMER_MS);
-  checkInt('retryBaseMs', o.retryBaseMs, 1, MAX_TIMER_MS);
-  checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs, MAX_TIMER_MS);
-  checkInt('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS);
-  if (!o.schema || !o.prefix) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline schema / prefix', 'must be non-empty']);
-  return o;
-}
-
-/**
- * VACUUM of the staging table (not FULL: it takes no lock that blocks COPY or promote), so
- * the space of promoted rows is reused instead of piling up. One statement, fine through
- * PgBouncer.
- */
-export async function vacuumStaging(pool: PgPool, schema: string): Promise<void> {
-  await pool.query(`VACUUM ${quoteIdent(schema)}.orders_staging`);
-}
-
-/**
- * The reference tables (loadReferenceData), or TRIB_ERR_ORDERS_NO_REFERENCE_DATA when the
- * schema has no orders tables or one of them is empty.
- */
-export async function loadReferenceDataOrFail(pool: PgPool, schema: string): Promise<ReferenceData> {
-  let data: ReferenceData;
-  try {
-    data = await loadReferenceData(pool, schema);
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === '42P01' || code === '3F000') throw new TributaryError('TRIB_ERR_ORDERS_NO_REFERENCE_DATA', [schema, 'no tables'], { cause: err });
-    throw err;
-  }
-  const empty = (['products', 'currencies', 'zipCodes'] as const).filter((t) => data[t].length === 0);
-  if (empty.length > 0) throw new TributaryError('TRIB_ERR_ORDERS_NO_REFERENCE_DATA', [schema, `${empty.join(', ')} empty`]);
-  return data;
-}
-
-/** Connects a Redis connection, or TRIB_ERR_REDIS_UNAVAILABLE when it does not within `timeoutMs`. */
-async function connectRedis(conn: RedisConnection, url: string, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  let last: unknown;
-  const onError = (err: unknown) => (last = err);
-  conn.on('error', onError);
-  try {
-    await Promise.race([
-      conn.connect(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${redactUrl(url)} within ${timeoutMs} ms${last ? ` (${asError(last).message})` : ''}`])),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } catch (err) {
-    destroyQuietly(conn);
-    if (isTributaryError(err)) throw err;
-    throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`cannot connect to ${redactUrl(url)}: ${asError(err).message}`], { cause: err });
-  } finally {
-    clearTimeout(timer);
-    conn.off('error', onError);
-  }
-}
-
+export { MAX_TIMER_MS, type OrdersPipelineOptions, type OrdersPipelineEvents, type OrdersPipelineStats, type OrdersBatchReport, type StageTimings } from '../orders/options.js';
+export { vacuumStaging, loadReferenceDataOrFail } from '../orders/setup.js';
+export { ordersStages, type OrdersStageParts, type OrdersWorkerParts } from '../stages/orders.js';
 
 const EMPTY_LOOKUP: LookupResult = { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() };
 
@@ -772,78 +493,4 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.counters.recovered += result.items;
     this.emit('recovered', { ...result, stagingRowsDropped });
   }
-}
-
-/** What the orders stages use for one worker: its own connection and the Redis parts on it. */
-export interface OrdersWorkerParts {
-  /** The connection for the worker's commands (non-blocking; never the one its takes block). */
-  client: RedisConnection;
-  dedup: DedupWindow;
-  revenue: RevenueWindow;
-  signals: OrderSignals;
-  /** The lookups of a batch's orders (one cache version). */
-  lookup: (orders: Order[]) => Promise<LookupResult>;
-}
-
-/** What the orders stages need. */
-export interface OrdersStageParts {
-  keys: ReturnType<typeof orderKeys>;
-  /** The parts of the worker (consumer) processing a batch. */
-  worker: (consumer: string) => OrdersWorkerParts;
-  /** A batch promoted rows (the views are now stale). */
-  onPromoted?: () => void;
-  /** A completion signal could not be published (a hint only: nothing is retried). */
-  onError?: (err: Error) => void;
-}
-
-/**
- * The orders pipeline's stages, in order: parse, dedup, enrich, transform, and announce
- * (after the commit: the counters `orders stats` reads and the completion signal). The
- * pipeline and the benchmark run these same objects. Each worker's Redis commands go on
- * its own connection: on one shared connection, the big commands of one batch (a
- * 5,000-id dedup check, the revenue ZADD) queue in front of every other worker's.
- */
-export function ordersStages(p: OrdersStageParts): Stage<any, any>[] {
-  const announce = stage<Order, Order>('announce', (batch) => ({ keep: batch }));
-  announce.afterCommit = async (_kept, ctx) => {
-    const w = p.worker(ctx.consumer);
-    const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
-    await countBatch(w.client, p.keys, ctx.state);
-    const r = details.result;
-    if (r && (r.stagedRows > 0 || r.landedEarlier)) {
-      p.onPromoted?.();
-      // The signal is a hint (pub/sub keeps nothing): a failure only delays a refresh.
-      await w.signals
-        .publishPromoted({ batchId: details.batchId ?? '', worker: ctx.consumer, promoted: r.promoted, duplicates: r.duplicates, rejected: rejectedTotal(r.rejected) })
-        .catch((err: unknown) => p.onError?.(asError(err)));
-    }
-  };
-  return [
-    parseOrdersStage(),
-    dedupStage((ctx) => p.worker(ctx.consumer).dedup),
-    enrichStage((orders, ctx) => p.worker(ctx.consumer).lookup(orders)),
-    transformStage((ctx) => p.worker(ctx.consumer).revenue),
-    announce,
-  ];
-}
-
-/** Counts a committed batch in the stats hash and its throughput slot (what `orders stats` reads). */
-async function countBatch(client: RedisConnection, keys: ReturnType<typeof orderKeys>, state: Record<string, unknown>): Promise<void> {
-  const st = state as OrdersBatchState;
-  const r = (state as { result?: StagingDetails['result'] }).result;
-  const taken = st.taken ?? 0;
-  const now = Date.now();
-  const slot = keys.throughput(Math.floor(now / THROUGHPUT_SLOT_MS));
-  const malformed = st.malformed?.length ?? 0;
-  const multi = client.multi();
-  multi.addCommand(['HINCRBY', keys.stats, 'batches', '1']);
-  multi.addCommand(['HINCRBY', keys.stats, 'taken', String(taken)]);
-  multi.addCommand(['HINCRBY', keys.stats, 'promoted', String(r?.promoted ?? 0)]);
-  multi.addCommand(['HINCRBY', keys.stats, 'duplicates', String(st.duplicates ?? 0)]);
-  multi.addCommand(['HINCRBY', keys.stats, 'pg_duplicates', String(r?.duplicates ?? 0)]);
-  multi.addCommand(['HINCRBY', keys.stats, 'rejected', String(rejectedTotal(r?.rejected ?? {}) + malformed)]);
-  multi.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
-  multi.addCommand(['INCRBY', slot, String(taken)]);
-  multi.addCommand(['EXPIRE', slot, String(THROUGHPUT_TTL_S)]);
-  await multi.execAsPipeline();
 }

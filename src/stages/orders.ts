@@ -10,7 +10,13 @@
  * What is known of the whole batch (malformed items, the lookup, the columns) travels in
  * the batch state to the staging sink.
  */
-import type { BatchContext, Message, Stage } from '../core/contracts.js';
+import { stage, type BatchContext, type Message, type Stage } from '../core/contracts.js';
+import { asError } from '../core/retry.js';
+import { rejectedTotal, THROUGHPUT_SLOT_MS, THROUGHPUT_TTL_S } from '../orders/batch.js';
+import type { orderKeys } from '../orders/redis/keys.js';
+import type { OrderSignals } from '../orders/redis/signals.js';
+import type { RedisConnection } from '../redis/client.js';
+import type { StagingDetails } from '../sinks/postgres-staging.js';
 import type { DedupWindow } from '../orders/redis/dedup.js';
 import type { RevenueWindow } from '../orders/redis/revenue.js';
 import { revenueEntries } from '../orders/batch.js';
@@ -126,3 +132,76 @@ export function transformStage(revenueFor: (ctx: BatchContext) => RevenueWindow)
   };
 }
 
+/** What the orders stages use for one worker: its own connection and the Redis parts on it. */
+export interface OrdersWorkerParts {
+  /** The connection for the worker's commands (non-blocking; never the one its takes block). */
+  client: RedisConnection;
+  dedup: DedupWindow;
+  revenue: RevenueWindow;
+  signals: OrderSignals;
+  /** The lookups of a batch's orders (one cache version). */
+  lookup: (orders: Order[]) => Promise<LookupResult>;
+}
+
+/** What the orders stages need. */
+export interface OrdersStageParts {
+  keys: ReturnType<typeof orderKeys>;
+  /** The parts of the worker (consumer) processing a batch. */
+  worker: (consumer: string) => OrdersWorkerParts;
+  /** A batch promoted rows (the views are now stale). */
+  onPromoted?: () => void;
+  /** A completion signal could not be published (a hint only: nothing is retried). */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * The orders pipeline's stages, in order: parse, dedup, enrich, transform, and announce
+ * (after the commit: the counters `orders stats` reads and the completion signal). The
+ * pipeline and the benchmark run these same objects. Each worker's Redis commands go on
+ * its own connection: on one shared connection, the big commands of one batch (a
+ * 5,000-id dedup check, the revenue ZADD) queue in front of every other worker's.
+ */
+export function ordersStages(p: OrdersStageParts): Stage<any, any>[] {
+  const announce = stage<Order, Order>('announce', (batch) => ({ keep: batch }));
+  announce.afterCommit = async (_kept, ctx) => {
+    const w = p.worker(ctx.consumer);
+    const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
+    await countBatch(w.client, p.keys, ctx.state);
+    const r = details.result;
+    if (r && (r.stagedRows > 0 || r.landedEarlier)) {
+      p.onPromoted?.();
+      // The signal is a hint (pub/sub keeps nothing): a failure only delays a refresh.
+      await w.signals
+        .publishPromoted({ batchId: details.batchId ?? '', worker: ctx.consumer, promoted: r.promoted, duplicates: r.duplicates, rejected: rejectedTotal(r.rejected) })
+        .catch((err: unknown) => p.onError?.(asError(err)));
+    }
+  };
+  return [
+    parseOrdersStage(),
+    dedupStage((ctx) => p.worker(ctx.consumer).dedup),
+    enrichStage((orders, ctx) => p.worker(ctx.consumer).lookup(orders)),
+    transformStage((ctx) => p.worker(ctx.consumer).revenue),
+    announce,
+  ];
+}
+
+/** Counts a committed batch in the stats hash and its throughput slot (what `orders stats` reads). */
+async function countBatch(client: RedisConnection, keys: ReturnType<typeof orderKeys>, state: Record<string, unknown>): Promise<void> {
+  const st = state as OrdersBatchState;
+  const r = (state as { result?: StagingDetails['result'] }).result;
+  const taken = st.taken ?? 0;
+  const now = Date.now();
+  const slot = keys.throughput(Math.floor(now / THROUGHPUT_SLOT_MS));
+  const malformed = st.malformed?.length ?? 0;
+  const multi = client.multi();
+  multi.addCommand(['HINCRBY', keys.stats, 'batches', '1']);
+  multi.addCommand(['HINCRBY', keys.stats, 'taken', String(taken)]);
+  multi.addCommand(['HINCRBY', keys.stats, 'promoted', String(r?.promoted ?? 0)]);
+  multi.addCommand(['HINCRBY', keys.stats, 'duplicates', String(st.duplicates ?? 0)]);
+  multi.addCommand(['HINCRBY', keys.stats, 'pg_duplicates', String(r?.duplicates ?? 0)]);
+  multi.addCommand(['HINCRBY', keys.stats, 'rejected', String(rejectedTotal(r?.rejected ?? {}) + malformed)]);
+  multi.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
+  multi.addCommand(['INCRBY', slot, String(taken)]);
+  multi.addCommand(['EXPIRE', slot, String(THROUGHPUT_TTL_S)]);
+  await multi.execAsPipeline();
+}
