@@ -99,6 +99,9 @@ describe('consume()', () => {
       await child.waitForLog('consuming as', 20_000);
       const afterMs = 200 + Math.floor(Math.random() * 1200);
       await sleep(afterMs);
+      // Kill it holding work when it can: wait (briefly) for a moment with entries pending.
+      const until = Date.now() + 1000;
+      while (Date.now() < until && (await pending(env, group)).length === 0 && produced < total) await sleep(5);
       await child.killHard();
       // The child is dead: whatever the group shows acknowledged must have been handled.
       const handled = await handledIds();
