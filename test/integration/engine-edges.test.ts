@@ -135,3 +135,39 @@ describe('engine edge cases found in review', () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe('held work is kept alive from the moment it is read', () => {
+  it('a batch waiting behind a stuck write is not reclaimed by the process itself, nor dead-lettered while it is also written (MAX_DELIVERIES 1)', async () => {
+    const env = await setup('held_alive', { numWorkers: 1, batchSize: 100, xreadCount: 100, batchTimeoutMs: 500, claimIdleMs: 3000, claimIntervalMs: 200, maxDeliveries: 1 });
+    for (let i = 0; i < 250; i++) await add(env, { event_type: 't', payload: JSON.stringify({ i }), event_id: `held-${i}` });
+    // The first batch's write blocks on a lock; the worker reads the second batch behind it.
+    const locker = await env.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE ${quoteIdent(env.config.pgSchema)}.events IN ACCESS EXCLUSIVE MODE`);
+    const { engine, errors } = engineFor(env);
+    const reclaimed: number[] = [];
+    const dead: string[] = [];
+    engine.on('reclaimed', (r) => reclaimed.push(r.count));
+    engine.on('deadLetter', (d) => dead.push(d.id));
+    try {
+      await engine.start();
+      await waitFor(async () => (await pendingCount(env)) >= 200, 10_000, 'two batches held: one in the write, one behind it');
+      // Well past CLAIM_IDLE_MS, with the reclaim loop running every 200 ms.
+      await new Promise((r) => setTimeout(r, 2.5 * 3000));
+      const held = (await send(env.redis, ['XPENDING', env.config.streamKey, env.config.group, '-', '+', '1000'])) as [string, string, number, number][];
+      expect(held.length).toBeGreaterThanOrEqual(200);
+      expect(held.every(([, consumer]) => consumer === `${env.config.consumerName}-1`), 'all still on the worker').toBe(true);
+      expect(Math.max(...held.map(([, , idle]) => Number(idle))), 'kept alive: idle below CLAIM_IDLE_MS').toBeLessThan(3000);
+      expect(held.every(([, , , deliveries]) => Number(deliveries) === 1), 'no delivery counted').toBe(true);
+      expect(reclaimed).toEqual([]);
+    } finally {
+      await locker.query('COMMIT');
+      locker.release();
+    }
+    await waitFor(async () => (await countRows(env)).rows === 250 && (await pendingCount(env)) === 0, 20_000, 'all written once the lock is gone');
+    expect(dead).toEqual([]);
+    expect(reclaimed).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(Number(await send(env.redis, ['XLEN', env.config.dlqStream]))).toBe(0);
+  }, 40_000);
+});
