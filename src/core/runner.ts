@@ -209,6 +209,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   private loops: Promise<void>[] = [];
   private closing: Promise<void> | undefined;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly failedConsumers = new Set<string>();
+  /** The first permanent (non-retryable) error that stopped a worker, if any. */
+  failure: Error | undefined;
   private readonly counters: RunnerStats = {
     read: 0,
     written: 0,
@@ -393,7 +396,12 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   /** @internal A worker met a permanent error and stopped. */
   failed(consumer: string, error: Error): void {
     REPORTED.add(error);
+    this.failedConsumers.add(consumer);
+    this.failure ??= error;
     this.emit('error', Object.assign(error, { consumer }));
+    // No worker left reading: stop the whole runner (gracefully), so `done` resolves and a
+    // process running it can exit with the error instead of idling forever.
+    if (this.failedConsumers.size === this.options.consumers.length) void this.close();
   }
 
   /** @internal */

@@ -996,6 +996,9 @@ describe('Runner: stages and dead letters', () => {
     expect(h.source.acks).toEqual([]);
     expect([...h.source.own('w-1').keys()]).toEqual(['m1', 'm2']);
 
+    // Its only worker stopped: the runner stops by itself, naming the failure.
+    await within(h.runner.done, 'done', 1000);
+    expect(h.runner.failure).toBe(err);
     await within(h.runner.close(), 'the close', 1000);
     expect(h.runner.status).toBe('stopped');
     expect(h.of('error')).toHaveLength(1);

@@ -76,6 +76,11 @@ export function registerStart(program: Command): void {
     await engine.start();
     await engine.done;
     await engine.close();
+    if (engine.runner.failure) {
+      // Every worker stopped on an error retrying cannot fix (it was logged as it happened).
+      log.error({ err: engine.runner.failure }, `stopped: ${engine.runner.failure.message}`);
+      process.exitCode = 2;
+    }
     stopLogging();
     await ops?.close();
     const s = engine.stats();
