@@ -112,6 +112,8 @@ export interface Stage<In = unknown, Out = unknown> {
   readonly name: string;
   /** The server the stage talks to, if any (its failures are reported as that server's). */
   readonly server?: ServerName;
+  /** Which failures are worth retrying (default: all but non-retryable coded errors, which stop the worker). */
+  readonly retryable?: (error: unknown) => boolean;
   run(batch: Message<In>[], ctx: BatchContext): Promise<StageResult<Out>> | StageResult<Out>;
   /**
    * Called once the sink committed the batch, with the messages this stage kept (maybe

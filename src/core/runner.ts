@@ -185,6 +185,8 @@ interface Held<T> {
   current: readonly Message<T>[] | undefined;
 }
 
+const NOTHING_IN_WRITE: { readonly count: number; readonly bytes: number } = { count: 0, bytes: 0 };
+
 /** Errors already emitted (a worker's permanent failure), so they are not emitted twice. */
 const REPORTED = new WeakSet<Error>();
 
@@ -244,6 +246,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     positive('maxInFlightBytes', options.maxInFlightBytes);
     positive('readCount', options.readCount);
     positive('maxDeliveries', options.maxDeliveries);
+    if (options.reclaim && options.keepAliveMs !== undefined && options.keepAliveMs >= options.reclaim.minIdleMs) {
+      throw invalid('keepAliveMs', `must be below reclaim.minIdleMs (${options.reclaim.minIdleMs}): held work would be reclaimed from a live worker`);
+    }
     this.options = { ...options };
     this.stages = options.stages ?? [];
     this.inFlight = new InFlight(maxInFlight, options.maxInFlightBytes);
@@ -411,7 +416,10 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
 
   /** @internal */
   keepAlive(consumer: string, held: () => readonly Message<T>[]): KeepAlive<T> {
-    return new KeepAlive(consumer, this.options.source, this.options.keepAliveMs ?? 20_000, held);
+    const o = this.options;
+    // Default: three keep-alives per reclaim idle time (20 s without a reclaim loop).
+    const every = o.keepAliveMs ?? (o.reclaim ? Math.max(100, Math.floor(o.reclaim.minIdleMs / 3)) : 20_000);
+    return new KeepAlive(consumer, o.source, every, held);
   }
 
   /**
@@ -486,7 +494,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   private async processHolding(consumer: string, messages: Message<T>[], reason: BatchReason, held: Held<T>): Promise<void> {
     held.current = messages;
     try {
-      await this.process(consumer, messages, reason);
+      // A forced stop does not wait for a write that ignores the signal.
+      if ((await untilAborted(this.process(consumer, messages, reason), this.forceCtl.signal)) === ABORTED) throw new ForcedStop();
     } finally {
       held.current = undefined;
     }
@@ -530,7 +539,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
         continue;
       }
       const t = performance.now();
-      const out = await this.retry.run(st.server, (attempt) => Promise.resolve(st.run(input, { consumer, signal, attempt, state })), { step: st.name, onRetry });
+      const out = await this.retry.run(st.server, (attempt) => Promise.resolve(st.run(input, { consumer, signal, attempt, state })), { step: st.name, onRetry, retryable: st.retryable });
       timings[st.name] = performance.now() - t;
       reject(out.rejected);
       current = out.keep;
@@ -622,12 +631,19 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       await this.resumeOwn(consumer, held, stopping);
       while (!stopping()) {
         let cursor = '0-0';
-        do {
-          const found = await this.recover(consumer, 'reclaim', 'reclaim', held, stop, (max) => reclaim(consumer, max, minIdleMs, cursor));
-          if (found === null) return; // forced stop
-          cursor = found.cursor ?? '0-0';
-          if (found.recheckOwn) await this.resumeOwn(consumer, held, stopping);
-        } while (cursor !== '0-0' && !stopping());
+        try {
+          do {
+            const found = await this.recover(consumer, 'reclaim', 'reclaim', held, stop, (max) => reclaim(consumer, max, minIdleMs, cursor));
+            if (found === null) return; // forced stop
+            cursor = found.cursor ?? '0-0';
+            if (found.recheckOwn) await this.resumeOwn(consumer, held, stopping);
+          } while (cursor !== '0-0' && !stopping());
+        } catch (err) {
+          if (err instanceof ForcedStop) throw err;
+          // A batch that failed for good: named, left pending on the reclaim consumer (its
+          // next start resumes it); recovery goes on at the next interval.
+          this.emit('error', Object.assign(asError(err), { consumer }));
+        }
         await sleep(intervalMs, stop);
       }
     } finally {
@@ -653,6 +669,8 @@ class Worker<T> {
   private heldBytes = 0;
   private writing: Promise<void> | undefined;
   private readonly keepAlive: KeepAlive<T>;
+  /** Size of the batch being written: it releases its own permits when it settles, even after the worker stopped. */
+  private inWrite: { readonly count: number; readonly bytes: number } = NOTHING_IN_WRITE;
   /** The batch being written (or recovered work being processed): kept alive with the one being filled. */
   private readonly held: Held<T> = { current: undefined };
   private loopDone = false;
@@ -682,16 +700,19 @@ class Worker<T> {
       await this.flush('shutdown');
       await this.settleWrite();
     } catch (err) {
-      if (!(err instanceof ForcedStop) && !REPORTED.has(err as Error)) throw err;
+      // A permanent failure met outside a flush (resuming its own pending work, say): the
+      // worker stops, named like any other.
+      if (!(err instanceof ForcedStop) && !REPORTED.has(err as Error)) this.runner.failed(this.consumer, asError(err));
     } finally {
       this.loopDone = true;
       this.resolveFinished();
       // The write still running (after a forced stop, or an error) releases its own messages;
       // a forced stop does not wait for one that ignores the signal (a user's handler).
       if (this.writing) await untilAborted(this.writing.catch(() => {}), this.runner.forceSignal);
-      this.runner.capacity.release(this.permits, this.heldBytes);
-      this.permits = 0;
-      this.heldBytes = 0;
+      const inWrite = this.inWrite;
+      this.runner.capacity.release(this.permits - inWrite.count, this.heldBytes - inWrite.bytes);
+      this.permits = inWrite.count;
+      this.heldBytes = inWrite.bytes;
       this.keepAlive.stop();
       await source.release(this.consumer).catch(() => {});
     }
@@ -815,6 +836,7 @@ class Worker<T> {
     this.batchReadMs = 0;
     this.firstAt = undefined;
     this.held.current = messages;
+    this.inWrite = { count: messages.length, bytes };
     const writing = (async () => {
       try {
         await this.runner.process(this.consumer, messages, reason, readMs);
@@ -828,6 +850,7 @@ class Worker<T> {
         throw err;
       } finally {
         if (this.held.current === messages) this.held.current = undefined;
+        this.inWrite = NOTHING_IN_WRITE;
         this.permits -= messages.length;
         this.heldBytes -= bytes;
         this.runner.capacity.release(messages.length, bytes);

@@ -286,6 +286,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
 
   private async shutdown(force: boolean): Promise<void> {
     this.stopCtl.abort();
+    if (force) void this.runner.close({ force: true });
     this.emit('stopping', { force });
     await this.starting?.catch(() => {});
     if (this.state === 'closed' || this.state === 'new') {
@@ -299,14 +300,15 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     clearInterval(this.vacuumTimer);
     await this.runner.close();
     await this.publisher.stop();
-    const forced = this.runner.status === 'stopped' && force;
-    if (wasRunning && !forced) {
+    // Forced now, whether by this call or by a second one while this one was stopping.
+    const forced = () => this.runner.forceSignal.aborted;
+    if (wasRunning && !forced()) {
       await this.vacuuming?.catch(() => {});
       // Forget our heartbeats (the lists are empty after a graceful stop).
-      await this.source.forget([...this.workerNames, `${this.options.workerPrefix}-recover`]);
-      if (this.refresher && this.promotedSinceRefresh) await this.refresher.request();
+      if (!forced()) await this.source.forget([...this.workerNames, `${this.options.workerPrefix}-recover`]);
+      if (!forced() && this.refresher && this.promotedSinceRefresh) await this.refresher.request();
     }
-    await this.releaseResources(force);
+    await this.releaseResources(forced());
     this.state = 'closed';
     this.resolveDone();
     this.emit('stopped', this.stats());

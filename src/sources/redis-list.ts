@@ -48,8 +48,14 @@ interface Reader extends BlockingConnection {
   seq: number;
   /** Items taken and not yet acknowledged. */
   outstanding: number;
-  /** A take failed: it may have moved items into the list unseen. */
-  needRelease: boolean;
+  /**
+   * Something failed for this consumer since its list was last known clean: a take (it
+   * may have moved items into the list unseen), a heartbeat (another process may have
+   * returned the list to the queue as dead) or an ack (its reply may be lost). Until the
+   * consumer holds nothing and its list has gone back to the queue, acks remove items by
+   * value, never the oldest N by count (which could pop another batch's items).
+   */
+  suspect: boolean;
 }
 
 /**
@@ -82,22 +88,21 @@ export class RedisListSource implements Source<string> {
 
   async read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<Message<string>[]> {
     const r = await this.reader(consumer);
-    if (r.needRelease) {
-      // A failed take may have moved items into the processing list that nobody saw; the
-      // count-based ack would then remove them unprocessed. Take nothing more until the
+    if (r.suspect) {
+      // The list may hold items nobody saw (a failed take): take nothing more until the
       // consumer holds nothing, then return the whole list to the queue.
       if (r.outstanding > 0) {
         await sleep(100, signal);
-        throw new ReadAgain('waiting for held batches before returning a failed take to the queue');
+        throw new ReadAgain('waiting for held batches before returning the processing list to the queue');
       }
       await r.queue.release(consumer);
-      r.needRelease = false;
+      r.suspect = false;
     }
     let items: string[];
     try {
       items = await r.queue.take(consumer, count, blockMs ?? 0);
     } catch (err) {
-      r.needRelease = true;
+      r.suspect = true;
       if (err instanceof ClientOfflineError) {
         // Reconnecting: the read its break failed reported it; wait rather than report again.
         await untilReady(r.conn, 1000, signal);
@@ -112,9 +117,20 @@ export class RedisListSource implements Source<string> {
     return out;
   }
 
-  /** Removes the batch from the consumer's processing list (the oldest items: batches are acked in take order). */
+  /**
+   * Removes the batch from the consumer's processing list: the oldest N items (batches of
+   * one consumer are acknowledged in take order), or, once anything failed for it (see
+   * Reader.suspect), the batch's items by value.
+   */
   async ack(consumer: string, messages: readonly Message<string>[]): Promise<void> {
-    await this.queue.ack(consumer, messages.length);
+    const r = this.readers.get(consumer);
+    try {
+      if (r && !r.suspect) await this.queue.ack(consumer, messages.length);
+      else await this.queue.ack(consumer, messages.map((m) => m.body));
+    } catch (err) {
+      if (r) r.suspect = true;
+      throw err;
+    }
     this.settled(consumer, messages.length);
   }
 
@@ -124,7 +140,14 @@ export class RedisListSource implements Source<string> {
   }
 
   async keepAlive(consumer: string): Promise<void> {
-    await this.queue.heartbeat(consumer);
+    try {
+      await this.queue.heartbeat(consumer);
+    } catch (err) {
+      // Past staleMs without a heartbeat, another process may return our list to the queue.
+      const r = this.readers.get(consumer);
+      if (r) r.suspect = true;
+      throw err;
+    }
   }
 
   /** What an earlier run under this name left in its processing list goes back to the queue. */
@@ -185,7 +208,7 @@ export class RedisListSource implements Source<string> {
         name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
         connectTimeoutMs: this.options.connectTimeoutMs,
       });
-      r = Object.assign(b, { queue: new OrderQueue({ client: b.conn, prefix: this.options.prefix }), seq: 0, outstanding: 0, needRelease: false });
+      r = Object.assign(b, { queue: new OrderQueue({ client: b.conn, prefix: this.options.prefix }), seq: 0, outstanding: 0, suspect: false });
       this.readers.set(consumer, r);
     }
     await openBlocking(r);

@@ -171,8 +171,15 @@ export class RedisStreamSource implements Source<StreamEntry> {
     if (claimed.entries.length > 0) {
       const first = claimed.entries[0]!.id;
       const last = claimed.entries.at(-1)!.id;
-      const reply = await send(this.commands, xpendingRangeArgs({ key: this.key, group: this.group, start: first, end: last, count: max * 2, consumer }));
-      deliveries = new Map(parsePendingRangeReply(reply).map((p) => [p.id, p.deliveries]));
+      try {
+        const reply = await send(this.commands, xpendingRangeArgs({ key: this.key, group: this.group, start: first, end: last, count: max * 2, consumer }));
+        deliveries = new Map(parsePendingRangeReply(reply).map((p) => [p.id, p.deliveries]));
+      } catch {
+        // Claimed, but their counts unknown: a retry of the whole call would claim nothing
+        // (their idle time was just reset). They are this consumer's now: its own-pending
+        // pass takes them, counts and all.
+        return { messages: [], deleted: claimed.deletedIds, more: claimed.cursor !== '0-0', cursor: claimed.cursor, recheckOwn: true };
+      }
     }
     return {
       messages: claimed.entries.map((e) => message(e, deliveries.get(e.id) ?? 1)),

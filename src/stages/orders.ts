@@ -104,6 +104,9 @@ export function enrichStage(lookup: (orders: Order[], ctx: BatchContext) => Prom
   return {
     name: 'enrich',
     server: 'redis',
+    // An empty or expired cache, or reference data not loaded yet, is waited out (each
+    // attempt reported as a retry), never a reason to stop a worker.
+    retryable: () => true,
     async run(batch, ctx) {
       ordersState(ctx).lookup = batch.length === 0 ? EMPTY_LOOKUP : await lookup(batch.map((m) => m.body), ctx);
       return { keep: batch };

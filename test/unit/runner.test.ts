@@ -1084,6 +1084,7 @@ describe('Runner: recovery', () => {
     const h = harness({
       batch: { maxCount: 4, periodMs: 1000 },
       maxDeliveries: 5,
+      keepAliveMs: 5,
       reclaim: { consumer: 'r-1', minIdleMs: 10, intervalMs: 20 },
     });
     h.source.seedPending('old', ['o1', 'o2', 'o3'], [1, 2, 5]);
@@ -1248,5 +1249,52 @@ describe('Runner: server health', () => {
     expect(h.of('retry')).toEqual([]);
     expect(h.runner.stats().retries).toBe(0);
     expect(h.source.ackedIds()).toEqual(['m1', 'm2']);
+  });
+});
+
+describe('Runner: review fixes', () => {
+  it('a permanent error while resuming its own pending work stops the worker like any other: named once, runner.failure set, the runner stops', async () => {
+    const h = harness();
+    h.source.seedPending('w-1', ['p1', 'p2'], [1, 1]);
+    h.sink.failWith = () => new TributaryError('TRIB_ERR_CONFIG_INVALID', ['x', 'y']);
+    await h.runner.start();
+    await within(h.runner.done, 'done', 1500);
+    expect(h.of('error')).toHaveLength(1);
+    expect((h.of('error')[0] as Error & { consumer?: string }).consumer).toBe('w-1');
+    expect(h.runner.failure).toBe(h.of('error')[0]);
+    expect(h.source.acks).toEqual([]);
+    expect([...h.source.own('w-1').keys()]).toEqual(['p1', 'p2']);
+    await within(h.runner.close(), 'close', 1000);
+    expect(h.runner.status).toBe('stopped');
+  });
+
+  it('a stage may declare its own failures retryable (the orders cache is waited for, not fatal)', async () => {
+    let calls = 0;
+    const waits: Stage<Body, Body> = {
+      name: 'waits',
+      retryable: () => true,
+      run: (batch) => {
+        if (++calls < 3) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['cache', 'not yet']);
+        return { keep: batch };
+      },
+    };
+    const h = harness({ stages: [waits] });
+    h.source.push(2);
+    await h.runner.start();
+    await waitFor(() => h.batches().length === 1, 'the batch', 1500);
+    expect(calls).toBe(3);
+    expect(h.of('retry').map((r) => r.step)).toEqual(['waits', 'waits']);
+    expect(h.of('error')).toEqual([]);
+    expect(h.runner.failure).toBeUndefined();
+  });
+
+  it('keepAliveMs must be below reclaim.minIdleMs (else held work is reclaimed from a live worker); by default it is a third of it', () => {
+    const source = new FakeSource([]);
+    const sink = new FakeSink([]);
+    const make = (keepAliveMs?: number) =>
+      new Runner<Body>({ source, sink, consumers: ['w-1'], batch: { maxCount: 2, periodMs: 100 }, keepAliveMs, reclaim: { consumer: 'r', minIdleMs: 900, intervalMs: 100 } });
+    expect(() => make(900)).toThrow(expect.objectContaining({ code: 'TRIB_ERR_CONFIG_INVALID' }));
+    expect(() => make(899)).not.toThrow();
+    expect(() => make()).not.toThrow();
   });
 });
