@@ -5,7 +5,7 @@
 // scavenges took ~600 ms of a 300k-event drain. Measured: steady write rate +15-40%,
 // peak RSS +25 MiB.
 import { Command, CommanderError } from 'commander';
-import { isTributaryError } from '../errors.js';
+import { isTributaryError, TributaryError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerConsumers } from './commands/consumers.js';
 import { registerDemo } from './commands/demo.js';
@@ -26,7 +26,9 @@ program
   .name('tributary')
   .description('Kafka-style pipelines on Redis and Postgres: Redis Streams to Postgres, nothing lost, nothing duplicated')
   .version('0.1.0')
-  .exitOverride();
+  .exitOverride()
+  // Parse errors are printed once, coded, below (not also by commander).
+  .configureOutput({ outputError: () => {} });
 
 registerServices(program);
 registerMigrate(program);
@@ -44,10 +46,30 @@ registerReplay(program);
 registerBench(program);
 registerOrders(program);
 
+/** The sub-command path the arguments name (`orders process `), for the usage hint. */
+function commandPath(argv: readonly string[]): string {
+  const path: string[] = [];
+  let cmd: Command = program;
+  for (const arg of argv) {
+    const sub = cmd.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!sub) break;
+    path.push(sub.name());
+    cmd = sub;
+  }
+  return path.map((p) => `${p} `).join('');
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, with exit code 0.
+    if (err.exitCode === 0) process.exit(0);
+    // Commander's message, with its "Did you mean ...?" where it has one, and the code.
+    const usage = new TributaryError('TRIB_ERR_USAGE', [err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '), commandPath(process.argv.slice(2))]);
+    process.stderr.write(`tributary: ${usage.code}: ${usage.message}\n`);
+    process.exit(2);
+  }
   if (isTributaryError(err)) {
     process.stderr.write(`tributary: ${err.code}: ${err.message}\n`);
     process.exit(2);

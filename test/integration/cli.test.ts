@@ -62,6 +62,25 @@ describe('tributary CLI', () => {
     expect(out.stderr).toMatch(message);
   });
 
+  it.each([
+    [['benchmarks', '10', '1'], /TRIB_ERR_USAGE: unknown command 'benchmarks' \(Did you mean benchmark\?\) \(see `tributary --help`\)/],
+    [['orders', 'proces'], /TRIB_ERR_USAGE: unknown command 'proces' \(Did you mean process\?\) \(see `tributary orders --help`\)/],
+    [['orders', 'process', '--iterations', '10'], /TRIB_ERR_USAGE: unknown option '--iterations' \(see `tributary orders process --help`\)/],
+    [['produce'], /TRIB_ERR_USAGE: missing required argument 'count' \(see `tributary produce --help`\)/],
+  ])('usage error %j: exit 2, one coded line with the suggestion and where to look', async (args, message) => {
+    const out = await cli(args, env.childEnv);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(message);
+    expect(out.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('`benchmark` is the original command name for `bench`; --help and --version exit 0', async () => {
+    const help = await cli(['benchmark', '--help'], env.childEnv);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: tributary bench|benchmark');
+    expect((await cli(['--version'], env.childEnv)).code).toBe(0);
+  });
+
   it('a bad environment variable names itself', async () => {
     const out = await cli(['start'], { ...env.childEnv, BATCH_TIMEOUT_MS: '-1' });
     expect(out.code).toBe(2);

@@ -74,6 +74,7 @@ export function registerBench(program: Command): void {
   const bench = withConfigOptions(
     program
       .command('bench')
+      .alias('benchmark') // the original's `./run.sh benchmark <rate> <duration>`
       .description(
         'benchmarks: produce <rate> events/s for <duration-s> seconds and report (with --with-engine: end-to-end latency and lag); ' +
           'sub-commands drain, ceiling, sweep, produce. Every bench uses its own stream and schema and writes a JSON result',
