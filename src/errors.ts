@@ -22,7 +22,7 @@ export const ERRORS = {
     retryable: false,
     description: 'A setting (env var, flag or default) failed validation; the message names it.',
   },
-  TRIB_ERR_USAGE: {
+  TRIB_ERR_CLI_USAGE: {
     message: '%s (see `tributary %s--help`)',
     retryable: false,
     description: 'The command line is wrong: an unknown command or option, a missing or extra argument. The message names it and, where one exists, suggests the right one.',

@@ -66,7 +66,7 @@ try {
     // --help and --version end here too, with exit code 0.
     if (err.exitCode === 0) process.exit(0);
     // Commander's message, with its "Did you mean ...?" where it has one, and the code.
-    const usage = new TributaryError('TRIB_ERR_USAGE', [err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '), commandPath(process.argv.slice(2))]);
+    const usage = new TributaryError('TRIB_ERR_CLI_USAGE', [err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '), commandPath(process.argv.slice(2))]);
     process.stderr.write(`tributary: ${usage.code}: ${usage.message}\n`);
     process.exit(2);
   }

@@ -176,13 +176,16 @@ describe('OrdersPipeline', () => {
     await env.drain({ workers: 2, batchSize: 250, refreshViews: false });
     const orders = await env.count('orders');
     const s = quoteIdent(env.name);
+    // Both views: one refresh round refreshes them one after the other.
     await waitFor(
       async () => {
-        const r = await env.pool.query<{ n: string | null }>(`SELECT sum(order_count) AS n FROM ${s}.sales_hourly`);
-        return Number(r.rows[0]!.n ?? 0) === orders;
+        const r = await env.pool.query<{ a: string | null; b: string | null }>(
+          `SELECT (SELECT sum(order_count) FROM ${s}.sales_hourly) AS a, (SELECT sum(orders) FROM ${s}.product_performance_daily) AS b`,
+        );
+        return Number(r.rows[0]!.a ?? 0) === orders && Number(r.rows[0]!.b ?? 0) === orders;
       },
       10_000,
-      'sales_hourly to count every promoted order',
+      'both views to count every promoted order',
     );
     expect(refreshes.length).toBeGreaterThan(0);
     const ppd = await env.pool.query<{ n: string }>(`SELECT sum(orders) AS n FROM ${s}.product_performance_daily`);
