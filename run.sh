@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh demo | orders-demo | test | <any tributary command>
+# The one entry point: ./run.sh [demo | orders-demo | test | <any tributary command>]
+#   ./run.sh                start Redis and Postgres (or find running ones) and say which, as the original did
 #   ./run.sh demo           install if needed, bring services up, run the engine on 5,000 sample events, print a summary
 #   ./run.sh orders-demo    the same set-up, then the orders pipeline end to end: 10,000 orders (5% duplicates), then stats
 #   ./run.sh test           the same set-up, then the whole test suite
@@ -50,9 +51,14 @@ ensure_pgbouncer() {
     || echo "run.sh: could not install pgbouncer: its tests will fail" >&2
 }
 
-verb="${1:-help}"
+verb="${1:-}"
 [ $# -gt 0 ] && shift
 case "$verb" in
+  '')
+    prepare
+    cli up
+    echo "run.sh: services are up. Next: ./run.sh start (the engine), ./run.sh demo, ./run.sh help" >&2
+    ;;
   demo)
     prepare
     cli demo "$@"
@@ -74,7 +80,7 @@ case "$verb" in
     npx vitest run "$@"
     ;;
   help|-h|--help)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     echo
     prepare
     cli --help

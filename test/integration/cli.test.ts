@@ -81,6 +81,16 @@ describe('tributary CLI', () => {
     expect((await cli(['--version'], env.childEnv)).code).toBe(0);
   });
 
+  it('`./run.sh` with no argument starts (or finds) the services and says which, as the original did', async () => {
+    // run.sh rebuilds when src is newer than dist: never in the middle of a suite that uses dist.
+    const stale = execFileSync('find', ['src', 'package.json', 'tsconfig.json', '-newer', CLI, '-print', '-quit'], { cwd: REPO, encoding: 'utf8' }).trim();
+    if (stale) throw new Error(`dist is older than ${stale}: run \`npm run build\` (or ./run.sh test) first`);
+    const out = await run('bash', ['run.sh'], { cwd: REPO, env: { ...env.childEnv, NO_COLOR: '1' } });
+    expect(out.stdout).toMatch(/^redis: +redis:\/\/\S+/m);
+    expect(out.stdout).toMatch(/^postgres: +postgres:\/\/\S+/m);
+    expect(out.stderr).toContain('run.sh: services are up. Next: ./run.sh start');
+  });
+
   it('a bad environment variable names itself', async () => {
     const out = await cli(['start'], { ...env.childEnv, BATCH_TIMEOUT_MS: '-1' });
     expect(out.code).toBe(2);
