@@ -95,7 +95,8 @@ export class RetryPolicy {
    */
   async run<T>(server: ServerName | undefined, fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
     const stopped = () => this.force.aborted || options.giveUpOn?.aborted === true;
-    const wake = options.giveUpOn ? AbortSignal.any([this.force, options.giveUpOn]) : this.force;
+    // Made on the first failure only: most calls succeed at once.
+    let wake: AbortSignal | undefined;
     const retryable = options.retryable ?? isRetryable;
     for (let attempt = 0; ; attempt++) {
       if (stopped()) throw new ForcedStop();
@@ -110,6 +111,7 @@ export class RetryPolicy {
         if (server) this.health.failed(server, error);
         this.onFailure(server, error, options.step ?? 'operation', attempt + 1);
         options.onRetry?.(error);
+        wake ??= options.giveUpOn ? AbortSignal.any([this.force, options.giveUpOn]) : this.force;
         await sleep(this.delay(attempt), wake);
       }
     }

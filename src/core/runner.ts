@@ -256,10 +256,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
       else this.emit('serverDown', { server, error: error! });
     });
-    this.retry = new RetryPolicy(options.retry ?? {}, this.health, this.forceCtl.signal, (server, error, step, attempt) => {
-      this.counters.retries++;
-      this.emit('retry', { server, error, step, attempt });
-    });
+    this.retry = new RetryPolicy(options.retry ?? {}, this.health, this.forceCtl.signal, (server, error, step, attempt) => this.retried(server, error, step, attempt));
   }
 
   get running(): boolean {
@@ -367,11 +364,6 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   // ---- internals shared with the workers ----
 
   /** @internal */
-  get stopSignal(): AbortSignal {
-    return this.stopCtl.signal;
-  }
-
-  /** @internal */
   get forceSignal(): AbortSignal {
     return this.forceCtl.signal;
   }
@@ -386,11 +378,16 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     this.health.ok(server);
   }
 
-  /** @internal A failed read: reported like any failed attempt. */
+  /** A failed attempt that will be retried: counted and reported. */
+  private retried(server: ServerName | undefined, error: Error, step: string, attempt: number): void {
+    this.counters.retries++;
+    this.emit('retry', { server, error, step, attempt });
+  }
+
+  /** @internal A failed read: reported like any failed attempt of the retry policy. */
   readFailed(server: ServerName, error: Error, attempt: number): void {
     this.health.failed(server, error);
-    this.counters.retries++;
-    this.emit('retry', { server, error, step: 'read', attempt });
+    this.retried(server, error, 'read', attempt);
   }
 
   /** @internal */

@@ -13,6 +13,7 @@ import type { ServerName } from '../core/contracts.js';
 import { sleep } from '../core/backoff.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { Runner, type BatchReport, type RunnerEvents, type RunnerStats } from '../core/runner.js';
+import { probeCheck, type ProbeCheck } from '../observability/probe.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { trimStream } from '../ops/retention.js';
 import { parseDuration } from '../ops/time.js';
@@ -32,10 +33,7 @@ export interface EngineEvents extends RunnerEvents {
 
 export type EngineStats = RunnerStats;
 
-export interface ProbeCheck {
-  ok: boolean;
-  error?: string;
-}
+export type { ProbeCheck };
 
 export interface EngineProbe {
   ready: boolean;
@@ -222,14 +220,6 @@ export class Engine extends TypedEmitter<EngineEvents> {
    */
   async probe(): Promise<EngineProbe> {
     const c = this.config;
-    const check = async (fn: () => Promise<unknown>): Promise<ProbeCheck> => {
-      try {
-        await fn();
-        return { ok: true };
-      } catch (err) {
-        return { ok: false, error: (err as Error).message };
-      }
-    };
     const commands = this.commands;
     const status = this.runner.status;
     if (!commands.isReady || status === 'new' || status === 'stopped') {
@@ -237,9 +227,9 @@ export class Engine extends TypedEmitter<EngineEvents> {
       return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
     }
     const [redis, postgres, group] = await Promise.all([
-      check(() => send(commands, ['PING'])),
-      check(() => this.pool.query('SELECT 1')),
-      check(async () => {
+      probeCheck(() => send(commands, ['PING'])),
+      probeCheck(() => this.pool.query('SELECT 1')),
+      probeCheck(async () => {
         const groups = await send(commands, ['XINFO', 'GROUPS', c.streamKey]);
         const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
         if (!names.includes(c.group)) throw new Error(`group ${c.group} does not exist on ${c.streamKey}`);

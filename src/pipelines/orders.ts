@@ -22,6 +22,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
 import { isTributaryError, TributaryError } from '../errors.js';
+import { probeCheck, type ProbeCheck } from '../observability/probe.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { lookupFor, rejectedTotal } from '../orders/batch.js';
 import { resolveOptions, type OrdersPipelineEvents, type OrdersPipelineOptions, type OrdersPipelineStats, type Resolved } from '../orders/options.js';
@@ -169,23 +170,15 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   }
 
   /** Readiness: running, Redis and Postgres answer, the orders schema exists. Never throws. */
-  async probe(): Promise<{ ready: boolean; redis: { ok: boolean; error?: string }; postgres: { ok: boolean; error?: string }; schema: { ok: boolean; error?: string } }> {
-    const check = async (fn: () => Promise<unknown>) => {
-      try {
-        await fn();
-        return { ok: true };
-      } catch (err) {
-        return { ok: false, error: asError(err).message };
-      }
-    };
+  async probe(): Promise<{ ready: boolean; redis: ProbeCheck; postgres: ProbeCheck; schema: ProbeCheck }> {
     if (this.state !== 'running') {
       const error = `pipeline is ${this.state}`;
       return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, schema: { ok: false, error } };
     }
     const [redis, postgres, schema] = await Promise.all([
-      check(() => send(this.control, ['PING'])),
-      check(() => this.pool.query('SELECT 1')),
-      check(async () => {
+      probeCheck(() => send(this.control, ['PING'])),
+      probeCheck(() => this.pool.query('SELECT 1')),
+      probeCheck(async () => {
         const r = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${quoteIdent(this.options.schema)}.orders`]);
         if (!r.rows[0]?.t) throw new Error(`schema ${this.options.schema} has no orders table`);
       }),
