@@ -141,7 +141,6 @@ export async function consume(options: ConsumeOptions, handler: BatchHandler<Con
     blockMs: options.blockMs,
     maxInFlight: options.maxInFlight,
     maxDeliveries: options.maxDeliveries,
-    keepAliveMs: Math.max(500, Math.floor(claimIdleMs / 3)),
     reclaim: { consumer: `${consumer}-reclaim`, minIdleMs: claimIdleMs, intervalMs: options.claimIntervalMs ?? 5000 },
     retry: options.retry,
   });

@@ -123,7 +123,6 @@ export class Engine extends TypedEmitter<EngineEvents> {
       blockMs: c.xreadBlockMs,
       maxInFlight: c.maxInFlight,
       maxDeliveries: c.maxDeliveries,
-      keepAliveMs: Math.max(500, Math.floor(c.claimIdleMs / 3)),
       reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
       retry: options.retry,
       prepare:

@@ -134,7 +134,6 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       batch: { maxCount: o.batchSize, periodMs: Math.max(1, o.blockMs) },
       blockMs: o.blockMs,
       maxInFlight: o.batchSize * Math.max(1, o.workers) * 2,
-      keepAliveMs: Math.max(100, Math.floor(o.staleMs / 3)),
       reclaim: { consumer: `${o.workerPrefix}-recover`, minIdleMs: o.staleMs, intervalMs: o.recoverIntervalMs },
       retry: { baseMs: o.retryBaseMs, maxMs: o.retryMaxMs },
       untilEmpty: o.untilEmpty,
