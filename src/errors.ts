@@ -159,7 +159,7 @@ export const ERRORS = {
   TRIB_ERR_CONFIRMATION_REQUIRED: {
     message: 'would %s; nothing was changed: run again with --yes to confirm',
     retryable: false,
-    description: 'A destructive command (`dlq purge`, `consumers prune`) was run without --yes; the message says what it would delete.',
+    description: 'A destructive command (`clean`, `dlq purge`, `consumers prune`) was run without --yes; the message says what it would delete.',
   },
 
   // Orders

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
+import { registerClean } from './commands/clean.js';
 import { registerConsumers } from './commands/consumers.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDlq } from './commands/dlq.js';
@@ -44,6 +45,7 @@ registerTail(program);
 registerTrim(program);
 registerReplay(program);
 registerBench(program);
+registerClean(program);
 registerOrders(program);
 
 /** The sub-command path the arguments name (`orders process `), for the usage hint. */

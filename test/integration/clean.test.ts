@@ -1,0 +1,102 @@
+/**
+ * `tributary clean` (the original's `./run.sh clean`) as a user runs it: without --yes it
+ * says what it would delete, deletes nothing and exits 2; with --yes the stream, its dead
+ * letters and the events table's rows are gone. Private keys and schema per test.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate } from '../../src/postgres/migrate.js';
+import { quoteIdent } from '../../src/postgres/pool.js';
+import { send } from '../../src/redis/client.js';
+import { assertBuilt, CLI, REPO } from '../helpers/child.js';
+import { countRows, createTestEnv, type TestEnv } from '../helpers/env.js';
+
+const run = promisify(execFile);
+
+async function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const t = Date.now();
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...env, NO_COLOR: '1' }, timeout: 20_000 });
+    return { code: 0, stdout, stderr, ms: Date.now() - t };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr, ms: Date.now() - t };
+  }
+}
+
+let env: TestEnv;
+beforeAll(async () => {
+  assertBuilt();
+  env = await createTestEnv('clean');
+  await migrate(env.pool, env.config.pgSchema);
+});
+afterAll(async () => env.cleanup());
+
+describe('tributary clean', () => {
+  it('refuses without --yes (exit 2, says what would go), deletes stream, dead letters and rows with --yes', async () => {
+    const c = env.config;
+    const s = quoteIdent(c.pgSchema);
+    // 30 entries in the stream with a group, 2 dead letters (stream and table), 3 rows in events.
+    for (let i = 0; i < 30; i++) await send(env.redis, ['XADD', c.streamKey, '*', 'event_type', 't', 'payload', '{}']);
+    await send(env.redis, ['XGROUP', 'CREATE', c.streamKey, c.group, '0']);
+    await send(env.redis, ['HSET', `tributary:stats:${c.streamKey}:${c.group}`, 'batches', '1']);
+    for (let i = 0; i < 2; i++) await send(env.redis, ['XADD', c.dlqStream, '*', 'dlq_error', 'x']);
+    await env.pool.query(`INSERT INTO ${s}.events (event_id, event_type, payload, stream_id) SELECT 'e' || g, 't', '{}', g || '-0' FROM generate_series(1, 3) g`);
+    await env.pool.query(
+      `INSERT INTO ${s}.dead_letter_queue (stream_key, group_name, stream_id, fields, error_code, error, deliveries)
+       VALUES ($1, 'tributary', '1-0', '{}', 'TRIB_ERR_ENTRY_INVALID', 'x', 1), ($1, 'tributary', '2-0', '{}', 'TRIB_ERR_ENTRY_INVALID', 'x', 1),
+              ('other-stream', 'tributary', '3-0', '{}', 'TRIB_ERR_ENTRY_INVALID', 'x', 1)`,
+      [c.streamKey],
+    );
+
+    const refused = await cli(['clean'], env.childEnv);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toContain('TRIB_ERR_CONFIRMATION_REQUIRED: would delete');
+    expect(refused.stderr).toContain(`the stream ${c.streamKey} (30 entries, group ${c.group})`);
+    expect(refused.stderr).toContain(`the dead-letter stream ${c.dlqStream} (2 entries)`);
+    expect(refused.stderr).toContain(`every row of ${c.pgSchema}.events (3 rows)`);
+    expect(refused.stderr).toContain(`the 2 rows of ${c.pgSchema}.dead_letter_queue from stream ${c.streamKey}`);
+    expect(refused.stderr).toContain('run again with --yes to confirm');
+    expect(refused.ms).toBeLessThan(10_000);
+    // Nothing was changed.
+    expect(Number(await send(env.redis, ['XLEN', c.streamKey]))).toBe(30);
+    expect((await countRows(env)).rows).toBe(3);
+
+    const done = await cli(['clean', '--yes'], env.childEnv);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(new RegExp(`^deleted the stream ${c.streamKey} \\(30 entries, group ${c.group}\\)`));
+    expect(Number(await send(env.redis, ['EXISTS', c.streamKey, c.dlqStream, `tributary:stats:${c.streamKey}:${c.group}`]))).toBe(0);
+    expect((await countRows(env)).rows).toBe(0);
+    const dead = await env.pool.query<{ stream_key: string }>(`SELECT stream_key FROM ${s}.dead_letter_queue`);
+    // Another stream's dead letters stay.
+    expect(dead.rows.map((r) => r.stream_key)).toEqual(['other-stream']);
+
+    // Again: nothing left, nothing to confirm.
+    const again = await cli(['clean'], env.childEnv);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/^nothing to clean/);
+  });
+
+  it('honours --redis-url/--database-url like every command: an unreachable server is a coded error within seconds', async () => {
+    const out = await cli(['clean', '--yes', '--redis-url', 'redis://127.0.0.1:1'], env.childEnv);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(/TRIB_ERR_REDIS_UNAVAILABLE: .*redis:\/\/127\.0\.0\.1:1/);
+    const pg = await cli(['clean', '--yes', '--database-url', 'postgres://127.0.0.1:1/tributary'], env.childEnv);
+    expect(pg.code).toBe(2);
+    expect(pg.stderr).toMatch(/TRIB_ERR_POSTGRES_UNAVAILABLE: .*127\.0\.0\.1:1/);
+    expect(out.ms + pg.ms).toBeLessThan(15_000);
+  });
+
+  it('a schema without tables: the stream still goes, the tables are named as missing', async () => {
+    const c = env.config;
+    const stream = `${env.name}:bare`;
+    await send(env.redis, ['XADD', stream, '*', 'event_type', 't', 'payload', '{}']);
+    const out = await cli(['clean', '--yes', '--stream-key', stream, '--pg-schema', `${env.name}_none`], env.childEnv);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`no rows of ${env.name}_none.events (no such table)`);
+    expect(Number(await send(env.redis, ['EXISTS', stream]))).toBe(0);
+    expect(c.streamKey).not.toBe(stream);
+  });
+});
