@@ -162,6 +162,28 @@ export const ERRORS = {
     description: 'A destructive command (`clean`, `dlq purge`, `consumers prune`) was run without --yes; the message says what it would delete.',
   },
 
+  // Pipeline files and table sinks
+  TRIB_ERR_PIPELINE_FILE: {
+    message: 'pipeline file %s has %s problem(s): %s',
+    retryable: false,
+    description: 'A pipeline file (`tributary run` / `check`) does not check; each problem names the file, the line and the key.',
+  },
+  TRIB_ERR_MAP_REQUIRED: {
+    message: 'entry %s: column %s is required, but %s has no value',
+    retryable: false,
+    description: 'A pipeline file maps a required (or key, or version) column from a field the message lacks (or holds null): the message is dead-lettered.',
+  },
+  TRIB_ERR_MAP_TYPE: {
+    message: 'entry %s: column %s (%s) cannot take %s: %s',
+    retryable: false,
+    description: "A message's value does not convert to its column's type: the message is dead-lettered, its batch-mates are written.",
+  },
+  TRIB_ERR_TABLE_MISMATCH: {
+    message: 'table %s does not fit pipeline %s: %s',
+    retryable: false,
+    description: 'At start, the existing table lacks a mapped column (and evolve is off), has a type that cannot hold the mapped one, lacks a unique index on the key, or does not exist (create: false): the pipeline stops.',
+  },
+
   // Orders
   TRIB_ERR_ORDERS_BAD_BATCH: {
     message: 'cannot stage orders batch %s: %s',

@@ -14,6 +14,7 @@ import { registerDlq } from './commands/dlq.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerMonitor } from './commands/monitor.js';
 import { registerOrders } from './commands/orders.js';
+import { registerCheck, registerRun } from './commands/pipelines.js';
 import { registerClaim, registerPending } from './commands/pending.js';
 import { registerProduce } from './commands/produce.js';
 import { registerReplay } from './commands/replay.js';
@@ -34,6 +35,8 @@ program
 registerServices(program);
 registerMigrate(program);
 registerStart(program);
+registerRun(program);
+registerCheck(program);
 registerProduce(program);
 registerDemo(program);
 registerDlq(program);

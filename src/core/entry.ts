@@ -28,7 +28,8 @@ export interface EntryProblem {
   args: string[];
 }
 
-export type ParsedEntry = { ok: true; row: EventRow } | { ok: false; problem: EntryProblem };
+/** `value` is the payload as JSON.parse made it (checked once, kept for stages that map it). */
+export type ParsedEntry = { ok: true; row: EventRow; value: unknown } | { ok: false; problem: EntryProblem };
 
 // Later than this is not "ms since epoch" (year 5138); catches seconds-vs-ns mix-ups at the top end.
 const MAX_PRODUCED_AT = 1e14;
@@ -49,8 +50,9 @@ export function parseEntry(entry: StreamEntry, streamKey: string): ParsedEntry {
   if (payload === undefined || payload === '') {
     return bad('TRIB_ERR_ENTRY_MISSING_FIELD', entry.id, FIELD.payload);
   }
+  let value: unknown;
   try {
-    JSON.parse(payload);
+    value = JSON.parse(payload);
   } catch (err) {
     return bad('TRIB_ERR_ENTRY_BAD_PAYLOAD', entry.id, (err as Error).message);
   }
@@ -71,7 +73,7 @@ export function parseEntry(entry: StreamEntry, streamKey: string): ParsedEntry {
     }
     producedAt = n;
   }
-  return { ok: true, row: { eventId, eventType, payload, streamId: entry.id, producedAt } };
+  return { ok: true, row: { eventId, eventType, payload, streamId: entry.id, producedAt }, value };
 }
 
 function bad(code: ErrorCode, ...args: string[]): ParsedEntry {

@@ -1,0 +1,150 @@
+/**
+ * `tributary run <file>...` and `tributary check <file>...`: pipelines described by files
+ * (src/pipeline-file), each from a Redis stream into a table of the user's own.
+ */
+import type { Command } from 'commander';
+import { kebab, redactUrl } from '../../config/index.js';
+import { SETTINGS, type ConfigKey } from '../../config/schema.js';
+import { TributaryError } from '../../errors.js';
+import { formatProblem, loadPipelineFile, PipelineFileError, type FileProblem, type PipelineSpec } from '../../pipeline-file/spec.js';
+import { TablePipeline } from '../../pipelines/table.js';
+import { configFrom } from '../options.js';
+import { createLogger, print, type Logger } from '../output.js';
+
+const RUN_SETTINGS: readonly ConfigKey[] = ['redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel'];
+
+/** Every file's spec, or every problem of every file. */
+function loadAll(files: readonly string[]): { specs: PipelineSpec[]; problems: FileProblem[] } {
+  const specs: PipelineSpec[] = [];
+  const problems: FileProblem[] = [];
+  for (const file of files) {
+    try {
+      specs.push(loadPipelineFile(file));
+    } catch (err) {
+      if (!(err instanceof PipelineFileError)) throw err;
+      problems.push(...err.problems);
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const s of specs) {
+    const where = `${s.source.stream}/${s.source.group}`;
+    const other = seen.get(where);
+    if (other !== undefined) {
+      problems.push({ file: s.file ?? '?', line: 1, col: 1, key: 'source.group', message: `pipeline ${s.name} reads ${where}, as ${other} does: give each pipeline its own group` });
+    }
+    seen.set(where, s.name);
+  }
+  return { specs, problems };
+}
+
+function describe(s: PipelineSpec): string {
+  const k = s.sink;
+  const key = k.key.length > 0 ? ` key (${k.key.join(', ')})` : '';
+  const version = k.version ? `, version ${k.version}` : '';
+  const filter = s.filter ? `, only ${s.filter.eventTypes.join(', ')}` : '';
+  return `${s.name}: ${s.source.stream} (group ${s.source.group}${filter}) → ${k.schema}.${k.table}, ${k.mode}${key}${version}, ${k.columns.length} columns, ${s.workers} worker${s.workers === 1 ? '' : 's'}`;
+}
+
+function failWith(problems: readonly FileProblem[]): never {
+  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
+  throw new TributaryError('TRIB_ERR_PIPELINE_FILE', [problems[0]!.file, problems.length, 'see above; tributary check <file> checks a file without connecting']);
+}
+
+export function registerCheck(program: Command): void {
+  program
+    .command('check')
+    .description('check pipeline files without connecting: exit 0 when every file is valid, 2 with each problem (file:line:col: key: message)')
+    .argument('<file...>', 'pipeline files (YAML or JSON)')
+    .action((files: string[]) => {
+      const { specs, problems } = loadAll(files);
+      const bad = new Set(problems.map((p) => p.file));
+      for (const s of specs) if (!bad.has(s.file!)) print(`ok ${s.file}: ${describe(s)}`);
+      if (problems.length > 0) failWith(problems);
+    });
+}
+
+export function registerRun(program: Command): void {
+  const command = program
+    .command('run')
+    .description('run the pipelines the files describe, in one process, until SIGINT/SIGTERM (a second signal forces)')
+    .argument('<file...>', 'pipeline files (YAML or JSON)');
+  for (const key of RUN_SETTINGS) command.option(`--${kebab(key)} <value>`, `${SETTINGS[key].doc} [${SETTINGS[key].env}]`);
+  command.action(async (files: string[], opts: Record<string, unknown>) => {
+    const { specs, problems } = loadAll(files);
+    if (problems.length > 0) failWith(problems);
+    const config = configFrom(opts);
+    const log = createLogger(config.logLevel);
+    log.info(`redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}`);
+    const pipelines = specs.map(
+      (spec) =>
+        new TablePipeline(spec, {
+          redisUrl: config.redisUrl,
+          databaseUrl: config.databaseUrl,
+          consumer: `${config.consumerName}-${spec.name}`,
+          deadLetterSchema: config.pgSchema,
+          maxInFlight: config.maxInFlight,
+          claimIdleMs: config.claimIdleMs,
+          claimIntervalMs: config.claimIntervalMs,
+          writeTimeoutMs: config.writeTimeoutMs,
+        }),
+    );
+    const stopLogging = pipelines.map((p) => attachLogging(p, log));
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        log.info({ signal }, `${signal}: stopping — finishing in-flight batches (send again to force)`);
+        for (const p of pipelines) void p.close();
+      } else if (pipelines.some((p) => p.runner.running)) {
+        log.warn({ signal }, `${signal} again: forcing exit; unacknowledged entries stay pending and will be reclaimed`);
+        process.exitCode = 130;
+        for (const p of pipelines) void p.close({ force: true });
+        setTimeout(() => process.exit(130), 200).unref();
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // A pipeline that cannot start (its table does not fit) stops the others: one process, one outcome.
+    const started = await Promise.allSettled(pipelines.map((p) => p.start()));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(pipelines.map((p) => p.close()));
+      stopLogging.forEach((stop) => stop());
+      throw failed.reason;
+    }
+    await Promise.all(pipelines.map((p) => p.done));
+    await Promise.all(pipelines.map((p) => p.close()));
+    stopLogging.forEach((stop) => stop());
+    for (const p of pipelines) {
+      const s = p.runner.stats();
+      if (p.runner.failure) {
+        log.error({ pipeline: p.spec.name, err: p.runner.failure }, `${p.spec.name} stopped: ${p.runner.failure.message}`);
+        process.exitCode = 2;
+      }
+      log.info({ pipeline: p.spec.name, ...s }, `${p.spec.name} stopped: read ${s.read}, written ${s.written}, unchanged ${s.duplicates}, dead letters ${s.deadLettered}`);
+    }
+  });
+}
+
+/** Logs a pipeline's life: start, outages, dead letters, a throughput line. */
+function attachLogging(p: TablePipeline, log: Logger, everyMs = 10_000): () => void {
+  const name = p.spec.name;
+  const r = p.runner;
+  r.on('started', ({ consumers }) => log.info({ pipeline: name }, `${describe(p.spec)}: started, ${consumers.length} worker${consumers.length === 1 ? '' : 's'} reading`));
+  r.on('serverDown', ({ server, error }) => log.warn({ pipeline: name, server }, `${name}: ${server} unavailable (${error.message}); holding work, retrying with backoff`));
+  r.on('serverUp', ({ server, downMs }) => log.info({ pipeline: name, server }, `${name}: ${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
+  r.on('deadLetter', ({ id, code, error }) => log.warn({ pipeline: name, entry: id, code }, `${name}: dead-lettered ${id}: ${code}: ${error}`));
+  r.on('reclaimed', ({ count, consumer }) => log.info({ pipeline: name }, `${name}: reclaimed ${count} idle entries to ${consumer}`));
+  r.on('error', (err) => log.error({ pipeline: name, err }, `${name}: unexpected: ${err.message}`));
+  let last = 0;
+  let lastAt = Date.now();
+  const timer = setInterval(() => {
+    const s = r.stats();
+    if (s.written === last) return;
+    const rate = ((s.written - last) * 1000) / (Date.now() - lastAt);
+    [last, lastAt] = [s.written, Date.now()];
+    log.info({ pipeline: name, written: s.written, rate: Math.round(rate) }, `${name}: written ${s.written} (${rate.toFixed(0)}/s), unchanged ${s.duplicates}, dead letters ${s.deadLettered}`);
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,130 @@
+/**
+ * A pipeline file's pipeline: a Redis stream's consumer group into the user's own table,
+ * on the one runner.
+ *
+ *   redis-stream source ──▶ map (contract, filter, typed columns) ──▶ table (insert | upsert | append) ──▶ XACK
+ *                                    rejected ──▶ dead_letter_queue + the pipeline's dead-letter stream
+ *
+ *   const p = new TablePipeline(loadPipelineFile('page-views.yaml'), { redisUrl, databaseUrl });
+ *   await p.start();
+ *   ...
+ *   await p.close();
+ */
+import type { ServerName } from '../core/contracts.js';
+import { Runner } from '../core/runner.js';
+import { mapColumns } from '../pipeline-file/mapping.js';
+import type { PipelineSpec } from '../pipeline-file/spec.js';
+import { migrate } from '../postgres/migrate.js';
+import { createPgPool, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
+import type { StreamEntry } from '../redis/commands.js';
+import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
+import { ensureTable, TableSink } from '../sinks/postgres-table.js';
+import { RedisStreamSource } from '../sources/redis-stream.js';
+
+export interface TablePipelineOptions {
+  redisUrl: string;
+  databaseUrl: string;
+  /** Consumer names are `<consumer>-<n>` (default: the pipeline's name, the host and the pid). */
+  consumer: string;
+  /** Schema of the dead_letter_queue table (default public). */
+  deadLetterSchema?: string;
+  /** Messages held per process (default 4 batches per worker). */
+  maxInFlight?: number;
+  /** How long an idle read waits, ms (default 5000). */
+  blockMs?: number;
+  /** A message idle this long on a consumer that stopped is taken over (default 60 s). */
+  claimIdleMs?: number;
+  claimIntervalMs?: number;
+  /** statement_timeout of the pipeline's Postgres sessions, ms (default 30,000). */
+  writeTimeoutMs?: number;
+  /** Backoff of retried operations (for tests). */
+  retry?: { baseMs?: number; maxMs?: number };
+}
+
+export class TablePipeline {
+  readonly runner: Runner<StreamEntry>;
+  readonly spec: PipelineSpec;
+  private readonly pool: PgPool;
+  private readonly commands: RedisConnection;
+  private closing: Promise<void> | undefined;
+
+  constructor(spec: PipelineSpec, options: TablePipelineOptions) {
+    this.spec = spec;
+    const report = (server: ServerName) => (err: Error) => this.runner.reportFailure(server, err);
+    this.pool = createPgPool(options.databaseUrl, {
+      max: spec.workers + 2,
+      statementTimeoutMs: options.writeTimeoutMs ?? 30_000,
+      applicationName: `tributary:${spec.name}`,
+      onError: report('postgres'),
+    });
+    this.commands = createRedisConnection(options.redisUrl, { name: `tributary:${spec.name}:commands`, onError: report('redis') });
+    const { stream, group, start } = spec.source;
+    const source = new RedisStreamSource({
+      redisUrl: options.redisUrl,
+      commands: this.commands,
+      key: stream,
+      group,
+      startId: start,
+      dlqStream: spec.deadLetters.stream,
+    });
+    const pool = this.pool;
+    const schema = options.deadLetterSchema ?? 'public';
+    this.runner = new Runner<StreamEntry>({
+      source,
+      stages: [mapColumns(spec)],
+      sink: new TableSink(pool, spec.sink),
+      deadLetters: new PostgresDeadLetterStore(pool, this.commands, { streamKey: stream, group, dlqStream: spec.deadLetters.stream }, schema),
+      consumers: Array.from({ length: spec.workers }, (_, i) => `${options.consumer}-${i + 1}`),
+      batch: { maxCount: spec.batch.count, maxBytes: spec.batch.bytes, periodMs: spec.batch.periodMs },
+      readCount: spec.batch.count,
+      blockMs: options.blockMs,
+      maxInFlight: options.maxInFlight,
+      maxDeliveries: spec.maxDeliveries,
+      reclaim: { consumer: `${options.consumer}-reclaim`, minIdleMs: options.claimIdleMs ?? 60_000, intervalMs: options.claimIntervalMs ?? 5000 },
+      retry: options.retry,
+      prepare: [
+        {
+          name: 'table',
+          server: 'postgres',
+          run: async () => {
+            await migrate(pool, schema);
+            await ensureTable(pool, spec);
+          },
+        },
+      ],
+    });
+  }
+
+  /**
+   * Connects (waiting out an outage), checks or creates the table, creates the group and
+   * starts the workers. Throws TRIB_ERR_TABLE_MISMATCH when the table does not fit.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.runner.start();
+    } catch (err) {
+      await this.release();
+      throw err;
+    }
+  }
+
+  /** Graceful stop (finish and acknowledge in-flight batches); `force` abandons them. Idempotent. */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    const runnerClosed = this.runner.close(options);
+    this.closing ??= (async () => {
+      await runnerClosed;
+      await this.release();
+    })();
+    return this.closing;
+  }
+
+  get done(): Promise<void> {
+    return this.runner.done;
+  }
+
+  private async release(): Promise<void> {
+    destroyQuietly(this.commands);
+    await this.pool.end().catch(() => {});
+  }
+}
