@@ -1,0 +1,441 @@
+/**
+ * Pipeline files against the real servers: each mode's write path, type conversion
+ * failures dead-lettered alone, table creation, mismatch and evolve, rows Postgres
+ * refuses, upsert order safety across two processes, kill -9 in the middle of an upsert
+ * stream, and every shipped example file run through the CLI.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePipelineFile, type PipelineSpec } from '../../src/pipeline-file/spec.js';
+import { TablePipeline } from '../../src/pipelines/table.js';
+import { quoteIdent } from '../../src/postgres/pool.js';
+import { assertBuilt, EngineProcess, killChildren, REPO } from '../helpers/child.js';
+import { codeOf, testEnvs, waitFor, type TestEnv } from '../helpers/env.js';
+
+const envs = testEnvs();
+afterEach(killChildren);
+
+interface Ev {
+  type?: string;
+  payload: unknown;
+  id?: string;
+  at?: number;
+}
+
+async function add(env: TestEnv, stream: string, events: readonly Ev[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < events.length; i += 500) {
+    const multi = env.redis.multi();
+    for (const e of events.slice(i, i + 500)) {
+      const fields: Record<string, string> = { event_type: e.type ?? 'thing', payload: typeof e.payload === 'string' ? e.payload : JSON.stringify(e.payload) };
+      if (e.id !== undefined) fields.event_id = e.id;
+      if (e.at !== undefined) fields.produced_at = String(e.at);
+      multi.xAdd(stream, '*', fields);
+    }
+    ids.push(...((await multi.exec()) as unknown as string[]));
+  }
+  return ids;
+}
+
+/** A spec from YAML, its stream, schema and dead letters private to the test. */
+function specFor(env: TestEnv, yaml: string): PipelineSpec {
+  return parsePipelineFile(yaml.replaceAll('STREAM', env.config.streamKey).replaceAll('SCHEMA', env.config.pgSchema).replaceAll('DEAD', env.config.dlqStream));
+}
+
+async function runPipeline(env: TestEnv, spec: PipelineSpec, consumer = env.name): Promise<TablePipeline> {
+  const p = new TablePipeline(spec, {
+    redisUrl: env.config.redisUrl,
+    databaseUrl: env.config.databaseUrl,
+    consumer,
+    deadLetterSchema: env.config.pgSchema,
+    blockMs: 100,
+    retry: { baseMs: 10, maxMs: 100 },
+  });
+  envs.defer(() => p.close({ force: true }));
+  await p.start();
+  return p;
+}
+
+/** Waits until the group has read the whole stream and holds nothing pending. */
+async function drained(env: TestEnv, stream: string, group: string, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const groups = (await env.redis.sendCommand(['XINFO', 'GROUPS', stream])) as unknown[][];
+      const g = groups.map((x) => Object.fromEntries(x.flatMap((v, i) => (i % 2 === 0 ? [[String(v), x[i + 1]]] : [])))).find((x) => x.name === group);
+      return g !== undefined && Number(g.lag) === 0 && Number(g.pending) === 0;
+    },
+    timeoutMs,
+    `${group} to drain ${stream}`,
+  );
+}
+
+async function rows<T = Record<string, unknown>>(env: TestEnv, sql: string): Promise<T[]> {
+  return (await env.pool.query(sql.replaceAll('SCHEMA', quoteIdent(env.config.pgSchema)))).rows as T[];
+}
+
+async function deadLetters(env: TestEnv): Promise<Array<{ stream_id: string; error_code: string; error: string }>> {
+  return rows(env, 'SELECT stream_id, error_code, error FROM SCHEMA.dead_letter_queue ORDER BY stream_id');
+}
+
+const PAYMENTS = `
+name: pay
+source: { stream: STREAM }
+batch: { count: 50, period: 50ms }
+workers: 2
+filter: { event_type: [captured] }
+dead_letters: { stream: DEAD }
+sink:
+  table: SCHEMA.payments
+  mode: insert
+  key: [id]
+  columns:
+    id:     { from: payload.id, type: uuid }
+    amount: { from: payload.amount, type: numeric, required: true }
+    at:     { from: payload.at, type: timestamptz }
+    live:   { from: payload.live, type: boolean }
+    tags:   { from: payload.tags, type: "text[]" }
+    doc:    { from: payload, type: jsonb }
+    seq:    { from: payload.seq, type: bigint }
+    day:    { from: payload.day, type: date }
+`;
+
+const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+
+describe('pipeline files: write paths', () => {
+  it('insert: creates the table, converts every type, skips existing keys, dead-letters bad values alone, acknowledges filtered events', async () => {
+    const env = await envs.setup('tbl_insert');
+    const spec = specFor(env, PAYMENTS);
+    const good = Array.from({ length: 120 }, (_, i) => ({
+      type: 'captured',
+      payload: { id: uuid(i), amount: `${i}.50`, at: 1_700_000_000_000 + i, live: i % 2 === 0, tags: ['a', `t${i}`], seq: i, day: '2026-12-04', note: 'tab\there' },
+    }));
+    await add(env, env.config.streamKey, good);
+    const p = await runPipeline(env, spec);
+    await drained(env, env.config.streamKey, 'pay');
+    // A second round: a key already stored (resent), a bad amount, a missing amount, another type, and new rows.
+    const ids = await add(env, env.config.streamKey, [
+      { type: 'captured', payload: { id: uuid(3), amount: '999' } },
+      { type: 'captured', payload: { id: uuid(500), amount: 'lots' } },
+      { type: 'captured', payload: { id: uuid(501) } },
+      { type: 'refunded', payload: { id: uuid(502), amount: 1 } },
+      { type: 'captured', payload: { id: uuid(503), amount: 1e21, at: '2026-12-04T10:00:00+01:00', day: null } },
+    ]);
+    await drained(env, env.config.streamKey, 'pay');
+    const all = await rows<{ id: string; amount: string; at: Date; live: boolean; tags: string[]; doc: { note: string }; seq: string; day: string }>(
+      env,
+      `SELECT id, amount::text, at, live, tags, doc, seq, day::text FROM SCHEMA.payments ORDER BY seq NULLS LAST`,
+    );
+    expect(all).toHaveLength(121);
+    expect(all[7]).toMatchObject({ id: uuid(7), amount: '7.50', live: false, tags: ['a', 't7'], seq: '7', day: '2026-12-04' });
+    expect(all[7]!.at.getTime()).toBe(1_700_000_000_007);
+    expect(all[7]!.doc.note).toBe('tab\there');
+    expect((await rows(env, `SELECT amount::text FROM SCHEMA.payments WHERE id = '${uuid(3)}'`))[0]).toEqual({ amount: '3.50' });
+    const late = all[120]!;
+    expect(late).toMatchObject({ id: uuid(503), amount: '1000000000000000000000', day: null });
+    expect(late.at.toISOString()).toBe('2026-12-04T09:00:00.000Z');
+    const dead = await deadLetters(env);
+    expect(dead.map((d) => [d.stream_id, d.error_code])).toEqual([
+      [ids[1], 'TRIB_ERR_MAP_TYPE'],
+      [ids[2], 'TRIB_ERR_MAP_REQUIRED'],
+    ]);
+    expect(dead[0]!.error).toBe(`entry ${ids[1]}: column amount (numeric) cannot take "lots": a string is not a number`);
+    expect(Number(await env.redis.xLen(env.config.dlqStream))).toBe(2);
+    const s = p.runner.stats();
+    expect(s).toMatchObject({ written: 121, deadLettered: 2, skipped: 1 });
+    const pk = await rows(env, `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = '${env.config.pgSchema}.payments'::regclass AND i.indisprimary`);
+    expect(pk).toEqual([{ attname: 'id' }]);
+  });
+
+  it('upsert with a version: the highest version wins in any order, equal versions leave the row, a batch holding one key many times writes it once', async () => {
+    const env = await envs.setup('tbl_upsert');
+    const spec = specFor(
+      env,
+      `
+name: latest
+source: { stream: STREAM }
+batch: { count: 7, period: 20ms }
+workers: 3
+dead_letters: { stream: DEAD }
+sink:
+  table: SCHEMA.latest
+  mode: upsert
+  key: [k]
+  version: v
+  columns:
+    k: { from: payload.k, type: text }
+    v: { from: payload.v, type: integer }
+    who: { from: payload.who, type: text }
+`,
+    );
+    const events: Ev[] = [];
+    for (let k = 0; k < 20; k++) for (let v = 1; v <= 10; v++) events.push({ payload: { k: `k${k}`, v, who: `v${v}` } });
+    events.sort(() => Math.random() - 0.5);
+    await add(env, env.config.streamKey, events);
+    await runPipeline(env, spec);
+    await drained(env, env.config.streamKey, 'latest');
+    const got = await rows<{ k: string; v: number; who: string }>(env, 'SELECT k, v, who FROM SCHEMA.latest ORDER BY k');
+    expect(got).toHaveLength(20);
+    for (const r of got) expect(r).toMatchObject({ v: 10, who: 'v10' });
+    // Equal versions change nothing, older ones neither; in one batch or across batches.
+    const later: Ev[] = [];
+    for (let k = 0; k < 20; k++) later.push({ payload: { k: `k${k}`, v: 10, who: 'equal' } }, { payload: { k: `k${k}`, v: 3, who: 'older' } });
+    await add(env, env.config.streamKey, later);
+    await drained(env, env.config.streamKey, 'latest');
+    expect(await rows(env, "SELECT count(*)::int AS n FROM SCHEMA.latest WHERE v = 10 AND who = 'v10'")).toEqual([{ n: 20 }]);
+    // A version missing: dead-lettered (a version column is always required).
+    await add(env, env.config.streamKey, [{ payload: { k: 'k1', who: 'no-version' } }]);
+    await waitFor(async () => (await deadLetters(env)).length === 1, 10_000, 'the dead letter');
+    expect((await deadLetters(env))[0]!.error_code).toBe('TRIB_ERR_MAP_REQUIRED');
+  });
+
+  it('upsert without a version: the last in the stream wins; append: every event a row', async () => {
+    const env = await envs.setup('tbl_last');
+    const upsert = specFor(
+      env,
+      `
+name: last
+source: { stream: STREAM }
+batch: { count: 1000, period: 20ms }
+workers: 1
+dead_letters: { stream: DEAD }
+sink: { table: SCHEMA.last, mode: upsert, key: [k], columns: { k: { from: payload.k, type: text }, n: { from: payload.n, type: integer } } }
+`,
+    );
+    const append = specFor(
+      env,
+      `
+name: log
+source: { stream: STREAM }
+batch: { count: 1000, period: 20ms }
+workers: 1
+dead_letters: { stream: DEAD }
+sink: { table: SCHEMA.log, mode: append, columns: { k: { from: payload.k, type: text }, n: { from: payload.n, type: integer }, sid: { from: stream_id, type: text } } }
+`,
+    );
+    await add(env, env.config.streamKey, Array.from({ length: 30 }, (_, n) => ({ payload: { k: `k${n % 3}`, n } })));
+    await runPipeline(env, upsert, `${env.name}-a`);
+    await runPipeline(env, append, `${env.name}-b`);
+    await drained(env, env.config.streamKey, 'last');
+    await drained(env, env.config.streamKey, 'log');
+    expect(await rows(env, 'SELECT k, n FROM SCHEMA.last ORDER BY k')).toEqual([
+      { k: 'k0', n: 27 },
+      { k: 'k1', n: 28 },
+      { k: 'k2', n: 29 },
+    ]);
+    expect(await rows(env, 'SELECT count(*)::int AS n, count(DISTINCT sid)::int AS d FROM SCHEMA.log')).toEqual([{ n: 30, d: 30 }]);
+  });
+
+  it('a row Postgres refuses (a CHECK of the existing table) is dead-lettered alone; its batch-mates are written', async () => {
+    const env = await envs.setup('tbl_refused');
+    await env.pool.query(`CREATE TABLE ${quoteIdent(env.config.pgSchema)}.checked (k text PRIMARY KEY, n integer CHECK (n >= 0), extra text DEFAULT 'x')`);
+    const spec = specFor(
+      env,
+      `
+name: checked
+source: { stream: STREAM }
+batch: { count: 100, period: 20ms }
+workers: 1
+dead_letters: { stream: DEAD }
+sink: { table: SCHEMA.checked, key: [k], columns: { k: { from: payload.k, type: text }, n: { from: payload.n, type: integer } } }
+`,
+    );
+    const ids = await add(env, env.config.streamKey, Array.from({ length: 40 }, (_, i) => ({ payload: { k: `k${i}`, n: i === 17 ? -1 : i } })));
+    const p = await runPipeline(env, spec);
+    await drained(env, env.config.streamKey, 'checked');
+    expect(await rows(env, 'SELECT count(*)::int AS n FROM SCHEMA.checked')).toEqual([{ n: 39 }]);
+    const dead = await deadLetters(env);
+    expect(dead.map((d) => [d.stream_id, d.error_code])).toEqual([[ids[17], 'TRIB_ERR_ENTRY_REJECTED']]);
+    expect(dead[0]!.error).toContain('23514');
+    expect(p.runner.stats().written).toBe(39);
+  });
+});
+
+describe('pipeline files: the table at start', () => {
+  const yaml = (extra = '') => `
+name: shape
+source: { stream: STREAM }
+dead_letters: { stream: DEAD }
+sink:
+  table: SCHEMA.shape
+  key: [k]
+${extra}
+  columns:
+    k: { from: payload.k, type: text }
+    n: { from: payload.n, type: bigint }
+    at: { from: produced_at, type: timestamptz }
+`;
+
+  it('a table that does not fit stops the pipeline, naming the table, the column and both types', async () => {
+    const env = await envs.setup('tbl_mismatch');
+    const s = quoteIdent(env.config.pgSchema);
+    await env.pool.query(`CREATE TABLE ${s}.shape (k text PRIMARY KEY, n integer, must text NOT NULL)`);
+    const p = new TablePipeline(specFor(env, yaml()), { redisUrl: env.config.redisUrl, databaseUrl: env.config.databaseUrl, consumer: env.name, deadLetterSchema: env.config.pgSchema });
+    envs.defer(() => p.close({ force: true }));
+    const err = await p.start().then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).toBe('TRIB_ERR_TABLE_MISMATCH');
+    expect(err?.message).toContain(`table ${env.config.pgSchema}.shape does not fit pipeline shape`);
+    expect(err?.message).toContain('column n is integer, which cannot hold the mapped bigint');
+    expect(err?.message).toContain('column at missing');
+    expect(err?.message).toContain('column must is NOT NULL without a default');
+  });
+
+  it('evolve adds missing columns; create: false refuses a missing table; a key without a unique index is refused', async () => {
+    const env = await envs.setup('tbl_evolve');
+    const s = quoteIdent(env.config.pgSchema);
+    await env.pool.query(`CREATE TABLE ${s}.shape (k text PRIMARY KEY)`);
+    const p = await runPipeline(env, specFor(env, yaml('  evolve: true')));
+    await add(env, env.config.streamKey, [{ payload: { k: 'a', n: 5 }, at: 1_700_000_000_000 }]);
+    await drained(env, env.config.streamKey, 'shape');
+    expect(await rows(env, 'SELECT k, n::int, at FROM SCHEMA.shape')).toEqual([{ k: 'a', n: 5, at: new Date(1_700_000_000_000) }]);
+    await p.close();
+    const types = await rows(env, `SELECT attname, format_type(atttypid, atttypmod) AS t, attnotnull FROM pg_attribute WHERE attrelid = '${env.config.pgSchema}.shape'::regclass AND attnum > 0 ORDER BY attnum`);
+    expect(types).toEqual([
+      { attname: 'k', t: 'text', attnotnull: true },
+      { attname: 'n', t: 'bigint', attnotnull: false },
+      { attname: 'at', t: 'timestamp with time zone', attnotnull: false },
+    ]);
+
+    const opts = { redisUrl: env.config.redisUrl, databaseUrl: env.config.databaseUrl, consumer: env.name, deadLetterSchema: env.config.pgSchema };
+    const missing = new TablePipeline(specFor(env, yaml('  create: false').replace('SCHEMA.shape', 'SCHEMA.nothere')), opts);
+    expect(await codeOf(missing.start())).toMatch(/^TRIB_ERR_TABLE_MISMATCH: .*nothere does not fit pipeline shape: it does not exist \(create: false\)/);
+    await env.pool.query(`CREATE TABLE ${s}.nokey (k text, n bigint, at timestamptz)`);
+    const nokey = new TablePipeline(specFor(env, yaml().replace('SCHEMA.shape', 'SCHEMA.nokey')), opts);
+    const err = await nokey.start().then(() => undefined, (e: Error) => e);
+    expect(err?.message).toContain('no unique index or primary key on exactly (k)');
+  });
+});
+
+describe('pipeline files: processes', () => {
+  const UPSERT = `
+name: order-safe
+source: { stream: STREAM }
+batch: { count: 25, period: 10ms }
+workers: 2
+dead_letters: { stream: DEAD }
+sink:
+  table: SCHEMA.state
+  mode: upsert
+  key: [k]
+  version: v
+  columns:
+    k: { from: payload.k, type: text }
+    v: { from: payload.v, type: bigint }
+    body: { from: payload.body, type: text }
+`;
+
+  function writeFile(env: TestEnv, text: string): string {
+    const path = join(tmpdir(), `${env.name}-${randomBytes(3).toString('hex')}.yaml`);
+    writeFileSync(path, text.replaceAll('STREAM', env.config.streamKey).replaceAll('SCHEMA', env.config.pgSchema).replaceAll('DEAD', env.config.dlqStream));
+    return path;
+  }
+
+  function runCli(env: TestEnv, label: string, file: string, consumer: string): EngineProcess {
+    assertBuilt();
+    return new EngineProcess({ ...env.childEnv, NO_COLOR: '1', CONSUMER_NAME: consumer }, label, ['run', file]);
+  }
+
+  it('two processes writing shuffled versions of the same keys: each row holds its highest version', async () => {
+    const env = await envs.setup('tbl_two_procs');
+    const file = writeFile(env, UPSERT);
+    const events: Ev[] = [];
+    for (let k = 0; k < 50; k++) for (let v = 1; v <= 40; v++) events.push({ payload: { k: `k${k}`, v, body: `k${k}v${v}` } });
+    events.sort(() => Math.random() - 0.5);
+    const a = runCli(env, 'a', file, `${env.name}-a`);
+    const b = runCli(env, 'b', file, `${env.name}-b`);
+    await Promise.all([a.waitForLog('started', 30_000), b.waitForLog('started', 30_000)]);
+    // Produced while both read: batches interleave between the processes.
+    for (let i = 0; i < events.length; i += 200) await add(env, env.config.streamKey, events.slice(i, i + 200));
+    await drained(env, env.config.streamKey, 'order-safe', 30_000);
+    a.kill('SIGTERM');
+    b.kill('SIGTERM');
+    expect((await a.waitExit(15_000))?.code).toBe(0);
+    expect((await b.waitExit(15_000))?.code).toBe(0);
+    expect(a.output).toMatch(/order-safe stopped: read [1-9]/);
+    expect(b.output).toMatch(/order-safe stopped: read [1-9]/);
+    const got = await rows<{ k: string; v: string; body: string }>(env, 'SELECT k, v::text, body FROM SCHEMA.state ORDER BY k');
+    expect(got).toHaveLength(50);
+    for (const r of got) expect(r).toEqual({ k: r.k, v: '40', body: `${r.k}v40` });
+  });
+
+  it('kill -9 in the middle of an upsert stream: after a restart the table equals the state computed from what was produced', async () => {
+    const env = await envs.setup('tbl_kill9');
+    const file = writeFile(env, UPSERT);
+    const expected = new Map<string, number>();
+    const events: Ev[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const k = `k${i % 300}`;
+      const v = 1 + Math.floor(Math.random() * 1000);
+      expected.set(k, Math.max(expected.get(k) ?? 0, v));
+      events.push({ payload: { k, v, body: `${k}:${v}` } });
+    }
+    await add(env, env.config.streamKey, events);
+    const first = runCli(env, 'first', file, env.name);
+    await first.waitForLog('started', 30_000);
+    await waitFor(async () => Number((await rows<{ n: number }>(env, 'SELECT count(*)::int AS n FROM SCHEMA.state'))[0]?.n ?? 0) > 0, 20_000, 'the first rows');
+    await first.killHard();
+    const [group] = ((await env.redis.sendCommand(['XINFO', 'GROUPS', env.config.streamKey])) as unknown[][]).map((x) => Object.fromEntries(x.flatMap((v, i) => (i % 2 === 0 ? [[String(v), x[i + 1]]] : []))));
+    // Killed mid-stream: work left unread and work read but not acknowledged.
+    expect(Number(group!.lag) + Number(group!.pending)).toBeGreaterThan(0);
+    const second = runCli(env, 'second', file, env.name);
+    await drained(env, env.config.streamKey, 'order-safe', 30_000);
+    second.kill('SIGTERM');
+    expect((await second.waitExit(15_000))?.code).toBe(0);
+    const got = await rows<{ k: string; v: string; body: string }>(env, 'SELECT k, v::text, body FROM SCHEMA.state');
+    expect(got).toHaveLength(expected.size);
+    for (const r of got) expect([r.v, r.body]).toEqual([String(expected.get(r.k)), `${r.k}:${expected.get(r.k)}`]);
+    expect(await deadLetters(env)).toEqual([]);
+  });
+
+  it('every shipped example runs through the CLI into its table', async () => {
+    const env = await envs.setup('tbl_examples');
+    const dir = join(REPO, 'examples/pipelines');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+    const sources: Record<string, Ev[]> = {
+      'page-views.yaml': [
+        { type: 'page_viewed', payload: { session: { id: 's1' }, url: '/a', user_id: 7, props: { ref: 'x' } }, at: 1_700_000_000_000 },
+        { type: 'page_viewed', payload: { session: { id: 's1' }, url: '/a', user_id: 7, props: { ref: 'y' } }, at: 1_700_000_005_000 },
+        { type: 'page_viewed', payload: { session: { id: 's1' }, url: '/a', user_id: 7, props: { ref: 'old' } }, at: 1_600_000_000_000 },
+        { type: 'clicked', payload: { session: { id: 's1' }, url: '/b' } },
+      ],
+      'audit-log.yaml': [
+        { type: 'user.login', payload: { actor: 'ann', target: 'web', tags: ['mfa'] }, at: 1_700_000_000_000 },
+        { type: 'user.login', payload: { actor: 'ann', target: 'web', tags: ['mfa'] }, at: 1_700_000_000_000 },
+      ],
+      'payments.yaml': [
+        { type: 'payment_captured', payload: { id: uuid(1), amount: '10.00', currency: 'EUR', captured_at: '2026-12-04T10:00:00Z', live: true, items: [{ sku: 'A1' }], day: '2026-12-04' } },
+        { type: 'payment_captured', payload: { id: uuid(1), amount: '99.00', currency: 'EUR', captured_at: '2026-12-04T11:00:00Z' } },
+      ],
+    };
+    expect(files.sort()).toEqual(Object.keys(sources).sort());
+    const procs: EngineProcess[] = [];
+    const tables: Record<string, string> = {};
+    for (const f of files) {
+      // The example, pointed at this test's own stream and schema.
+      const text = readFileSync(join(dir, f), 'utf8');
+      const spec = parsePipelineFile(text, f);
+      const stream = `${env.name}:${spec.source.stream}`;
+      tables[f] = `${quoteIdent(env.config.pgSchema)}.${quoteIdent(`${spec.sink.schema}_${spec.sink.table}`)}`;
+      const renamed = text
+        .replace(new RegExp(`stream: ${spec.source.stream}\\b`), `stream: "${stream}"`)
+        .replace(new RegExp(`table: ${spec.sink.schema === 'public' ? '' : `${spec.sink.schema}\\.`}${spec.sink.table}\\b`), `table: ${env.config.pgSchema}.${spec.sink.schema}_${spec.sink.table}`);
+      expect(renamed).not.toBe(text);
+      const path = join(tmpdir(), `${env.name}-${f}`);
+      writeFileSync(path, `${renamed}\ndead_letters: { stream: "${stream}:dead" }\n`);
+      envs.defer(() => env.redis.del([stream, `${stream}:dead`]));
+      await add(env, stream, sources[f]!);
+      procs.push(runCli(env, f, path, `${env.name}-${spec.name}`));
+    }
+    const count = async (f: string) => Number((await env.pool.query(`SELECT count(*)::int AS n FROM ${tables[f]}`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0]!.n);
+    await waitFor(async () => (await count('page-views.yaml')) === 1 && (await count('audit-log.yaml')) === 2 && (await count('payments.yaml')) === 1, 30_000, 'the example tables');
+    for (const p of procs) p.kill('SIGTERM');
+    for (const p of procs) expect((await p.waitExit(15_000))?.code, p.output).toBe(0);
+    expect((await env.pool.query(`SELECT props->>'ref' AS ref FROM ${tables['page-views.yaml']}`)).rows).toEqual([{ ref: 'y' }]);
+    expect((await env.pool.query(`SELECT amount::text, items FROM ${tables['payments.yaml']}`)).rows).toEqual([{ amount: '10.00', items: 'A1' }]);
+  });
+});
