@@ -64,6 +64,29 @@ function commandPath(argv: readonly string[]): string {
   return path.map((p) => `${p} `).join('');
 }
 
+/**
+ * An unknown top-level command that is a sub-command of another (`init-cache` is
+ * `orders init-cache`, as the original orders CLI had it at the top): the full command.
+ */
+function nestedCommand(root: Command, name: string): string | undefined {
+  for (const parent of root.commands) {
+    const sub = parent.commands.find((c) => c.name() === name || c.aliases().includes(name));
+    if (sub) return `${parent.name()} ${sub.name()}`;
+  }
+  return undefined;
+}
+
+/** Commander's message, with a better "did you mean" where the command exists one level down. */
+function usageMessage(err: CommanderError, argv: readonly string[]): string {
+  let message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+  const unknown = /^unknown command '([^']+)'/.exec(message);
+  if (err.code === 'commander.unknownCommand' && unknown && argv[0] === unknown[1]) {
+    const nested = nestedCommand(program, unknown[1]!);
+    if (nested) message = `unknown command '${unknown[1]}' (Did you mean \`tributary ${[nested, ...argv.slice(1)].join(' ')}\`?)`;
+  }
+  return message;
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
@@ -71,7 +94,7 @@ try {
     // --help and --version end here too, with exit code 0.
     if (err.exitCode === 0) process.exit(0);
     // Commander's message, with its "Did you mean ...?" where it has one, and the code.
-    const usage = new TributaryError('TRIB_ERR_CLI_USAGE', [err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '), commandPath(process.argv.slice(2))]);
+    const usage = new TributaryError('TRIB_ERR_CLI_USAGE', [usageMessage(err, process.argv.slice(2)), commandPath(process.argv.slice(2))]);
     process.stderr.write(`tributary: ${usage.code}: ${usage.message}\n`);
     process.exit(2);
   }

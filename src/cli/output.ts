@@ -22,3 +22,8 @@ export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): L
 export function print(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
+
+/** "1 worker", "5 workers", "1,200 rows": a count with its noun, singular for exactly one. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
+}

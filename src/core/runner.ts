@@ -99,7 +99,7 @@ export interface RunnerEvents {
   serverUp: { server: ServerName; downMs: number };
   /** An operation failed and will be retried (every attempt; serverDown reports only the first). */
   retry: { server: ServerName | undefined; error: Error; step: string; attempt: number };
-  /** untilEmpty: every worker found the source empty and stopped. */
+  /** untilEmpty (or maxBatches): every worker found the source empty (or did its batches) and stopped. */
   drained: { batches: number };
   /** Graceful stop begun. */
   stopping: { force: boolean };
@@ -148,6 +148,8 @@ export interface RunnerOptions<T> {
   prepare?: StartStep[];
   /** Each worker stops at its first read that finds nothing; `done` resolves when all have (default false). */
   untilEmpty?: boolean;
+  /** Each worker stops reading after this many batches; `done` resolves when all have stopped (default: no limit). */
+  maxBatches?: number;
 }
 
 /**
@@ -241,6 +243,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     }
     const maxInFlight = options.maxInFlight ?? this.policy.maxCount * consumers.length * 4;
     if (!Number.isSafeInteger(maxInFlight) || maxInFlight < this.policy.maxCount) throw invalid('maxInFlight', `must be an integer >= batch.maxCount (${this.policy.maxCount})`);
+    if (options.maxBatches !== undefined && !(Number.isSafeInteger(options.maxBatches) && options.maxBatches >= 1)) {
+      throw invalid('maxBatches', `must be a positive integer (got ${String(options.maxBatches)})`);
+    }
     positive('blockMs', options.blockMs);
     positive('keepAliveMs', options.keepAliveMs);
     positive('maxInFlightBytes', options.maxInFlightBytes);
@@ -325,7 +330,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
         }),
       );
     }
-    if (o.untilEmpty) {
+    if (o.untilEmpty || o.maxBatches !== undefined) {
       // Recovery ends once every worker has stopped reading; 'drained' once their last batches are acknowledged.
       void Promise.all(this.workers.map((w) => w.finished)).then(() => this.drainedCtl.abort());
       void Promise.all(workerLoops).then(() => {
@@ -671,6 +676,8 @@ class Worker<T> {
   /** The batch being written (or recovered work being processed): kept alive with the one being filled. */
   private readonly held: Held<T> = { current: undefined };
   private loopDone = false;
+  /** Batches this worker has handed to the write (for maxBatches). */
+  private batches = 0;
   private resolveFinished!: () => void;
   /** Resolves when the worker has stopped reading (its last batch may still be written). */
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
@@ -742,7 +749,8 @@ class Worker<T> {
     const readCount = o.readCount ?? policy.maxCount;
     const idleBlockMs = o.blockMs ?? 5000;
     let attempt = 0;
-    while (!this.stopping) {
+    const maxBatches = o.maxBatches ?? Infinity;
+    while (!this.stopping && this.batches < maxBatches) {
       const state = { count: this.batch.length, firstAt: this.firstAt };
       const wanted = policy.nextReadCount(state, readCount);
       let asked: number;
@@ -825,6 +833,7 @@ class Worker<T> {
   private async flush(reason: FlushReason): Promise<void> {
     await this.settleWrite();
     if (this.batch.length === 0) return;
+    this.batches++;
     const messages = this.batch;
     const bytes = this.batchBytes;
     const readMs = this.batchReadMs;

@@ -191,7 +191,12 @@ export interface ProduceOrdersOptions {
    * this (backpressure). Undefined: never wait.
    */
   maxQueueDepth?: number;
-  /** Pace to about this many orders/s (default: as fast as the queue takes them). */
+  /**
+   * Pace to this many orders/s, as `tributary produce --rate` does: batches of at most
+   * `rate` orders, each followed by a wait until `pushed / rate` seconds have passed since
+   * the start (the last one too), so `count` orders take `count / rate` seconds. Default:
+   * as fast as the queue takes them.
+   */
   rate?: number;
   /** Records the waits (default: a new Backpressure on `queue`). */
   backpressure?: Backpressure;
@@ -223,9 +228,11 @@ export interface ProduceOrdersResult {
 export async function produceOrders(queue: OrderQueue, generator: OrderGenerator, options: ProduceOrdersOptions): Promise<ProduceOrdersResult> {
   const { count, maxQueueDepth, rate, signal } = options;
   if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`produceOrders count must be a non-negative integer, got ${String(count)}`);
-  const batchSize = options.batchSize ?? 1000;
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`produceOrders batchSize must be a positive integer, got ${String(batchSize)}`);
+  const requestedBatch = options.batchSize ?? 1000;
+  if (!Number.isSafeInteger(requestedBatch) || requestedBatch < 1) throw new RangeError(`produceOrders batchSize must be a positive integer, got ${String(requestedBatch)}`);
   if (rate !== undefined && !(rate > 0)) throw new RangeError(`produceOrders rate must be positive, got ${String(rate)}`);
+  // Paced: at most one second's worth per push, as `produce --rate`.
+  const batchSize = rate === undefined ? requestedBatch : Math.max(1, Math.min(requestedBatch, Math.floor(rate)));
   const bp = options.backpressure ?? new Backpressure(queue);
   const started = performance.now();
   let pushed = 0;
@@ -261,7 +268,7 @@ export async function produceOrders(queue: OrderQueue, generator: OrderGenerator
     pushed += batch.length;
     maxDepth = Math.max(maxDepth, depth);
     options.onProgress?.({ pushed, depth, waitedMs: waited });
-    if (rate !== undefined && pushed < count) {
+    if (rate !== undefined) {
       const due = started + (pushed / rate) * 1000 - performance.now();
       if (due > 0) await sleep(due, signal);
     }

@@ -72,6 +72,11 @@ export interface OrdersPipelineOptions {
   migrate?: boolean;
   /** Each worker stops at its first take that finds the queue empty; `done` resolves when all have (default false). */
   untilEmpty?: boolean;
+  /**
+   * Each worker stops after this many batches (the original's `process --iterations N`);
+   * `done` resolves when all have (default 0: no limit).
+   */
+  maxBatchesPerWorker?: number;
   /** Backoff between retries of a failed step: first ceiling and cap, ms (default 100 and 5000). */
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -103,6 +108,7 @@ const DEFAULTS = {
   viewRefreshMinIntervalMs: 5000,
   migrate: true,
   untilEmpty: false,
+  maxBatchesPerWorker: 0,
   retryBaseMs: 100,
   retryMaxMs: 5000,
   connectTimeoutMs: 5000,
@@ -238,6 +244,7 @@ export function resolveOptions(options: OrdersPipelineOptions): Resolved {
   checkInt('retryBaseMs', o.retryBaseMs, 1, MAX_TIMER_MS);
   checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs, MAX_TIMER_MS);
   checkInt('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS);
+  checkInt('maxBatchesPerWorker', o.maxBatchesPerWorker, 0);
   if (!o.schema || !o.prefix) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline schema / prefix', 'must be non-empty']);
   return o;
 }

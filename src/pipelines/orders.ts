@@ -54,7 +54,7 @@ const EMPTY_LOOKUP: LookupResult = { version: 0, products: new Map(), currencies
  * The orders pipeline (see the module comment). `start()` connects (failing with a coded
  * error when a server does not answer, unless waitForServers), migrates, subscribes the
  * view refresher and starts the workers; `close()` stops it gracefully; `done` resolves
- * when the workers have stopped (after close(), or by themselves with `untilEmpty`).
+ * when the workers have stopped (after close(), or by themselves with `untilEmpty` or `maxBatchesPerWorker`).
  */
 export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   readonly options: Readonly<Resolved>;
@@ -137,6 +137,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       reclaim: { consumer: `${o.workerPrefix}-recover`, minIdleMs: o.staleMs, intervalMs: o.recoverIntervalMs },
       retry: { baseMs: o.retryBaseMs, maxMs: o.retryMaxMs },
       untilEmpty: o.untilEmpty,
+      ...(o.maxBatchesPerWorker > 0 ? { maxBatches: o.maxBatchesPerWorker } : {}),
       prepare: [
         ...(o.migrate ? [{ name: 'migrate', server: 'postgres' as const, retryable: isConnectionError, run: () => migrateOrders(this.pool, o.schema).then(() => {}) }] : []),
         { name: 'connect workers', server: 'redis' as const, run: () => this.connectWorkers() },
@@ -238,7 +239,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.state = 'running';
     if (o.workers > 0) {
       void this.runner.done.then(() => {
-        if (o.untilEmpty) this.resolveDone();
+        if (o.untilEmpty || o.maxBatchesPerWorker > 0) this.resolveDone();
       });
     }
     this.publisher.start();

@@ -65,7 +65,7 @@ describe('tributary CLI', () => {
   it.each([
     [['benchmarks', '10', '1'], /TRIB_ERR_CLI_USAGE: unknown command 'benchmarks' \(Did you mean benchmark\?\) \(see `tributary --help`\)/],
     [['orders', 'proces'], /TRIB_ERR_CLI_USAGE: unknown command 'proces' \(Did you mean process\?\) \(see `tributary orders --help`\)/],
-    [['orders', 'process', '--iterations', '10'], /TRIB_ERR_CLI_USAGE: unknown option '--iterations' \(see `tributary orders process --help`\)/],
+    [['orders', 'process', '--iteration', '10'], /TRIB_ERR_CLI_USAGE: unknown option '--iteration' \(Did you mean --iterations\?\) \(see `tributary orders process --help`\)/],
     [['produce'], /TRIB_ERR_CLI_USAGE: missing required argument 'count' \(see `tributary produce --help`\)/],
   ])('usage error %j: exit 2, one coded line with the suggestion and where to look', async (args, message) => {
     const out = await cli(args, env.childEnv);

@@ -1113,6 +1113,17 @@ describe('Runner: recovery', () => {
 });
 
 describe('Runner: untilEmpty', () => {
+  it('maxBatches: each worker stops after that many batches and done resolves; the rest stays in the source', async () => {
+    const h = harness({ batch: { maxCount: 2, periodMs: 1000 }, maxBatches: 2 });
+    h.source.push(9);
+    await h.runner.start();
+    await within(h.runner.done, 'done');
+    expect(h.batches().map((r) => r.size)).toEqual([2, 2]);
+    expect(h.source.ackedIds()).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(h.of('drained')).toEqual([{ batches: 2 }]);
+    expect(() => harness({ maxBatches: 0 })).toThrow(/runner maxBatches.*must be a positive integer/);
+  });
+
   it("stops the workers once the source is empty, emits 'drained' and resolves done", async () => {
     const h = harness({ batch: { maxCount: 2, periodMs: 1000 }, untilEmpty: true });
     h.source.push(5);

@@ -14,6 +14,7 @@ import {
 import type { PgPool } from '../../postgres/pool.js';
 import type { RedisConnection } from '../../redis/client.js';
 import { openConnections } from '../connect.js';
+import { quitOnKey } from '../keys.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { ABORTED, untilAborted } from '../../core/backoff.js';
@@ -98,7 +99,6 @@ async function refreshLoop(
   format: (s: MonitorSnapshot, extra?: { notice?: string; footer?: string; live?: boolean }) => string,
 ): Promise<void> {
   const out = process.stdout;
-  const stdin = process.stdin;
   const stop = new AbortController();
   const quit = () => stop.abort();
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -115,19 +115,12 @@ async function refreshLoop(
     const text = format(last, { notice, footer, live: true });
     out.write(`${ESC}H${text.split('\n').join(`${ESC}K\n`)}${ESC}K${ESC}J`);
   };
-  const onKey = (data: Buffer) => {
-    const key = data.toString('utf8');
-    if (key === 'q' || key === 'Q' || key.includes('\x03') || key.includes('\x04')) quit();
-  };
-  const rawInput = live && stdin.isTTY === true;
+  let releaseKeys = () => {};
   let restored = false;
   const restore = () => {
     if (restored) return;
     restored = true;
-    if (rawInput) {
-      stdin.setRawMode(false);
-      stdin.pause();
-    }
+    releaseKeys();
     // Synchronous: it must reach the terminal even from an 'exit' handler.
     if (live) writeSync(1, LEAVE);
   };
@@ -138,11 +131,7 @@ async function refreshLoop(
     if (live) {
       out.write(ENTER);
       out.on('resize', draw);
-      if (rawInput) {
-        stdin.setRawMode(true);
-        stdin.resume();
-        stdin.on('data', onKey);
-      }
+      releaseKeys = quitOnKey(quit);
     }
     while (!stop.signal.aborted) {
       const started = Date.now();
@@ -162,7 +151,6 @@ async function refreshLoop(
   } finally {
     for (const s of signals) process.off(s, quit);
     out.off('resize', draw);
-    stdin.off('data', onKey);
     restore();
     process.off('exit', restore);
   }

@@ -30,7 +30,8 @@ import { collectOrdersStats, deleteKeys, formatOrdersStats } from '../../orders/
 import { REJECT_REASONS, type PromoteResult, type RejectReason } from '../../orders/types.js';
 import { openRedis, redisLostAsCoded, withConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
-import { createLogger, print, type Logger } from '../output.js';
+import { quitOnKey } from '../keys.js';
+import { createLogger, plural, print, type Logger } from '../output.js';
 import { parsePositiveInt } from './produce.js';
 
 /** A share flag (`--duplicates 0.05`): a number in [0, 1]. */
@@ -49,6 +50,9 @@ function parseNonNegativeInt(name: string, value: string): number {
 }
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
+
+/** `orders generate` without --count: the original demo's 10,000 orders. */
+export const DEFAULT_GENERATE_COUNT = 10_000;
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 /** "3 unknown_zip, 2 malformed" (reasons in REJECT_REASONS order), or "none". */
@@ -115,22 +119,23 @@ function registerInitCache(orders: Command): void {
 
 function registerGenerate(orders: Command): void {
   ordersCommand(orders, 'generate', 'push sample orders onto the queue (LPUSH), waiting while the queue is deeper than MAX_QUEUE_DEPTH')
-    .requiredOption('--count <n>', 'orders to push')
+    .option('--count <n>', 'orders to push (the original demo\'s 10,000)', String(DEFAULT_GENERATE_COUNT))
     .option('--duplicates <share>', 'share of orders that repeat an earlier order_id (0-1)', '0')
     .option('--invalid <share>', 'share of invalid orders, one of each reject reason in turn (0-1)', '0.01')
     .option('--burst', 'one burst: every order with the same timestamp, pushed without pacing or waiting for room')
-    .option('--rate <orders/s>', 'pace the pushes to about this rate')
+    .option('--rate <orders/s>', 'pace the pushes to this rate, as `produce --rate` (default: as fast as the queue takes them)')
     .option('--batch <n>', 'orders per push (one LPUSH)', '1000')
     .option('--seed <n>', 'seed of the random choices (same seed: same orders)')
     .action(async (opts: Record<string, unknown>) => {
       const count = parsePositiveInt('--count', String(opts.count));
+      const burst = opts.burst === true;
       const duplicates = parseShare('--duplicates', opts.duplicates);
       const invalid = parseShare('--invalid', opts.invalid);
       if (duplicates + invalid > 1) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--duplicates + --invalid', 'must not exceed 1']);
       const batch = parsePositiveInt('--batch', String(opts.batch));
       const rate = opts.rate === undefined ? undefined : parsePositiveInt('--rate', String(opts.rate));
+      if (rate !== undefined && burst) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--rate', 'cannot be combined with --burst (a burst is not paced)']);
       const seed = opts.seed === undefined ? undefined : parseNonNegativeInt('--seed', String(opts.seed));
-      const burst = opts.burst === true;
       const config = configFrom(opts);
       const redis = await openRedis(config, { name: 'orders-generate' });
       const stop = new AbortController();
@@ -157,7 +162,7 @@ function registerGenerate(orders: Command): void {
           count,
           batchSize: batch,
           ...(burst ? {} : { maxQueueDepth: config.maxQueueDepth }),
-          ...(rate === undefined || burst ? {} : { rate }),
+          ...(rate === undefined ? {} : { rate }),
           backpressure,
           signal: stop.signal,
           onProgress: ({ pushed, depth }) => {
@@ -200,7 +205,7 @@ export function attachOrdersLogging(pipeline: OrdersPipeline, log: Logger, every
   pipeline.on('serverUp', ({ server, downMs }) => log.info({ server, downMs }, `${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
   pipeline.on('retry', ({ server, step, error, attempt }) => log.debug({ server, step, attempt, err: error.message }, `retrying ${step} (${server}): ${error.message}`));
   pipeline.on('recovered', ({ items, workers, byWorker, stagingRowsDropped }) =>
-    log.info({ items, workers, byWorker, stagingRowsDropped }, `recovered ${items} orders from ${workers} dead workers (${Object.keys(byWorker).join(', ')}) back to the queue`),
+    log.info({ items, workers, byWorker, stagingRowsDropped }, `recovered ${items} orders from ${plural(workers, 'dead worker')} (${Object.keys(byWorker).join(', ')}) back to the queue`),
   );
   pipeline.on('cachePublished', ({ version }) => log.info({ version }, `lookup cache was empty or expired: published version ${version} from Postgres`));
   pipeline.on('viewsRefreshed', (o) => {
@@ -230,12 +235,20 @@ function registerProcess(orders: Command): void {
     .option('--workers <n>', 'alias of --orders-workers')
     .option('--batch-size <n>', 'alias of --orders-batch-size')
     .option('--until-empty', 'stop once the queue is empty (each worker at its first empty take)')
+    .option('--iterations <n>', 'each worker processes at most N batches, then the command exits (sooner if the queue is empty), as the original\'s process --iterations')
     .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)')
     .action(async (opts: Record<string, unknown>) => {
+      const iterations = opts.iterations === undefined ? undefined : parsePositiveInt('--iterations', String(opts.iterations));
       const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
       const log = createLogger(config.logLevel);
-      // Long-running, it waits out a server that is not up yet; one-shot (--until-empty), it fails fast.
-      const pipeline = new OrdersPipeline({ ...pipelineOptions(config), untilEmpty: opts.untilEmpty === true, waitForServers: opts.untilEmpty !== true });
+      // Long-running, it waits out a server that is not up yet; one-shot (--until-empty, --iterations), it fails fast.
+      const oneShot = opts.untilEmpty === true || iterations !== undefined;
+      const pipeline = new OrdersPipeline({
+        ...pipelineOptions(config),
+        untilEmpty: oneShot,
+        ...(iterations === undefined ? {} : { maxBatchesPerWorker: iterations }),
+        waitForServers: !oneShot,
+      });
       const stopLogging = attachOrdersLogging(pipeline, log);
       let ops: OpsServer | undefined;
       if (config.metricsPort !== undefined) {
@@ -246,7 +259,8 @@ function registerProcess(orders: Command): void {
       await pipeline.start();
       log.info(
         { workers: config.ordersWorkers, batchSize: config.ordersBatchSize, prefix: config.ordersPrefix, schema: config.ordersSchema },
-        `orders pipeline started: ${config.ordersWorkers} workers (${pipeline.workerNames[0]}...), batch ${config.ordersBatchSize}, ` +
+        `orders pipeline started: ${plural(config.ordersWorkers, 'worker')} (${pipeline.workerNames[0]}${config.ordersWorkers > 1 ? '...' : ''}), batch ${config.ordersBatchSize}, ` +
+          (iterations === undefined ? '' : `at most ${plural(iterations, 'batch', 'batches')} each, `) +
           `queue ${config.ordersPrefix}:queue, schema ${config.ordersSchema}; redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}`,
       );
       let signals = 0;
@@ -271,7 +285,7 @@ function registerProcess(orders: Command): void {
       const s = pipeline.stats();
       const ms = performance.now() - started;
       print(
-        `processed ${fmt(s.taken)} orders in ${fmt(s.batches)} batches in ${secs(ms)} (${fmt(s.taken / Math.max(ms / 1000, 1e-6))} orders/s): ` +
+        `processed ${fmt(s.taken)} orders in ${plural(s.batches, 'batch', 'batches')} in ${secs(ms)} (${fmt(s.taken / Math.max(ms / 1000, 1e-6))} orders/s): ` +
           `${fmt(s.promoted)} promoted, ${fmt(s.duplicates)} duplicates dropped, ${fmt(s.pgDuplicates)} already in orders, ` +
           `${fmt(s.rejectedTotal)} rejected (${formatReasons(s.rejected)})` +
           (s.recovered > 0 ? `; ${fmt(s.recovered)} orders recovered from dead workers` : ''),
@@ -325,7 +339,7 @@ function statsOptions(config: TributaryConfig) {
 
 function registerStats(orders: Command): void {
   ordersCommand(orders, 'stats', 'queue depths, dedup window, cache, staging vs orders, rejects, views and their freshness, windowed revenue, throughput')
-    .option('--watch [seconds]', 'redraw every N seconds (default 5) until Ctrl-C')
+    .option('--watch [seconds]', 'redraw every N seconds (default 5) until q or Ctrl-C')
     .option('--json', 'one JSON object per snapshot')
     .action(async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
@@ -334,14 +348,17 @@ function registerStats(orders: Command): void {
       if (opts.watch !== undefined && !(everyMs >= 100 && everyMs <= MAX_TIMER_MS)) {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--watch', `must be a number of seconds from 0.1 to ${MAX_TIMER_MS / 1000} (got ${JSON.stringify(opts.watch)})`]);
       }
+      // Redrawn in place on a terminal (q quits); appended otherwise.
+      const live = everyMs > 0 && !opts.json && process.stdout.isTTY === true;
       await withConnections(config, 'orders-stats', { max: 2 }, async ({ redis, pool }) => {
         const show = async () => {
           const s = await collectOrdersStats(redis, pool, statsOptions(config));
           if (opts.json) print(JSON.stringify(s));
-          else {
-            if (everyMs > 0 && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+          else if (live) {
+            process.stdout.write('\x1b[2J\x1b[H');
             print(formatOrdersStats(s));
-          }
+            print(`refresh every ${everyMs / 1000} s · q or Ctrl-C quits`);
+          } else print(formatOrdersStats(s));
         };
         await show();
         if (everyMs === 0) return;
@@ -349,12 +366,17 @@ function registerStats(orders: Command): void {
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
+        // On a terminal, q (or Ctrl-C, Ctrl-D) quits, as in `monitor`.
+        const releaseKeys = live ? quitOnKey(onSignal) : () => {};
+        process.on('exit', releaseKeys);
         try {
           while (!stop.signal.aborted) {
             await sleep(everyMs, stop.signal);
             if (!stop.signal.aborted) await show();
           }
         } finally {
+          releaseKeys();
+          process.off('exit', releaseKeys);
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
         }
