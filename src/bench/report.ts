@@ -1,3 +1,4 @@
+import type { PipelineDrainFigures } from './pipeline-drain.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
@@ -115,6 +116,22 @@ function sweepSection(dir: string, rows: ReadonlyArray<{ file: string; result: R
 }
 
 /** The generated benchmark section. `dir` is the results directory as linked from the README. */
+function pipelinesTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'pipelines', PipelineDrainFigures> }>): string[] {
+  const out = [
+    '| Result file | Events | Pipeline | Mode | Columns | Workers × batch | Events/s | Of JSONB rate | Rows | CPU µs per event: engine / postgres / redis | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { file, result: r } of rows) {
+    for (const run of r.figures.runs) {
+      const us = (v: number | null) => (v === null ? '–' : ((v / r.figures.count) * 1e6).toFixed(1));
+      out.push(
+        `| ${link(dir, file)} | ${n(r.figures.count)} | ${run.file ?? run.label} | ${run.mode} | ${run.columns} | ${run.workers} × ${run.batchSize} | ${n(run.eventsPerSec)} | ${run.ofBaseline === null ? '–' : pct(run.ofBaseline)} | ${n(run.rows)} | ${us(run.cpu.engineSecs)} / ${us(run.cpu.postgresSecs)} / ${us(run.cpu.redisSecs)} | ${machineLabel(r.machine)} |`,
+      );
+    }
+  }
+  return out;
+}
+
 export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results', defaults?: EngineDefaults): string {
   const drain = of(results, 'drain');
   const ceiling = of(results, 'ceiling');
@@ -155,6 +172,15 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   }
   if (sweep.length) {
     out.push('**Sweep** (`tributary bench sweep --count N`): drain rate across NUM_WORKERS at the default batch size, and across BATCH_SIZE (with XREAD_COUNT equal to it: one read per batch) at the default number of workers; one drain run (its own stream, schema and engine process) per point. Engine start-up grows with NUM_WORKERS (a connection per worker), so the steady write rate shows the effect of a setting better than the drain figure that includes it.', '', ...sweepSection(dir, sweep));
+  }
+  const pipelines = of(results, 'pipelines');
+  if (pipelines.length) {
+    out.push(
+      '**Pipeline files** (`tributary bench drain --count N --pipeline <file>...`): the same N sample events (plus `bench_seq` and a `bench_key` that repeats an earlier key for 10% of them) drained, one run after the other, by the built-in events pipeline (JSONB, `tributary start`) and by each pipeline file (`tributary run`), each a child process on a stream and schema of its own, with the same workers and batch size. Time from the child\'s "started" line until its group has nothing undelivered or pending (polled every 50 ms in Redis, the same way for every run). The files are in `bench/pipelines/`.',
+      '',
+      ...pipelinesTable(dir, pipelines),
+      '',
+    );
   }
   out.push(...ordersBenchSection(results, dir)); // the orders pipeline's results: src/bench/orders-report.ts
   out.push(

@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines';
 
 export interface MachineFacts {
   cores: number;
@@ -218,6 +218,8 @@ export interface OrdersBenchFigures {
   } | null;
 }
 
+import type { PipelineDrainFigures } from './pipeline-drain.js';
+
 export type BenchResult =
   | ResultOf<'drain', DrainFigures>
   | ResultOf<'ceiling', CeilingFigures>
@@ -225,7 +227,8 @@ export type BenchResult =
   | ResultOf<'sweep', SweepFigures>
   | ResultOf<'produce', ProduceFigures>
   | ResultOf<'orders-transform', OrdersTransformFigures>
-  | ResultOf<'orders', OrdersBenchFigures>;
+  | ResultOf<'orders', OrdersBenchFigures>
+  | ResultOf<'pipelines', PipelineDrainFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { pipelineBenchEvents } from '../../src/bench/pipeline-drain.js';
 import { Bad, convert, copyField, mapRow, type EntryValues } from '../../src/pipeline-file/mapping.js';
 import { loadPipelineFile, parseBytes, parseFieldPath, parseMs, parsePipelineFile, PipelineFileError, SPEC_DEFAULTS, type ColumnSpec, type FileProblem } from '../../src/pipeline-file/spec.js';
 import { baseType, tableProblems, tableSql, type TableColumnInfo } from '../../src/sinks/postgres-table.js';
@@ -149,11 +150,23 @@ workerz: 3
     expect(() => loadPipelineFile('/nonexistent/p.yaml')).toThrow(/p\.yaml:1:1: cannot read: ENOENT/);
   });
 
-  it('every shipped example checks', () => {
-    const dir = 'examples/pipelines';
-    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
-    expect(files.length).toBeGreaterThanOrEqual(3);
-    for (const f of files) expect(() => loadPipelineFile(`${dir}/${f}`)).not.toThrow();
+  it('every shipped example and bench file checks', () => {
+    for (const [dir, least] of [['examples/pipelines', 3], ['bench/pipelines', 2]] as const) {
+      const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+      expect(files.length).toBeGreaterThanOrEqual(least);
+      for (const f of files) expect(() => loadPipelineFile(`${dir}/${f}`)).not.toThrow();
+    }
+  });
+
+  it('the pipeline bench repeats a tenth of its keys', () => {
+    let seed = 42;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const { events, distinctKeys } = pipelineBenchEvents(10_000, 0.1, random);
+    const keys = new Set(events.map((e) => (e.payload as { bench_key: string }).bench_key));
+    expect(keys.size).toBe(distinctKeys);
+    expect(distinctKeys / 10_000).toBeGreaterThan(0.88);
+    expect(distinctKeys / 10_000).toBeLessThan(0.92);
+    expect(events.map((e) => (e.payload as { bench_seq: number }).bench_seq)).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
   });
 
   it('parses sizes, durations and field paths', () => {

@@ -2,6 +2,7 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { runCeiling } from '../../bench/ceiling.js';
 import { runDrain } from '../../bench/drain.js';
+import { runPipelineDrain } from '../../bench/pipeline-drain.js';
 import {
   ceilingResults,
   completedLine,
@@ -130,6 +131,7 @@ export function registerBench(program: Command): void {
     .option('--count <n>', 'events to drain', '100000')
     .option('--timeout <s>', 'give up after this many seconds', '600')
     .option('--engine-cpu-prof [dir]', 'run the engine with node --cpu-prof, the profile into dir (default: the results directory), and print where its time went')
+    .option('--pipeline <file...>', 'compare: drain the same events with the built-in events pipeline, then with each pipeline file (tributary run), one after the other')
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       const opts = allOptions(command);
       const count = parsePositiveInt('--count', String(opts.count));
@@ -139,6 +141,16 @@ export function registerBench(program: Command): void {
       const machine = await machineFacts(config);
       const at = new Date();
       const t = performance.now();
+      if (Array.isArray(opts.pipeline)) {
+        const files = opts.pipeline as string[];
+        const figures = await runPipelineDrain({ config, count, files, timeoutMs, onProgress: (m) => print(m) });
+        print('');
+        for (const r of figures.runs) {
+          print(`${r.label.padEnd(24)} ${String(r.eventsPerSec).padStart(8)} events/s  ${r.ofBaseline === null ? '' : `${(r.ofBaseline * 100).toFixed(0)}% of JSONB`}  (${r.mode}, ${r.columns} columns, ${r.rows} rows)`);
+        }
+        saved(writeResult(dir, buildResult('pipelines', { at, machine, settings: { count, files, repeatShare: figures.repeatShare }, figures, wallSecs: wallSince(t) })));
+        return;
+      }
       const cpuProfileDir = opts.engineCpuProf === undefined ? undefined : typeof opts.engineCpuProf === 'string' ? opts.engineCpuProf : dir;
       const run = await runDrain({ config, count, timeoutMs, cpuProfileDir, onProgress: (m) => print(m) });
       print('');
