@@ -81,3 +81,20 @@ export { functionSink, type BatchHandler, type HandlerContext } from './sinks/fu
 export { EventsTableSink, PostgresEventsSink } from './sinks/postgres-events.js';
 export { PostgresDeadLetterStore } from './sinks/dead-letters.js';
 export { validateEvents, type EventRowBody } from './stages/validate-event.js';
+
+// Pipeline files: a stream into a table of your own, with typed columns (tributary run / check).
+export {
+  loadPipelineFile,
+  parsePipelineFile,
+  PipelineFileError,
+  formatProblem,
+  COLUMN_TYPES,
+  type PipelineSpec,
+  type ColumnSpec,
+  type ColumnType,
+  type SinkMode,
+  type FileProblem,
+} from './pipeline-file/spec.js';
+export { mapColumns, convert, type MappedRow } from './pipeline-file/mapping.js';
+export { TablePipeline, type TablePipelineOptions } from './pipelines/table.js';
+export { TableSink, ensureTable, tableSql } from './sinks/postgres-table.js';

@@ -353,6 +353,8 @@ class Checker {
     else this.problem(this.scalar(m, 'mode', 'sink', false)?.node, 'sink.mode', `must be insert, upsert or append (got ${JSON.stringify(modeText)})`);
 
     const columns: ColumnSpec[] = [];
+    /** Every column the file names, valid or not: a key or version naming a broken column is not "not a column". */
+    const declared = new Set<string>();
     const colsNode = this.pair(m, 'columns')?.value;
     if (colsNode === undefined || colsNode === null) this.problem(m, 'sink.columns', 'is required (the table\'s columns and where each comes from)');
     else {
@@ -360,6 +362,7 @@ class Checker {
       if (cols && cols.items.length === 0) this.problem(cols, 'sink.columns', 'must name at least one column');
       for (const pair of cols?.items ?? []) {
         const colName = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        declared.add(colName);
         const key = `sink.columns.${colName}`;
         if (!IDENTIFIER.test(colName)) {
           this.problem(pair.key as Node, key, 'a column name must be lower-case letters, digits and _ (up to 63, not starting with a digit)');
@@ -373,7 +376,7 @@ class Checker {
 
     const keyList = this.strings(m, 'key', 'sink');
     const key = keyList?.values ?? [];
-    for (const k of key) if (!byName.has(k) && columns.length > 0) this.problem(keyList!.node, 'sink.key', `names ${k}, which is not a column in sink.columns`);
+    for (const k of key) if (!declared.has(k) && declared.size > 0) this.problem(keyList!.node, 'sink.key', `names ${k}, which is not a column in sink.columns`);
     if (new Set(key).size !== key.length) this.problem(keyList!.node, 'sink.key', 'names a column twice');
     if ((mode === 'insert' || mode === 'upsert') && keyList === undefined && this.pair(m, 'key') === undefined) {
       this.problem(m, 'sink.key', `is required for mode ${mode} (the columns that identify a row; e.g. [event_id])`);
@@ -389,7 +392,10 @@ class Checker {
       const vNode = this.scalar(m, 'version', 'sink', false)!.node;
       const c = byName.get(version);
       if (mode !== 'upsert') this.problem(vNode, 'sink.version', 'is for mode upsert only');
-      else if (!c) this.problem(vNode, 'sink.version', `names ${version}, which is not a column in sink.columns`);
+      else if (!declared.has(version)) this.problem(vNode, 'sink.version', `names ${version}, which is not a column in sink.columns`);
+      else if (!c) {
+        // The column itself has a problem, reported there.
+      }
       else if (key.includes(version)) this.problem(vNode, 'sink.version', 'must not be a key column');
       else if (!VERSION_TYPES.includes(c.type)) this.problem(vNode, 'sink.version', `column ${version} is ${c.type}; a version must be one of ${VERSION_TYPES.join(', ')}`);
       else c.required = true;
@@ -446,7 +452,8 @@ export function parseFieldPath(text: string): FieldPath | string {
   const parts = text.split('.');
   const root = parts[0] as FieldRoot;
   if (!FIELD_ROOTS.includes(root)) {
-    return `must start with one of ${FIELD_ROOTS.join(', ')} (got ${JSON.stringify(text)})`;
+    const near = closest(root, FIELD_ROOTS);
+    return `must start with one of ${FIELD_ROOTS.join(', ')} (got ${JSON.stringify(text)}${near ? `; did you mean ${[near, ...parts.slice(1)].join('.')}?` : ''})`;
   }
   const path = parts.slice(1);
   if (path.length > 0 && root !== 'payload') return `${root} has no parts: only payload takes a path (payload.a.b)`;

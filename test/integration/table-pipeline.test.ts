@@ -5,14 +5,15 @@
  * stream, and every shipped example file run through the CLI.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePipelineFile, type PipelineSpec } from '../../src/pipeline-file/spec.js';
 import { TablePipeline } from '../../src/pipelines/table.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
-import { assertBuilt, EngineProcess, killChildren, REPO } from '../helpers/child.js';
+import { assertBuilt, CLI, EngineProcess, killChildren, REPO } from '../helpers/child.js';
 import { codeOf, testEnvs, waitFor, type TestEnv } from '../helpers/env.js';
 
 const envs = testEnvs();
@@ -437,5 +438,30 @@ sink:
     for (const p of procs) expect((await p.waitExit(15_000))?.code, p.output).toBe(0);
     expect((await env.pool.query(`SELECT props->>'ref' AS ref FROM ${tables['page-views.yaml']}`)).rows).toEqual([{ ref: 'y' }]);
     expect((await env.pool.query(`SELECT amount::text, items FROM ${tables['payments.yaml']}`)).rows).toEqual([{ amount: '10.00', items: 'A1' }]);
+  });
+});
+
+describe('pipeline files: tributary check', () => {
+  it('prints what each valid file does and exits 0; prints every problem with its line and exits 2, within seconds', async () => {
+    assertBuilt();
+    const ok = new EngineProcess({ ...process.env, NO_COLOR: '1' }, 'check-ok', ['check', 'examples/pipelines/page-views.yaml', 'examples/pipelines/payments.yaml']);
+    const okExit = await ok.waitExit(10_000);
+    expect(okExit?.code, ok.output).toBe(0);
+    expect(ok.output).toContain('ok examples/pipelines/page-views.yaml: page-views: clicks (group page-views, only page_viewed) → analytics.page_views, upsert key (session_id, url), version seen_at, 6 columns, 4 workers');
+    expect(ok.output).toContain('ok examples/pipelines/payments.yaml: payments:');
+
+    // The README's example, as a user sees it: the file and the output it shows.
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+    const shown = /```yaml\n(name: pages\n[\s\S]*?)```\n\n```\n\$ tributary check pages.yaml\n([\s\S]*?)\n\$ echo \$\?\n2\n```/.exec(readme);
+    expect(shown, 'the README shows a check example').not.toBeNull();
+    const dir = join(tmpdir(), `check-${randomBytes(4).toString('hex')}`);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'pages.yaml'), shown![1]!);
+    const started = Date.now();
+    const bad = spawnSync(process.execPath, [CLI, 'check', 'pages.yaml'], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(bad.status).toBe(2);
+    const output = `${bad.stdout}${bad.stderr}`;
+    expect(output.trim()).toBe(shown![2]!.trim());
   });
 });
