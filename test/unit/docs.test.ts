@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SETTINGS } from '../../src/config/schema.js';
 import { ERRORS } from '../../src/errors.js';
@@ -22,6 +22,16 @@ describe('documentation stays true', () => {
     }
     const documented = [...readme.matchAll(/^\| `(TRIB_ERR_[A-Z_]+)` \|/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual(Object.keys(ERRORS).sort());
+  });
+
+  it('README links only to files inside the repository, and they exist', () => {
+    const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((t) => !/^(https?:|mailto:|#)/.test(t));
+    expect(targets.length).toBeGreaterThan(0);
+    for (const t of targets) {
+      const path = t.split('#')[0]!;
+      expect(path.startsWith('../') || path.startsWith('/'), `README links outside the repository: ${t}`).toBe(false);
+      expect(existsSync(path), `README links to a missing file: ${t}`).toBe(true);
+    }
   });
 
   it('README quick start shows the two commands', () => {
