@@ -35,6 +35,10 @@ prepare() {
 
 # The Node flags of the bin's shebang (src/cli/main.ts): a larger young generation for the engine.
 cli() { node --max-semi-space-size=32 dist/cli/main.js "$@"; }
+# The last command of a verb replaces this shell (exec): a SIGTERM to run.sh (systemd, Docker,
+# kill) then reaches the CLI itself, which stops gracefully, instead of killing only the shell
+# and leaving the engine running under PID 1.
+exec_cli() { exec node --max-semi-space-size=32 dist/cli/main.js "$@"; }
 
 # The PgBouncer tests start a real pgbouncer (Debian package); install it on a fresh machine.
 ensure_pgbouncer() {
@@ -61,7 +65,7 @@ case "$verb" in
     ;;
   demo)
     prepare
-    cli demo "$@"
+    exec_cli demo "$@"
     ;;
   orders-demo)
     prepare
@@ -69,7 +73,7 @@ case "$verb" in
     cli orders init-cache --all "$@"
     cli orders generate --count 10000 --duplicates 0.05 "$@"
     cli orders process --until-empty "$@"
-    cli orders stats "$@"
+    exec_cli orders stats "$@"
     ;;
   test)
     prepare
@@ -83,10 +87,10 @@ case "$verb" in
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     echo
     prepare
-    cli --help
+    exec_cli --help
     ;;
   *)
     prepare
-    cli "$verb" "$@"
+    exec_cli "$verb" "$@"
     ;;
 esac
