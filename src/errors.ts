@@ -83,6 +83,21 @@ export const ERRORS = {
     retryable: true,
     description: 'Postgres could not be reached or the connection broke.',
   },
+  TRIB_ERR_POSTGRES_DATABASE_MISSING: {
+    message: 'database %s does not exist on %s: `tributary up` creates it (with that URL in DATABASE_URL or --database-url), or create it yourself (CREATE DATABASE)',
+    retryable: false,
+    description: 'DATABASE_URL names a database the server does not have (SQLSTATE 3D000): a wrong setting, not an outage, so nothing waits for it.',
+  },
+  TRIB_ERR_POSTGRES_AUTH: {
+    message: 'Postgres at %s refused the login: %s [SQLSTATE %s]; check the user and password in DATABASE_URL (or create the role)',
+    retryable: false,
+    description: 'Postgres refused the role or password of DATABASE_URL (SQLSTATE 28000: no such role, or no pg_hba.conf entry; 28P01: wrong password): a wrong setting, not an outage.',
+  },
+  TRIB_ERR_REDIS_AUTH: {
+    message: 'Redis at %s refused the login: %s; check the user and password in REDIS_URL',
+    retryable: false,
+    description: 'Redis refused the credentials of REDIS_URL (WRONGPASS, NOAUTH, a password for a server without one): a wrong setting, not an outage.',
+  },
   TRIB_ERR_POSTGRES_WRITE: {
     message: 'Postgres write failed: [%s] %s',
     retryable: true,

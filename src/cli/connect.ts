@@ -17,8 +17,8 @@ import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, SocketCl
 import { redactUrl } from '../config/index.js';
 import type { TributaryConfig } from '../config/schema.js';
 import { isTributaryError, TributaryError } from '../errors.js';
-import { createPgPool, type PgPool, type PgPoolOptions } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
+import { createPgPool, postgresRefusal, type PgPool, type PgPoolOptions } from '../postgres/pool.js';
+import { connectChecked, createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 
 /** How long a server has to answer when a command starts (ms). */
 export const CONNECT_TIMEOUT_MS = 5000;
@@ -60,7 +60,8 @@ export async function openRedis(config: Pick<TributaryConfig, 'redisUrl'>, optio
   try {
     options.signal?.throwIfAborted();
     await Promise.race([
-      redis.connect(),
+      // Credentials Redis refuses fail at once (TRIB_ERR_REDIS_AUTH), not after the timeout.
+      connectChecked(redis, config.redisUrl),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           const why = lastError === undefined ? 'no answer' : reason(lastError);
@@ -82,9 +83,10 @@ export async function openRedis(config: Pick<TributaryConfig, 'redisUrl'>, optio
 }
 
 /**
- * Checks Postgres once (SELECT 1): TRIB_ERR_POSTGRES_UNAVAILABLE when it cannot be
- * reached, refuses the connection (authentication, unknown database) or does not
- * answer within the timeout.
+ * Checks Postgres once (SELECT 1): TRIB_ERR_POSTGRES_DATABASE_MISSING or
+ * TRIB_ERR_POSTGRES_AUTH when it refuses the URL's database, role or password;
+ * TRIB_ERR_POSTGRES_UNAVAILABLE when it cannot be reached or does not answer within the
+ * timeout.
  */
 export async function checkPostgres(pool: PgPool, databaseUrl: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -96,7 +98,7 @@ export async function checkPostgres(pool: PgPool, databaseUrl: string, timeoutMs
       }),
     ]);
   } catch (err) {
-    throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${redactUrl(databaseUrl)}: ${reason(err)}`], { cause: err });
+    throw postgresRefusal(err, databaseUrl) ?? new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${redactUrl(databaseUrl)}: ${reason(err)}`], { cause: err });
   } finally {
     clearTimeout(timer);
   }

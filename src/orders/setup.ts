@@ -6,7 +6,7 @@ import { redactUrl } from '../config/index.js';
 import { asError } from '../core/retry.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { quoteIdent, type PgPool } from '../postgres/pool.js';
-import { destroyQuietly, type RedisConnection } from '../redis/client.js';
+import { connectChecked, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import { loadReferenceData } from './seed.js';
 import type { ReferenceData } from './types.js';
 
@@ -45,7 +45,8 @@ export async function connectRedis(conn: RedisConnection, url: string, timeoutMs
   conn.on('error', onError);
   try {
     await Promise.race([
-      conn.connect(),
+      // Credentials Redis refuses fail at once (TRIB_ERR_REDIS_AUTH), not after the timeout.
+      connectChecked(conn, url),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${redactUrl(url)} within ${timeoutMs} ms${last ? ` (${asError(last).message})` : ''}`])),

@@ -18,12 +18,13 @@ import { StatsPublisher } from '../observability/published-stats.js';
 import { trimStream } from '../ops/retention.js';
 import { parseDuration } from '../ops/time.js';
 import { ensureEventsTable, migrate } from '../postgres/migrate.js';
-import { createPgPool, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
+import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
-import { EventsTableSink, PostgresEventsSink } from '../sinks/postgres-events.js';
 import { RedisStreamSource } from '../sources/redis-stream.js';
-import { validateEvents } from '../stages/validate-event.js';
+import { eventsPipelineSpec } from '../pipeline-file/builtin.js';
+import { planFor } from '../pipeline-file/plan.js';
+import type { PipelineSpec } from '../pipeline-file/spec.js';
 
 /** Every event the engine emits: the runner's, and trimming. */
 export interface EngineEvents extends RunnerEvents {
@@ -77,6 +78,8 @@ const FORWARDED = [
  */
 export class Engine extends TypedEmitter<EngineEvents> {
   readonly config: TributaryConfig;
+  /** The pipeline it runs: the shipped events file (src/pipeline-file/builtin/events.yaml) with the settings over it. */
+  readonly spec: PipelineSpec;
   readonly runner: Runner;
   private readonly options: EngineOptions;
   private readonly pool: PgPool;
@@ -90,6 +93,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
     super();
     const c = config;
     this.config = config;
+    this.spec = eventsPipelineSpec(config);
     this.options = options;
     this.pool =
       options.pool ??
@@ -101,7 +105,10 @@ export class Engine extends TypedEmitter<EngineEvents> {
       });
     this.commands = createRedisConnection(c.redisUrl, {
       name: `tributary:${c.consumerName}:commands`,
-      onError: (err) => this.runner.reportFailure('redis', err),
+      // A refused login is not an outage: start() fails with it (TRIB_ERR_REDIS_AUTH).
+      onError: (err) => {
+        if (!isRedisAuthError(err)) this.runner.reportFailure('redis', err);
+      },
     });
     const source = new RedisStreamSource({
       redisUrl: c.redisUrl,
@@ -114,8 +121,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
     const pool = this.pool;
     this.runner = new Runner({
       source,
-      stages: [validateEvents(c.streamKey)],
-      sink: new EventsTableSink(new PostgresEventsSink(pool, c.pgSchema, c.eventsTable), c.streamKey),
+      // The shipped events pipeline file with the settings over it: the raw binary COPY path.
+      ...planFor(this.spec, pool),
       deadLetters: new PostgresDeadLetterStore(pool, this.commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema),
       consumers: Array.from({ length: c.numWorkers }, (_, i) => `${c.consumerName}-${i + 1}`),
       batch: { maxCount: c.batchSize, maxBytes: c.batchMaxBytes, periodMs: c.batchTimeoutMs },
@@ -125,18 +132,26 @@ export class Engine extends TypedEmitter<EngineEvents> {
       maxDeliveries: c.maxDeliveries,
       reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
       retry: options.retry,
-      prepare:
-        options.migrate === false
-          ? []
-          : [
-              {
-                server: 'postgres',
-                run: async () => {
-                  await migrate(pool, c.pgSchema);
-                  await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
-                },
-              },
-            ],
+      prepare: [
+        {
+          name: options.migrate === false ? 'connect' : 'migrate',
+          server: 'postgres',
+          run: async () => {
+            try {
+              if (options.migrate === false) {
+                await pool.query('SELECT 1');
+              } else {
+                await migrate(pool, c.pgSchema);
+                await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
+              }
+            } catch (err) {
+              // A database, role or password Postgres refuses is a wrong setting: start() fails
+              // with it at once. An outage (refused, unreachable) is retried, as before.
+              throw postgresRefusal(err, c.databaseUrl) ?? err;
+            }
+          },
+        },
+      ],
     });
     for (const name of FORWARDED) this.forward(name);
     this.runner.on('batch', (report: BatchReport) => {

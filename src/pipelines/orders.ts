@@ -38,8 +38,8 @@ import { RevenueWindow } from '../orders/redis/revenue.js';
 import { OrderSignals, ViewRefresher, type Unsubscribe } from '../orders/redis/signals.js';
 import { connectRedis, loadReferenceDataOrFail, vacuumStaging } from '../orders/setup.js';
 import type { LookupResult, Order, RejectReason } from '../orders/types.js';
-import { createPgPool, isConnectionError, quoteIdent, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
+import { createPgPool, isConnectionError, postgresRefusal, quoteIdent, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
 import { PostgresStagingSink, type StagingDetails } from '../sinks/postgres-staging.js';
 import { RedisListSource } from '../sources/redis-list.js';
 import { ordersStages, type OrdersWorkerParts } from '../stages/orders.js';
@@ -49,6 +49,11 @@ export { vacuumStaging, loadReferenceDataOrFail } from '../orders/setup.js';
 export { ordersStages, type OrdersStageParts, type OrdersWorkerParts } from '../stages/orders.js';
 
 const EMPTY_LOOKUP: LookupResult = { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() };
+
+/** Start-up steps retry a lost connection, never a coded error that says retrying cannot help (a refused login, say). */
+function retryableAtStart(err: unknown): boolean {
+  return isTributaryError(err) ? err.retryable : isConnectionError(err);
+}
 
 /**
  * The orders pipeline (see the module comment). `start()` connects (failing with a coded
@@ -105,7 +110,10 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       name: `tributary:orders:${o.workerPrefix}`,
       failFast: true,
       connectTimeoutMs: o.connectTimeoutMs,
-      onError: (err) => this.runner?.reportFailure('redis', err),
+      // A refused login is not an outage: start() fails with it (TRIB_ERR_REDIS_AUTH).
+      onError: (err) => {
+        if (!isRedisAuthError(err)) this.runner?.reportFailure('redis', err);
+      },
     });
     const keys = orderKeys(o.prefix);
     this.cache = new LookupCache({ client: this.control, prefix: o.prefix, ttlMs: o.cacheTtlMs });
@@ -139,7 +147,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       untilEmpty: o.untilEmpty,
       ...(o.maxBatchesPerWorker > 0 ? { maxBatches: o.maxBatchesPerWorker } : {}),
       prepare: [
-        ...(o.migrate ? [{ name: 'migrate', server: 'postgres' as const, retryable: isConnectionError, run: () => migrateOrders(this.pool, o.schema).then(() => {}) }] : []),
+        ...(o.migrate ? [{ name: 'migrate', server: 'postgres' as const, retryable: retryableAtStart, run: () => this.migrateAtStart() }] : []),
         { name: 'connect workers', server: 'redis' as const, run: () => this.connectWorkers() },
         // Planner statistics for promote's joins: an optimisation, never a reason not to start.
         { name: 'analyze', server: 'postgres' as const, run: () => analyzeReferenceTables(this.pool, o.schema).catch(() => {}) },
@@ -248,6 +256,15 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       this.vacuumTimer.unref();
     }
     this.emit('started', { workers: o.workers > 0 ? this.workerNames : [] });
+  }
+
+  /** Migrates the orders schema; a database, role or password Postgres refuses fails as the wrong setting it is (not retried). */
+  private async migrateAtStart(): Promise<void> {
+    try {
+      await migrateOrders(this.pool, this.options.schema);
+    } catch (err) {
+      throw (this.options.databaseUrl ? postgresRefusal(err, this.options.databaseUrl) : undefined) ?? err;
+    }
   }
 
   /** workers: 0 — no runner workers; the refresher and a recovery loop of its own. */
@@ -360,6 +377,8 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
       ]);
     } catch (err) {
+      const refusal = this.options.databaseUrl ? postgresRefusal(err, this.options.databaseUrl) : undefined;
+      if (refusal) throw refusal;
       const url = this.options.databaseUrl ? redactUrl(this.options.databaseUrl) : 'the given pool';
       throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${url}: ${asError(err).message}`], { cause: err });
     } finally {

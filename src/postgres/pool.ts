@@ -1,5 +1,7 @@
 import { userInfo } from 'node:os';
 import pg from 'pg';
+import { redactUrl } from '../config/index.js';
+import { TributaryError } from '../errors.js';
 
 export type PgPool = pg.Pool;
 
@@ -99,4 +101,27 @@ export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   if (typeof code !== 'string' || code.length !== 5 || !/^[0-9A-Z]{5}$/.test(code)) return true;
   return code.startsWith('08') || /^57P0[1-5]$/.test(code);
+}
+
+/**
+ * A connection Postgres refused for a wrong setting — the database does not exist
+ * (3D000), the role does not exist or has no pg_hba.conf entry (28000), the password is
+ * wrong (28P01) — as a non-retryable coded error naming the redacted URL; undefined for
+ * anything else (an outage, a refused or unreachable host, a query's own error). Waiting
+ * cannot fix a wrong setting, so callers fail with it instead of retrying.
+ */
+export function postgresRefusal(err: unknown, databaseUrl: string): TributaryError | undefined {
+  const code = (err as { code?: unknown })?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === '3D000') {
+    let name = '?';
+    try {
+      name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, '')) || '?';
+    } catch {
+      // an unparsable URL: the server's message names the database anyway
+    }
+    return new TributaryError('TRIB_ERR_POSTGRES_DATABASE_MISSING', [JSON.stringify(name), redactUrl(databaseUrl)], { cause: err });
+  }
+  if (code === '28000' || code === '28P01') return new TributaryError('TRIB_ERR_POSTGRES_AUTH', [redactUrl(databaseUrl), message, code], { cause: err });
+  return undefined;
 }

@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient, type RedisClientType } from '@redis/client';
+import { redactUrl } from '../config/index.js';
 import { backoffDelay } from '../core/backoff.js';
+import { TributaryError } from '../errors.js';
 import { redisErrorIs, type RawReply } from './commands.js';
 
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- no modules, functions or scripts attached
@@ -43,6 +45,50 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
 
 /** Never connected: only the source of the client class (see createRedisConnection). */
 let template: RedisConnection | undefined;
+
+/**
+ * Redis refused the connection's credentials (AUTH in the handshake): WRONGPASS, NOAUTH,
+ * or a password given to a server that has none. Reconnecting cannot fix it.
+ */
+export function isRedisAuthError(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : '';
+  return /^(WRONGPASS|NOAUTH)\b/.test(message) || /^ERR (AUTH\b|invalid password|Client sent AUTH)/i.test(message);
+}
+
+/** A refused login as TRIB_ERR_REDIS_AUTH naming the redacted URL; undefined for any other error. */
+export function redisRefusal(err: unknown, url: string): TributaryError | undefined {
+  if (!isRedisAuthError(err)) return undefined;
+  return new TributaryError('TRIB_ERR_REDIS_AUTH', [redactUrl(url), (err as Error).message], { cause: err });
+}
+
+/**
+ * Connects `client`. node-redis retries a refused login forever (as it does an outage), so
+ * a handshake Redis refuses for its credentials instead rejects at once with
+ * TRIB_ERR_REDIS_AUTH, and the client is destroyed (its reconnecting stops). An outage
+ * is left to the client's own reconnecting, as before.
+ */
+export async function connectChecked(client: RedisConnection, url: string): Promise<void> {
+  let onError: ((err: Error) => void) | undefined;
+  const refused = new Promise<never>((_, reject) => {
+    onError = (err: Error) => {
+      const refusal = redisRefusal(err, url);
+      if (refusal) reject(refusal);
+    };
+    client.on('error', onError);
+  });
+  try {
+    await Promise.race([client.connect(), refused]);
+  } catch (err) {
+    const refusal = err instanceof TributaryError ? err : redisRefusal(err, url);
+    if (refusal) {
+      destroyQuietly(client);
+      throw refusal;
+    }
+    throw err;
+  } finally {
+    client.off('error', onError!);
+  }
+}
 
 /** Drops the connection at once (pending commands fail); a no-op if already closed. */
 export function destroyQuietly(client: RedisConnection | undefined): void {

@@ -19,6 +19,8 @@
  */
 import { redactUrl, type ServicesState } from '../config/index.js';
 import { TributaryError } from '../errors.js';
+import { postgresRefusal } from '../postgres/pool.js';
+import { redisRefusal } from '../redis/client.js';
 import { LOCAL_DATABASE, startLocalPostgres, stopLocalPostgres } from './postgres-local.js';
 import { databaseName, ensureDatabase, probePostgres, probeRedis, withDatabase } from './probe.js';
 import { shortPath } from './process.js';
@@ -44,6 +46,11 @@ export interface ServicesUpOptions {
   defaults?: { redisUrl?: string; databaseUrl?: string };
   /** How long to wait for a started server to answer, in ms. Default 60000. */
   startTimeoutMs?: number;
+  /**
+   * URLs given on the command line (`--redis-url`, `--database-url`): used like
+   * REDIS_URL / DATABASE_URL, and over them.
+   */
+  urls?: { redisUrl?: string; databaseUrl?: string };
 }
 
 export interface ServiceInfo {
@@ -70,6 +77,8 @@ export interface ServicesUpResult {
 
 interface Resolved {
   env: NodeJS.ProcessEnv;
+  /** The URL each server must be (flag, else environment), with what set it, for messages. */
+  given: { redis?: { url: string; from: string }; postgres?: { url: string; from: string } };
   progress: (message: string) => void;
   redisDefault: string;
   databaseDefault: string;
@@ -80,8 +89,18 @@ interface Resolved {
 function resolveOptions(options: ServicesUpOptions): Resolved {
   const env = options.env ?? process.env;
   const onProgress = options.onProgress;
+  const pick = (flag: string | undefined, flagName: string, envName: string) => {
+    const fromFlag = given(flag);
+    if (fromFlag) return { url: fromFlag, from: flagName };
+    const fromEnv = given(env[envName]);
+    return fromEnv ? { url: fromEnv, from: envName } : undefined;
+  };
   return {
     env,
+    given: {
+      redis: pick(options.urls?.redisUrl, '--redis-url', 'REDIS_URL'),
+      postgres: pick(options.urls?.databaseUrl, '--database-url', 'DATABASE_URL'),
+    },
     progress: (message) => {
       try {
         onProgress?.(message);
@@ -111,15 +130,18 @@ function localInfo(server: LocalServer): ServiceInfo {
 }
 
 async function upRedis(r: Resolved): Promise<ServiceInfo> {
-  const fromEnv = given(r.env.REDIS_URL);
-  if (fromEnv) {
+  if (r.given.redis) {
+    const { url: fromEnv, from } = r.given.redis;
     const probe = await probeRedis(fromEnv);
     if (!probe.ok) {
+      // Credentials Redis refuses are a wrong setting, named as such.
+      const refusal = redisRefusal(new Error(probe.reason), fromEnv);
+      if (refusal) throw refusal;
       throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [
-        `REDIS_URL is ${redactUrl(fromEnv)} but it does not answer (${probe.reason}); \`tributary up\` starts nothing for a URL you give: start that server, or unset REDIS_URL to use or start a local one`,
+        `${from} is ${redactUrl(fromEnv)} but it does not answer (${probe.reason}); \`tributary up\` starts nothing for a URL you give: start that server, or unset ${from} to use or start a local one`,
       ]);
     }
-    r.progress(`redis: using ${redactUrl(fromEnv)} (REDIS_URL, Redis ${probe.version})`);
+    r.progress(`redis: using ${redactUrl(fromEnv)} (${from}, Redis ${probe.version})`);
     return { url: fromEnv, managed: false, source: 'env', version: probe.version };
   }
 
@@ -143,8 +165,8 @@ async function upRedis(r: Resolved): Promise<ServiceInfo> {
 }
 
 async function upPostgres(r: Resolved): Promise<ServiceInfo> {
-  const fromEnv = given(r.env.DATABASE_URL);
-  if (fromEnv) {
+  if (r.given.postgres) {
+    const { url: fromEnv, from } = r.given.postgres;
     let probe = await probePostgres(fromEnv);
     if (!probe.ok && probe.code === '3D000') {
       // The server answers but the database does not exist yet: create it.
@@ -156,11 +178,16 @@ async function upPostgres(r: Resolved): Promise<ServiceInfo> {
       probe = await probePostgres(fromEnv);
     }
     if (!probe.ok) {
+      // A role or password Postgres refuses is a wrong setting, named as such.
+      // (A database still missing here could not be created: reported below with why.)
+      if (probe.code === '28000' || probe.code === '28P01') {
+        throw postgresRefusal(Object.assign(new Error(probe.reason.replace(/^[0-9A-Z]{5}: /, '')), { code: probe.code }), fromEnv)!;
+      }
       throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [
-        `DATABASE_URL is ${redactUrl(fromEnv)} but it cannot be used (${probe.reason}); \`tributary up\` starts nothing for a URL you give: start that server, or unset DATABASE_URL to use or start a local one`,
+        `${from} is ${redactUrl(fromEnv)} but it cannot be used (${probe.reason}); \`tributary up\` starts nothing for a URL you give: start that server, or unset ${from} to use or start a local one`,
       ]);
     }
-    r.progress(`postgres: using ${redactUrl(fromEnv)} (DATABASE_URL, PostgreSQL ${probe.version})`);
+    r.progress(`postgres: using ${redactUrl(fromEnv)} (${from}, PostgreSQL ${probe.version})`);
     return { url: fromEnv, managed: false, source: 'env', version: probe.version };
   }
 

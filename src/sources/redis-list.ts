@@ -3,7 +3,7 @@ import { sleep } from '../core/backoff.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { TributaryError } from '../errors.js';
 import { OrderQueue, type RecoverResult } from '../orders/redis/queue.js';
-import { blockingConnection, destroyQuietly, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
+import { blockingConnection, connectChecked, destroyQuietly, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 
 export interface RedisListSourceOptions {
   /** Redis URL: each consumer gets its own connection from it (a take blocks it). */
@@ -80,9 +80,10 @@ export class RedisListSource implements Source<string> {
     this.queue = new OrderQueue({ client: options.commands, prefix: options.prefix });
   }
 
+  /** Connects the command connection; credentials Redis refuses fail at once (TRIB_ERR_REDIS_AUTH). */
   async start(): Promise<void> {
     const commands = this.options.commands;
-    if (!commands.isOpen) await commands.connect();
+    if (!commands.isOpen) await connectChecked(commands, this.options.redisUrl);
     await send(commands, ['PING']);
   }
 

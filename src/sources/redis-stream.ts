@@ -1,7 +1,7 @@
 import { ClientOfflineError, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
-import { blockingConnection, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
+import { blockingConnection, connectChecked, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 import {
   parseAutoClaimReply,
   parseEntryList,
@@ -82,9 +82,12 @@ export class RedisStreamSource implements Source<StreamEntry> {
     this.dlqStream = options.dlqStream ?? `${options.key}:dead`;
   }
 
-  /** Connects the command connection and creates the group (MKSTREAM) if it does not exist. */
+  /**
+   * Connects the command connection and creates the group (MKSTREAM) if it does not exist.
+   * Credentials Redis refuses fail at once (TRIB_ERR_REDIS_AUTH, not retried).
+   */
   async start(): Promise<void> {
-    if (!this.commands.isOpen) await this.commands.connect();
+    if (!this.commands.isOpen) await connectChecked(this.commands, this.options.redisUrl);
     await this.ensureGroup(this.options.startId ?? '0');
   }
 

@@ -4,6 +4,7 @@
  * project-local servers are started once, in a temporary TRIBUTARY_HOME, and stopped by
  * PID in afterAll whatever happens.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { createClient } from '@redis/client';
 import { destroyQuietly, type RedisConnection } from '../../src/redis/client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServicesState } from '../../src/config/index.js';
-import { freePort } from '../helpers/child.js';
+import { assertBuilt, CLI, freePort, REPO } from '../helpers/child.js';
 import { isTributaryError } from '../../src/errors.js';
 import { ensureDatabase, servicesDown, servicesUp, type ServicesUpResult } from '../../src/services/index.js';
 import { withDefaultUser } from '../../src/postgres/pool.js';
@@ -211,6 +212,43 @@ describe('servicesUp with the defaults unreachable', () => {
     expect(again.some((m) => m.startsWith('redis: reusing project-local Redis'))).toBe(true);
     expect(again.some((m) => m.startsWith('postgres: reusing project-local PostgreSQL'))).toBe(true);
   }, 60_000);
+
+  it('a wrong password (28P01, this server checks passwords) is a coded error at once: start and migrate exit 2, up refuses it; no password printed', async () => {
+    assertBuilt();
+    const wrong = new URL(first.postgres.url);
+    wrong.password = 's3cret-wrong';
+    const key = `t_svc_wrongpw_${process.pid}`;
+    const cliEnv = { ...process.env, NO_COLOR: '1', DATABASE_URL: wrong.toString(), REDIS_URL: SYSTEM_REDIS, STREAM_KEY: key, PG_SCHEMA: key };
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string; ms: number }>((resolve) => {
+        const started = Date.now();
+        execFile(process.execPath, [CLI, ...args], { cwd: REPO, env: cliEnv, timeout: 20_000 }, (err, _stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr, ms: Date.now() - started }),
+        );
+      });
+    try {
+      const [start, migrate] = await Promise.all([run(['start']), run(['migrate'])]);
+      for (const r of [start, migrate]) {
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.ms).toBeLessThan(10_000);
+        expect(r.stderr).toContain('TRIB_ERR_POSTGRES_AUTH: Postgres at postgres://');
+        expect(r.stderr).toContain('[SQLSTATE 28P01]');
+        expect(r.stderr).toContain(':***@127.0.0.1:');
+        expect(r.stderr).not.toContain('s3cret');
+        expect(r.stderr).not.toContain(decodeURIComponent(new URL(first.postgres.url).password));
+      }
+      const other = mkdtempSync(join(tmpdir(), 'tributary-svc-wrongpw-'));
+      try {
+        const err = await servicesUp({ env: { TRIBUTARY_HOME: other, REDIS_URL: SYSTEM_REDIS, DATABASE_URL: wrong.toString() } }).catch((e: unknown) => e);
+        expect(isTributaryError(err, 'TRIB_ERR_POSTGRES_AUTH'), String(err)).toBe(true);
+        expect((err as Error).message).not.toContain('s3cret');
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
+    } finally {
+      await withRedis(SYSTEM_REDIS, (c) => c.del(key));
+    }
+  }, 30_000);
 
   it('down stops both by PID and leaves the system servers alone', async () => {
     const messages: string[] = [];

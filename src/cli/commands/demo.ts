@@ -11,7 +11,7 @@ import { sampleEvent } from '../../producer/sample.js';
 import { send } from '../../redis/client.js';
 import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
 import { servicesUp } from '../../services/index.js';
-import { envWithDotenv } from './services.js';
+import { envWithDotenv, givenUrls } from './services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
@@ -29,7 +29,9 @@ export function registerDemo(program: Command): void {
     const count = parsePositiveInt('--count', String(opts.count));
     const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
     const log = createLogger(process.env.LOG_LEVEL ?? "info");
-    await servicesUp({ env: envWithDotenv(), onProgress: (m) => print(m) });
+    configFrom(opts); // every setting checked before anything is set up
+    // The set-up (`tributary up`) works on the servers the engine will use: the flags' URLs first.
+    await servicesUp({ env: envWithDotenv(), urls: givenUrls(opts), onProgress: (m) => print(m) });
     const config = configFrom(opts);
     print(`redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}, stream ${config.streamKey}, group ${config.group}`);
 

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import { redactUrl } from '../../config/index.js';
+import { isTributaryError, TributaryError } from '../../errors.js';
 import { migrate } from '../../postgres/migrate.js';
-import { createPgPool } from '../../postgres/pool.js';
+import { createPgPool, isConnectionError, postgresRefusal } from '../../postgres/pool.js';
+import { checkPostgres } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 
@@ -10,7 +13,20 @@ export function registerMigrate(program: Command): void {
       const config = configFrom(opts);
       const pool = createPgPool(config.databaseUrl, { max: 1 });
       try {
-        const result = await migrate(pool, config.pgSchema);
+        // One-shot: a server that does not answer, or refuses the URL, is a coded error within seconds (exit 2).
+        await checkPostgres(pool, config.databaseUrl);
+        let result: Awaited<ReturnType<typeof migrate>>;
+        try {
+          result = await migrate(pool, config.pgSchema);
+        } catch (err) {
+          if (isTributaryError(err)) throw err;
+          const refusal = postgresRefusal(err, config.databaseUrl);
+          if (refusal) throw refusal;
+          if (isConnectionError(err)) {
+            throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`lost the connection to ${redactUrl(config.databaseUrl)}: ${(err as Error).message}`], { cause: err });
+          }
+          throw err;
+        }
         print(
           result.applied.length > 0
             ? `applied ${result.applied.join(', ')} in schema ${config.pgSchema}`

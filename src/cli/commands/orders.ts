@@ -32,6 +32,7 @@ import { openRedis, redisLostAsCoded, withConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { quitOnKey } from '../keys.js';
 import { createLogger, plural, print, type Logger } from '../output.js';
+import { logOutages, stopOnSignals } from './start.js';
 import { parsePositiveInt } from './produce.js';
 
 /** A share flag (`--duplicates 0.05`): a number in [0, 1]. */
@@ -201,8 +202,11 @@ function registerGenerate(orders: Command): void {
 
 /** Logs a pipeline's life: outages once each, recoveries, cache publishes, failed refreshes, and a throughput line. */
 export function attachOrdersLogging(pipeline: OrdersPipeline, log: Logger, everyMs = 10_000): () => void {
-  pipeline.on('serverDown', ({ server, error }) => log.warn({ server, err: error.message }, `${server} unavailable (${error.message}); holding the batches, retrying with backoff`));
-  pipeline.on('serverUp', ({ server, downMs }) => log.info({ server, downMs }, `${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
+  const stopReminders = logOutages(pipeline, log, {
+    urls: { redis: pipeline.options.redisUrl, postgres: pipeline.options.databaseUrl ?? '(the given pool)' },
+    started: () => pipeline.runner.running,
+    holding: 'holding the batches',
+  });
   pipeline.on('retry', ({ server, step, error, attempt }) => log.debug({ server, step, attempt, err: error.message }, `retrying ${step} (${server}): ${error.message}`));
   pipeline.on('recovered', ({ items, workers, byWorker, stagingRowsDropped }) =>
     log.info({ items, workers, byWorker, stagingRowsDropped }, `recovered ${items} orders from ${plural(workers, 'dead worker')} (${Object.keys(byWorker).join(', ')}) back to the queue`),
@@ -227,7 +231,10 @@ export function attachOrdersLogging(pipeline: OrdersPipeline, log: Logger, every
     );
   }, everyMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    stopReminders();
+  };
 }
 
 function registerProcess(orders: Command): void {
@@ -263,23 +270,16 @@ function registerProcess(orders: Command): void {
           (iterations === undefined ? '' : `at most ${plural(iterations, 'batch', 'batches')} each, `) +
           `queue ${config.ordersPrefix}:queue, schema ${config.ordersSchema}; redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}`,
       );
-      let signals = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
-        signals++;
-        if (signals === 1) {
-          log.info({ signal }, `${signal}: stopping, finishing in-flight batches (send again to force)`);
-          void pipeline.close();
-        } else {
-          log.warn({ signal }, `${signal} again: forcing exit; unacknowledged orders stay in the processing lists and are recovered later`);
-          process.exitCode = 130;
-          void pipeline.close({ force: true });
-          setTimeout(() => process.exit(130), 200).unref();
-        }
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      const stop = stopOnSignals({
+        log,
+        held: () => pipeline.stats().inFlight,
+        what: 'orders',
+        where: 'stay in the processing lists and are recovered later',
+        close: (force) => pipeline.close({ force }),
+      });
       await pipeline.done;
       await pipeline.close();
+      stop.stopped();
       stopLogging();
       await ops?.close();
       const s = pipeline.stats();
@@ -290,6 +290,7 @@ function registerProcess(orders: Command): void {
           `${fmt(s.rejectedTotal)} rejected (${formatReasons(s.rejected)})` +
           (s.recovered > 0 ? `; ${fmt(s.recovered)} orders recovered from dead workers` : ''),
       );
+      stop.exit();
     });
 }
 

@@ -1,17 +1,66 @@
 import type { Command } from 'commander';
 import { redactUrl } from '../../config/index.js';
+import type { ServerName } from '../../core/contracts.js';
 import { Engine } from '../../pipelines/events.js';
 import { startOpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, type Logger } from '../output.js';
 
+/** How often a line says a server is still awaited while it stays down (ms). */
+export const STILL_WAITING_EVERY_MS = 10_000;
+
+interface HealthEvents {
+  serverDown: { server: ServerName; error: Error };
+  serverUp: { server: ServerName; downMs: number };
+}
+
+/**
+ * Logs a pipeline's outages: one line when a server goes down (at start: it is waited
+ * for; running: work is held), a "still waiting for <server> at <url>, N s" line every
+ * `everyMs` while it stays down, and one line when it is back. URLs are printed without
+ * their password. Returns a function that stops the reminders.
+ */
+export function logOutages(
+  emitter: { on<K extends keyof HealthEvents>(event: K, listener: (arg: HealthEvents[K]) => void): unknown },
+  log: Logger,
+  o: { urls: Record<ServerName, string>; started: () => boolean; holding: string; everyMs?: number },
+): () => void {
+  const reminders = new Map<ServerName, NodeJS.Timeout>();
+  const everyMs = o.everyMs ?? STILL_WAITING_EVERY_MS;
+  const stop = (server: ServerName) => {
+    clearInterval(reminders.get(server));
+    reminders.delete(server);
+  };
+  emitter.on('serverDown', ({ server, error }) => {
+    const url = redactUrl(o.urls[server]);
+    if (o.started()) log.warn({ server, url, err: error.message }, `${server} unavailable at ${url} (${error.message}); ${o.holding}, retrying with backoff`);
+    else log.warn({ server, url, err: error.message }, `${server} at ${url} does not answer (${error.message}); waiting for it (Ctrl-C to give up)`);
+    stop(server);
+    const since = Date.now();
+    const timer = setInterval(() => {
+      const secs = Math.round((Date.now() - since) / 1000);
+      log.warn({ server, url, waitedS: secs }, `still waiting for ${server} at ${url}, ${secs} s`);
+    }, everyMs);
+    timer.unref();
+    reminders.set(server, timer);
+  });
+  emitter.on('serverUp', ({ server, downMs }) => {
+    stop(server);
+    log.info({ server, downMs }, `${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`);
+  });
+  return () => {
+    for (const server of [...reminders.keys()]) stop(server);
+  };
+}
+
 /** Logs an engine's life: state changes once each, dead letters, a throughput line. */
 export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 10_000): () => void {
-  engine.on('serverDown', ({ server, error }) =>
-    log.warn({ server, err: error.message }, `${server} unavailable (${error.message}); holding work, retrying with backoff`),
-  );
-  engine.on('serverUp', ({ server, downMs }) => log.info({ server, downMs }, `${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
+  const stopReminders = logOutages(engine, log, {
+    urls: { redis: engine.config.redisUrl, postgres: engine.config.databaseUrl },
+    started: () => engine.running,
+    holding: 'holding work',
+  });
   engine.on('deadLetter', ({ id, code, error }) => log.warn({ entry: id, code }, `dead-lettered ${id}: ${code}: ${error}`));
   engine.on('reclaimed', ({ count, consumer }) => log.info({ count, consumer }, `reclaimed ${count} idle entries to ${consumer}`));
   engine.on('deleted', ({ ids }) => log.warn({ count: ids.length }, `${ids.length} pending entries had been deleted from the stream (trimmed); cleared`));
@@ -32,7 +81,66 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
     );
   }, statsEveryMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    stopReminders();
+  };
+}
+
+/**
+ * SIGINT/SIGTERM of a long-running command. First signal: a graceful stop (finish and
+ * acknowledge what is held). A second one forces the stop — exit 130, since what was held
+ * stays unacknowledged — but only when something is held: with nothing held a forced stop
+ * loses nothing, so it is a clean stop (exit 0). Once the stop is complete (`stopped()`),
+ * further signals change nothing; `exit()` then ends the process at once with its exit
+ * code, rather than in Node's teardown, where a signal would still kill it (exit 130).
+ */
+export function stopOnSignals(o: {
+  log: Logger;
+  /** Messages held (read, not acknowledged) right now. */
+  held: () => number;
+  /** What is held, plural ("entries", "orders"), and what becomes of it when forced. */
+  what: string;
+  where: string;
+  close: (force: boolean) => Promise<unknown>;
+}): { stopped(): void; exit(): never } {
+  let signals = 0;
+  let done = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (done) {
+      o.log.debug({ signal }, `${signal}: already stopped`);
+      return;
+    }
+    signals++;
+    if (signals === 1) {
+      o.log.info({ signal }, `${signal}: stopping — finishing in-flight batches (send again to force)`);
+      void o.close(false);
+      return;
+    }
+    const held = o.held();
+    if (held === 0) {
+      o.log.info({ signal }, `${signal} again: nothing in flight; exiting now`);
+      void o.close(true);
+      setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
+      return;
+    }
+    o.log.warn({ signal, held }, `${signal} again: forcing exit; ${held} unacknowledged ${o.what} ${o.where}`);
+    // A forced stop with work held is never a success, however quickly it gives up.
+    process.exitCode = 130;
+    void o.close(true);
+    setTimeout(() => process.exit(130), 200).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    stopped() {
+      done = true;
+    },
+    exit() {
+      done = true;
+      process.exit(process.exitCode ?? 0);
+    },
+  };
 }
 
 export function registerStart(program: Command): void {
@@ -56,22 +164,13 @@ export function registerStart(program: Command): void {
       ops = await startOpsServer(engine, createPipelineMetrics(engine), config.metricsPort);
       log.info({ port: ops.port }, `metrics on http://0.0.0.0:${ops.port}/metrics (also /healthz, /readyz)`);
     }
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals === 1) {
-        log.info({ signal }, `${signal}: stopping — finishing in-flight batches (send again to force)`);
-        void engine.close();
-      } else {
-        log.warn({ signal }, `${signal} again: forcing exit; unacknowledged entries stay pending and will be reclaimed`);
-        // A forced stop is never a success, however quickly the engine gives up.
-        process.exitCode = 130;
-        void engine.close({ force: true });
-        setTimeout(() => process.exit(130), 200).unref();
-      }
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const stop = stopOnSignals({
+      log,
+      held: () => engine.stats().inFlight,
+      what: 'entries',
+      where: 'stay pending and will be reclaimed',
+      close: (force) => engine.close({ force }),
+    });
     engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${consumers.length} workers reading`));
     await engine.start();
     await engine.done;
@@ -81,9 +180,11 @@ export function registerStart(program: Command): void {
       log.error({ err: engine.runner.failure }, `stopped: ${engine.runner.failure.message}`);
       process.exitCode = 2;
     }
+    stop.stopped();
     stopLogging();
     await ops?.close();
     const s = engine.stats();
     log.info(s, `stopped: read ${s.read}, written ${s.written}, duplicates ${s.duplicates}, dead letters ${s.deadLettered}`);
+    stop.exit();
   });
 }
