@@ -12,14 +12,14 @@
  */
 import type { ServerName } from '../core/contracts.js';
 import { Runner } from '../core/runner.js';
-import { mapColumns } from '../pipeline-file/mapping.js';
+import { planFor } from '../pipeline-file/plan.js';
 import type { PipelineSpec } from '../pipeline-file/spec.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import type { StreamEntry } from '../redis/commands.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
-import { ensureTable, TableSink } from '../sinks/postgres-table.js';
+import { ensureTable } from '../sinks/postgres-table.js';
 import { RedisStreamSource } from '../sources/redis-stream.js';
 
 export interface TablePipelineOptions {
@@ -45,6 +45,8 @@ export interface TablePipelineOptions {
 export class TablePipeline {
   readonly runner: Runner<StreamEntry>;
   readonly spec: PipelineSpec;
+  /** 'events': the events table's layout, written by one binary COPY of the bytes Redis sent; 'table': mapped columns. */
+  readonly writePath: 'events' | 'table';
   private readonly pool: PgPool;
   private readonly commands: RedisConnection;
   private closing: Promise<void> | undefined;
@@ -70,10 +72,12 @@ export class TablePipeline {
     });
     const pool = this.pool;
     const schema = options.deadLetterSchema ?? 'public';
+    const plan = planFor(spec, pool);
+    this.writePath = plan.path;
     this.runner = new Runner<StreamEntry>({
       source,
-      stages: [mapColumns(spec)],
-      sink: new TableSink(pool, spec.sink),
+      stages: plan.stages,
+      sink: plan.sink,
       deadLetters: new PostgresDeadLetterStore(pool, this.commands, { streamKey: stream, group, dlqStream: spec.deadLetters.stream }, schema),
       consumers: Array.from({ length: spec.workers }, (_, i) => `${options.consumer}-${i + 1}`),
       batch: { maxCount: spec.batch.count, maxBytes: spec.batch.bytes, periodMs: spec.batch.periodMs },

@@ -115,6 +115,7 @@ describe('pipeline files: write paths', () => {
     }));
     await add(env, env.config.streamKey, good);
     const p = await runPipeline(env, spec);
+    expect(p.writePath).toBe('table');
     await drained(env, env.config.streamKey, 'pay');
     // A second round: a key already stored (resent), a bad amount, a missing amount, another type, and new rows.
     const ids = await add(env, env.config.streamKey, [
@@ -251,6 +252,28 @@ sink: { table: SCHEMA.checked, key: [k], columns: { k: { from: payload.k, type: 
     expect(dead.map((d) => [d.stream_id, d.error_code])).toEqual([[ids[17], 'TRIB_ERR_ENTRY_REJECTED']]);
     expect(dead[0]!.error).toContain('23514');
     expect(p.runner.stats().written).toBe(39);
+  });
+});
+
+describe('pipeline files: the events layout', () => {
+  it('a file with the events table\'s layout takes the raw COPY path and writes the rows the engine writes', async () => {
+    const env = await envs.setup('tbl_events_layout');
+    const spec = specFor(env, readFileSync(join(REPO, 'src/pipeline-file/builtin/events.yaml'), 'utf8').replace('stream: events\n', 'stream: STREAM\n').replace('table: public.events', 'table: SCHEMA.mine').replace('create: false', 'create: true').replace('stream: events:dead', 'stream: DEAD'));
+    const events: Ev[] = [
+      { type: 'a', payload: '{ "spaced" :  [1, 2.50, "é"] }', id: 'given-id', at: 1_700_000_000_123 },
+      { type: 'b', payload: { n: 1 } },
+      { type: 'c', payload: 'not json' },
+    ];
+    const ids = await add(env, env.config.streamKey, events);
+    const p = await runPipeline(env, spec);
+    expect(p.writePath).toBe('events');
+    await drained(env, env.config.streamKey, 'tributary');
+    const got = await rows(env, 'SELECT event_id, event_type, payload::text, stream_id, produced_at FROM SCHEMA.mine ORDER BY stream_id');
+    expect(got).toEqual([
+      { event_id: 'given-id', event_type: 'a', payload: '{"spaced": [1, 2.50, "é"]}', stream_id: ids[0], produced_at: new Date(1_700_000_000_123) },
+      { event_id: `${env.config.streamKey}/${ids[1]}`, event_type: 'b', payload: '{"n": 1}', stream_id: ids[1], produced_at: null },
+    ]);
+    expect((await deadLetters(env)).map((d) => d.error_code)).toEqual(['TRIB_ERR_ENTRY_BAD_PAYLOAD']);
   });
 });
 

@@ -1,6 +1,9 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { pipelineBenchEvents } from '../../src/bench/pipeline-drain.js';
+import { configSchema } from '../../src/config/schema.js';
+import { eventsPipelineSpec, shippedEventsSpec } from '../../src/pipeline-file/builtin.js';
+import { isEventsLayout } from '../../src/pipeline-file/plan.js';
 import { Bad, convert, copyField, mapRow, type EntryValues } from '../../src/pipeline-file/mapping.js';
 import { loadPipelineFile, parseBytes, parseFieldPath, parseMs, parsePipelineFile, PipelineFileError, SPEC_DEFAULTS, type ColumnSpec, type FileProblem } from '../../src/pipeline-file/spec.js';
 import { baseType, tableProblems, tableSql, type TableColumnInfo } from '../../src/sinks/postgres-table.js';
@@ -338,5 +341,36 @@ ${extra}
     const evolving = { ...sink, evolve: true };
     expect(tableProblems(evolving, cols(['k', 'text'], ['n', 'bigint']), [['k']])).toEqual({ problems: [], missing: ['v'] });
     expect(baseType('character varying(20)[]')).toBe('character varying[]');
+  });
+});
+
+describe('the built-in events pipeline file', () => {
+  it('holds the settings\' defaults, and the settings lay over it', () => {
+    const d = configSchema.parse({});
+    expect(eventsPipelineSpec(d)).toEqual({ ...shippedEventsSpec() });
+    const shipped = shippedEventsSpec();
+    expect(shipped).toMatchObject({
+      source: { stream: d.streamKey, group: d.group, start: d.groupStartId },
+      batch: { count: d.batchSize, bytes: d.batchMaxBytes, periodMs: d.batchTimeoutMs },
+      workers: d.numWorkers,
+      maxDeliveries: d.maxDeliveries,
+      sink: { schema: d.pgSchema, table: d.eventsTable, mode: 'insert', key: ['event_id'], create: false },
+      deadLetters: { stream: d.dlqStream },
+    });
+    const c = configSchema.parse({ streamKey: 's', group: 'g', numWorkers: 2, batchSize: 9, pgSchema: 'x', eventsTable: 'y', dlqStream: 'dl' });
+    expect(eventsPipelineSpec(c)).toMatchObject({ source: { stream: 's', group: 'g' }, workers: 2, batch: { count: 9 }, sink: { schema: 'x', table: 'y' }, deadLetters: { stream: 'dl' } });
+  });
+
+  it('its layout, in a file of any column order, takes the events write path; any change takes the mapped one', () => {
+    const spec = shippedEventsSpec();
+    expect(isEventsLayout(spec)).toBe(true);
+    expect(isEventsLayout({ ...spec, sink: { ...spec.sink, columns: [...spec.sink.columns].reverse() } })).toBe(true);
+    expect(isEventsLayout({ ...spec, filter: { eventTypes: ['a'] } })).toBe(false);
+    expect(isEventsLayout({ ...spec, sink: { ...spec.sink, mode: 'upsert' } })).toBe(false);
+    expect(isEventsLayout({ ...spec, sink: { ...spec.sink, columns: spec.sink.columns.slice(1) } })).toBe(false);
+    const retyped = spec.sink.columns.map((c) => (c.name === 'payload' ? { ...c, type: 'text' as const } : c));
+    expect(isEventsLayout({ ...spec, sink: { ...spec.sink, columns: retyped } })).toBe(false);
+    const moved = spec.sink.columns.map((c) => (c.name === 'payload' ? { ...c, from: { root: 'payload' as const, path: ['x'], text: 'payload.x' } } : c));
+    expect(isEventsLayout({ ...spec, sink: { ...spec.sink, columns: moved } })).toBe(false);
   });
 });
