@@ -416,6 +416,22 @@ sink:
     expect(await deadLetters(env)).toEqual([]);
   });
 
+  it('run: a table that does not fit, or a file that does not check, exits 2 with the coded error; nothing keeps running', async () => {
+    const env = await envs.setup('tbl_run_fails');
+    await env.pool.query(`CREATE TABLE ${quoteIdent(env.config.pgSchema)}.state (k integer PRIMARY KEY, v bigint, body text)`);
+    const good = writeFile(env, UPSERT.replace('name: order-safe', 'name: other').replace('SCHEMA.state', 'SCHEMA.other'));
+    const misfit = writeFile(env, UPSERT);
+    const both = new EngineProcess({ ...env.childEnv, NO_COLOR: '1', CONSUMER_NAME: env.name }, 'both', ['run', good, misfit]);
+    const exit = await both.waitExit(20_000);
+    expect(exit?.code, both.output).toBe(2);
+    expect(both.output).toMatch(/TRIB_ERR_TABLE_MISMATCH: table \S+\.state does not fit pipeline order-safe: column k is integer, which cannot hold the mapped text/);
+    const broken = join(tmpdir(), `${env.name}-broken.yaml`);
+    writeFileSync(broken, 'name: x\nsource: { stream: s }\n');
+    const bad = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'bad', ['run', broken]);
+    expect((await bad.waitExit(10_000))?.code).toBe(2);
+    expect(bad.output).toContain(`${broken}:1:1: sink: is required`);
+  });
+
   it('every shipped example runs through the CLI into its table', async () => {
     const env = await envs.setup('tbl_examples');
     const dir = join(REPO, 'examples/pipelines');
