@@ -196,6 +196,18 @@ describe('up and demo take the server flags like every command', () => {
   });
 });
 
+describe('benches are one-shot commands like the others', () => {
+  it('bench and bench drain with an unreachable Redis: coded error, exit 2, within 15 s (they hung without a line)', async () => {
+    const env = await envs.setup('bench_unreachable', {}, { migrate: false });
+    const dead = `redis://admin:s3cret@127.0.0.1:${await freePort()}`;
+    const runs = await Promise.all([cli(['bench', '10', '1', '--redis-url', dead], env.childEnv), cli(['bench', 'drain', '--count', '1', '--redis-url', dead], env.childEnv)]);
+    for (const r of runs) {
+      expectCodedExit(r, 'TRIB_ERR_REDIS_UNAVAILABLE', 15_000);
+      expect(r.stderr).toContain('redis://admin:***@127.0.0.1:');
+    }
+  });
+});
+
 describe('processes behave as services expect', () => {
   it('./run.sh start execs the CLI: SIGTERM to the PID run.sh started stops the engine gracefully, nothing left behind', async () => {
     // run.sh rebuilds when src is newer than dist: never in the middle of a suite that uses dist.

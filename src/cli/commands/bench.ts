@@ -26,6 +26,7 @@ import type { TributaryConfig } from '../../config/schema.js';
 import { TributaryError } from '../../errors.js';
 import { createPgPool } from '../../postgres/pool.js';
 import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
+import { openConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
@@ -85,7 +86,14 @@ export function registerBench(program: Command): void {
       .option('--with-engine', 'run an engine in this process; report end-to-end latency p50/p95/p99/max, final and max lag')
       .option('--produce-batch <n>', 'events per produceBatch (default rate/100, 1 to 1000: a batch every 10 ms)')
       .option('--results-dir <dir>', 'where result files go (default bench/results, or BENCH_RESULTS_DIR)'),
-  ).action(async (rateArg: string, durationArg: string, opts: Record<string, unknown>) => {
+  );
+  // A bench is a one-shot command: a server that does not answer (or refuses the URL) is a
+  // coded error within seconds, as for every other one, not a hang before the first line.
+  bench.hook('preAction', async (_bench, action) => {
+    const conn = await openConnections(configFrom(allOptions(action)), 'bench-check', { max: 1 });
+    await conn.close();
+  });
+  bench.action(async (rateArg: string, durationArg: string, opts: Record<string, unknown>) => {
     const rate = parsePositiveInt('rate', rateArg);
     const durationSecs = parsePositiveInt('duration-s', durationArg);
     const batch = opts.produceBatch === undefined ? undefined : parsePositiveInt('--produce-batch', String(opts.produceBatch));
