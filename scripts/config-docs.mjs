@@ -4,7 +4,7 @@
 import { configSchema, SETTINGS } from '../dist/config/schema.js';
 
 const defaults = configSchema.parse({});
-const shown = (key) => (key === 'consumerName' ? '(host name)' : defaults[key] === undefined ? '(unset)' : String(defaults[key]));
+const shown = (key) => (key === 'consumerName' ? '(host-pid-random)' : defaults[key] === undefined ? '(unset)' : String(defaults[key]));
 const mode = process.argv[2];
 if (mode === 'env') {
   const lines = ['# Tributary settings. Copy to .env and uncomment what you change; real environment variables win over this file.', ''];

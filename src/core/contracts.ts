@@ -78,6 +78,12 @@ export interface Source<T> {
   resume(consumer: string, max: number, after: string | undefined): Promise<Recovered<T>>;
   /** Work dead or stalled consumers left (idle at least `minIdleMs`), taken over by `consumer`. */
   reclaim?(consumer: string, max: number, minIdleMs: number, cursor: string): Promise<Recovered<T>>;
+  /**
+   * Removes consumers that hold nothing and have been idle at least `minIdleMs` (names
+   * left by processes that are gone), except `keep`; never one holding messages. Returns
+   * the names removed. Called by the reclaim loop.
+   */
+  forgetIdle?(minIdleMs: number, keep: readonly string[]): Promise<string[]>;
   /** Moves rejected messages to the source's dead letters, which also acknowledges them. */
   deadLetter(consumer: string, letters: readonly DeadLetter<T>[]): Promise<void>;
   /** Releases a blocked read of the consumer (it then returns what it has). */

@@ -93,6 +93,8 @@ export interface RunnerEvents {
   reclaimed: { count: number; consumer: string };
   /** Held messages whose content was gone (trimmed) were cleared. */
   deleted: { consumer: string; ids: string[] };
+  /** Consumers holding nothing, idle at least `idleMs` (gone processes' names), were removed by the reclaim loop. */
+  consumersRemoved: { consumers: string[]; idleMs: number };
   /** A server became unreachable (reported once per outage). */
   serverDown: { server: ServerName; error: Error };
   /** A server is reachable again. */
@@ -140,8 +142,12 @@ export interface RunnerOptions<T> {
   maxDeliveries?: number;
   /** How often held messages are kept alive, ms (default 20,000). */
   keepAliveMs?: number;
-  /** Take over work idle on dead consumers (default: no reclaim loop). */
-  reclaim?: { consumer: string; minIdleMs: number; intervalMs: number };
+  /**
+   * Take over work idle on dead consumers (default: no reclaim loop). `forgetIdleMs`: a
+   * consumer holding nothing and idle this long is removed, where the source can
+   * (default: three times the longer of minIdleMs and blockMs).
+   */
+  reclaim?: { consumer: string; minIdleMs: number; intervalMs: number; forgetIdleMs?: number };
   /** Backoff of retried operations. */
   retry?: RetryPolicyOptions;
   /** Steps after source.start and before the workers start. */
@@ -247,6 +253,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       throw invalid('maxBatches', `must be a positive integer (got ${String(options.maxBatches)})`);
     }
     positive('blockMs', options.blockMs);
+    positive('reclaim.forgetIdleMs', options.reclaim?.forgetIdleMs);
     positive('keepAliveMs', options.keepAliveMs);
     positive('maxInFlightBytes', options.maxInFlightBytes);
     positive('readCount', options.readCount);
@@ -615,6 +622,23 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   }
 
   /**
+   * Removes consumers that hold nothing and have been idle long (names of processes that
+   * are gone) where the source can, never this runner's own. One attempt per reclaim
+   * round: a failure is reported and tried again at the next one.
+   */
+  private async forgetIdle(options: NonNullable<RunnerOptions<T>['reclaim']>): Promise<void> {
+    const source = this.options.source;
+    if (!source.forgetIdle) return;
+    const idleMs = options.forgetIdleMs ?? 3 * Math.max(options.minIdleMs, this.options.blockMs ?? 5000);
+    try {
+      const removed = await source.forgetIdle(idleMs, [...this.options.consumers, options.consumer]);
+      if (removed.length > 0) this.emit('consumersRemoved', { consumers: removed, idleMs });
+    } catch (err) {
+      this.retried(source.server, asError(err), 'forget idle consumers', 1);
+    }
+  }
+
+  /**
    * Takes over work left idle by stalled or dead consumers, first finishing whatever
    * this process's reclaim consumer itself left. A message delivered more than
    * maxDeliveries times goes to the dead letters instead of being retried.
@@ -640,6 +664,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
             cursor = found.cursor ?? '0-0';
             if (found.recheckOwn) await this.resumeOwn(consumer, held, stopping);
           } while (cursor !== '0-0' && !stopping());
+          if (!stopping()) await this.forgetIdle(options);
         } catch (err) {
           if (err instanceof ForcedStop) throw err;
           // A batch that failed for good: named, left pending on the reclaim consumer (its

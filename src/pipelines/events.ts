@@ -57,6 +57,7 @@ const FORWARDED = [
   'deadLetter',
   'reclaimed',
   'deleted',
+  'consumersRemoved',
   'serverDown',
   'serverUp',
   'retry',

@@ -16,7 +16,8 @@ import {
   type StreamEntry,
 } from '../redis/commands.js';
 import { moveToDeadLetterStream } from '../redis/dead-letter-stream.js';
-import { TributaryError } from '../errors.js';
+import { isTributaryError, TributaryError } from '../errors.js';
+import { deleteConsumerIfIdle, planPrune } from '../ops/pending.js';
 
 /** Blob strings as Buffers: what the hot-path read asks node-redis for. */
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
@@ -193,6 +194,31 @@ export class RedisStreamSource implements Source<StreamEntry> {
       // consumer's own-pending pass finds them (XCLAIM returns nothing) and clears them.
       recheckOwn: claimed.nilCount > 0,
     };
+  }
+
+  /**
+   * XGROUP DELCONSUMER of the group's consumers that have no pending entries and have been
+   * idle at least `minIdleMs` (dead processes' names: with a name per process, each
+   * restart leaves one set behind), except `keep`. Each is checked and deleted in one Lua
+   * script, so a consumer that has just received an entry is kept and nothing pending is
+   * ever dropped. A group that no longer exists has nothing to forget.
+   */
+  async forgetIdle(minIdleMs: number, keep: readonly string[]): Promise<string[]> {
+    const target = { streamKey: this.key, group: this.group };
+    const mine = new Set(keep);
+    let plan: Awaited<ReturnType<typeof planPrune>>;
+    try {
+      plan = await planPrune(this.commands, target, minIdleMs);
+    } catch (err) {
+      if (isTributaryError(err, 'TRIB_ERR_GROUP_NOT_FOUND')) return [];
+      throw err;
+    }
+    const removed: string[] = [];
+    for (const c of plan.remove) {
+      if (mine.has(c.name)) continue;
+      if ((await deleteConsumerIfIdle(this.commands, target, c.name, minIdleMs)).status === 'deleted') removed.push(c.name);
+    }
+    return removed;
   }
 
   async deadLetter(_consumer: string, letters: readonly DeadLetter<StreamEntry>[]): Promise<void> {

@@ -64,6 +64,9 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
   engine.on('deadLetter', ({ id, code, error }) => log.warn({ entry: id, code }, `dead-lettered ${id}: ${code}: ${error}`));
   engine.on('reclaimed', ({ count, consumer }) => log.info({ count, consumer }, `reclaimed ${count} idle entries to ${consumer}`));
   engine.on('deleted', ({ ids }) => log.warn({ count: ids.length }, `${ids.length} pending entries had been deleted from the stream (trimmed); cleared`));
+  engine.on('consumersRemoved', ({ consumers, idleMs }) =>
+    log.info({ consumers, idleMs }, `removed ${consumers.length} consumers holding nothing, idle over ${Math.round(idleMs / 1000)} s (gone processes): ${consumers.join(', ')}`),
+  );
   engine.on('trimmed', ({ deleted, cut, limitedBy }) => log.info({ deleted, cut, limitedBy }, `trimmed ${deleted} entries below ${cut} (limited by ${limitedBy})`));
   engine.on('retry', ({ server, error }) => log.debug({ server, err: error.message }, `retrying after a ${server} failure`));
   engine.on('error', (err) => log.error({ err }, `unexpected: ${err.message}`));
