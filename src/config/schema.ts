@@ -1,5 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+
+/**
+ * The consumer name of this process when CONSUMER_NAME is not set: host, PID and a short
+ * random suffix, fixed for the life of the process. Two processes on one host (a `start`
+ * and a `demo`) never share consumer names — shared names made each finish, and clear as
+ * "trimmed", what the other was holding — and a PID reused after a restart is not mistaken
+ * for the old process.
+ */
+export const DEFAULT_CONSUMER_NAME = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
 
 /**
  * Every setting in one place: its environment variable, its default and its
@@ -40,7 +50,7 @@ export const configSchema = z
       .string()
       .min(1)
       .regex(/^[^\s]+$/, 'must not contain spaces')
-      .default(hostname()),
+      .default(DEFAULT_CONSUMER_NAME),
     numWorkers: positiveInt(1000).default(5),
     batchSize: positiveInt(1_000_000).default(500),
     batchMaxBytes: positiveInt().default(8 * 1024 * 1024),
@@ -138,7 +148,7 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   },
   consumerName: {
     env: 'CONSUMER_NAME',
-    doc: 'Consumer name prefix; workers are `<name>-<n>`. Must be unique per running process (default: host name).',
+    doc: 'Consumer name prefix; workers are `<name>-<n>`. Must be unique per running process (default: `<host>-<pid>-<random>`, unique per process; a name you set is used as given).',
   },
   numWorkers: { env: 'NUM_WORKERS', doc: 'Workers per process, each with its own blocking Redis connection.' },
   batchSize: { env: 'BATCH_SIZE', doc: 'Flush a batch at this many entries.' },
