@@ -560,7 +560,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     const written: WriteResult =
       current.length === 0 && !sink.writeEmpty
         ? { written: 0, duplicates: 0, rejected: [], statements: 0 }
-        : await this.retry.run(sink.server, (attempt) => sink.write(current, { consumer, signal, attempt, state }), { step: sink.name ?? 'write', onRetry });
+        : // An empty write (writeEmpty) may not talk to its server: its success says nothing of the server's health.
+          await this.retry.run(current.length > 0 ? sink.server : undefined, (attempt) => sink.write(current, { consumer, signal, attempt, state }), { step: sink.name ?? 'write', onRetry });
     const writeMs = performance.now() - started;
     timings.write = writeMs;
     const committedAt = Date.now();
@@ -586,7 +587,10 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       const after = st.afterCommit?.bind(st);
       const mine = kept[i] ?? [];
       if (!after) return;
-      committing.push(this.retry.run(st.server, (attempt) => after(mine, { consumer, signal, attempt, state }), { step: `${st.name} (after commit)`, onRetry }));
+      // With nothing kept, an after-commit step has nothing to send: its success is no sign the
+      // server is back (it reported "redis back" in an outage that had not ended).
+      const server = mine.length > 0 ? st.server : undefined;
+      committing.push(this.retry.run(server, (attempt) => after(mine, { consumer, signal, attempt, state }), { step: `${st.name} (after commit)`, onRetry }));
     });
     await Promise.all(committing);
     timings.ack = performance.now() - ackStarted;
