@@ -80,7 +80,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     });
     const pid = child.pid;
     if (pid === undefined) throw new Error('could not spawn the engine');
-    progress(`engine spawned (pid ${pid}): ${c.numWorkers} workers, batch ${c.batchSize}; waiting for ${count} rows`);
+    progress(`engine spawned (pid ${pid}): ${c.numWorkers} ${c.numWorkers === 1 ? 'worker' : 'workers'}, batch ${c.batchSize}; waiting for ${count} rows`);
     let log = '';
     let startedAt: number | undefined;
     child.stderr!.on('data', (chunk: Buffer) => {

@@ -64,7 +64,7 @@ export function rateResults(f: RateFigures, engine?: { numWorkers: number; batch
     const lag = (l: { lag: number | null; pending: number }) => `${l.lag === null ? 'unknown' : l.lag} undelivered, ${l.pending} pending`;
     lines.push(
       THIN_RULE,
-      `Engine: ${engine ? `${engine.numWorkers} workers, batch ${engine.batchSize}, ` : ''}in-process`,
+      `Engine: ${engine ? `${engine.numWorkers} ${engine.numWorkers === 1 ? 'worker' : 'workers'}, batch ${engine.batchSize}, ` : ''}in-process`,
       `Events Written: ${e.written}${e.deadLetters ? ` (+${e.deadLetters} dead letters)` : ''}`,
       `Latency p50: ${ms(e.latencyMs.p50)}`,
       `Latency p95: ${ms(e.latencyMs.p95)}`,
@@ -104,7 +104,7 @@ function drainLines(f: DrainFigures): string[] {
 export function drainResults(f: DrainFigures, settings: { count: number; numWorkers: number; batchSize: number }): string {
   return block('DRAIN RESULTS', [
     `Events: ${settings.count}`,
-    `Engine: ${settings.numWorkers} workers, batch ${settings.batchSize} (child process)`,
+    `Engine: ${settings.numWorkers} ${settings.numWorkers === 1 ? 'worker' : 'workers'}, batch ${settings.batchSize} (child process)`,
     ...(f.loadEventsPerSec !== null ? [`Load Rate: ${perSec(f.loadEventsPerSec)} (pre-loaded, engine stopped)`] : []),
     ...drainLines(f),
   ]);

@@ -34,7 +34,7 @@ export function formatOrdersBench(result: OrdersResult, path?: string): string {
   const s = result.settings as { total: number; workers: number; batchSize: number };
   const lines: string[] = [];
   lines.push(
-    `orders benchmark: ${n(s.total)} orders, ${s.workers} workers × batch ${n(s.batchSize)}; ` +
+    `orders benchmark: ${n(s.total)} orders, ${s.workers} ${s.workers === 1 ? 'worker' : 'workers'} × batch ${n(s.batchSize)}; ` +
       `${result.machine.cores} cores, load average ${result.machine.loadAvg1 ?? '?'} at start`,
   );
   lines.push('');
@@ -54,7 +54,7 @@ export function formatOrdersBench(result: OrdersResult, path?: string): string {
   if (f.pipeline) {
     const p = f.pipeline;
     lines.push(
-      `End to end (OrdersPipeline, ${p.workers} workers × ${n(p.batchSize)}, all stages overlapping): ${n(p.ordersPerSec)} orders/s ` +
+      `End to end (OrdersPipeline, ${p.workers} ${p.workers === 1 ? 'worker' : 'workers'} × ${n(p.batchSize)}, all stages overlapping): ${n(p.ordersPerSec)} orders/s ` +
         `(${n(p.orders)} orders in ${p.secs.toFixed(2)} s, start-up included; CPU s node ${p.cpuSecs.node} / postgres ${p.cpuSecs.postgres ?? '–'})`,
     );
   }

@@ -339,7 +339,7 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
     if (pipelineTotal > 0) {
       const more = new OrderGenerator({ duplicates, invalid, seed: 20261123 });
       for (let pushed = 0; pushed < pipelineTotal; pushed += chunk) await slots[0]!.queue.push(more.batch(Math.min(chunk, pipelineTotal - pushed)));
-      progress(`end to end: ${pipelineTotal} orders queued; OrdersPipeline with ${workers} workers draining them`);
+      progress(`end to end: ${pipelineTotal} orders queued; OrdersPipeline with ${workers} ${workers === 1 ? 'worker' : 'workers'} draining them`);
       const p = new OrdersPipeline({
         redisUrl: config.redisUrl,
         databaseUrl: config.databaseUrl,

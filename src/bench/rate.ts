@@ -59,7 +59,7 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
       engine = new Engine(c);
       engine.on('error', (err) => progress(`engine error: ${err.message}`));
       await engine.start();
-      progress(`engine started in-process: ${c.numWorkers} workers, batch ${c.batchSize} / ${c.batchTimeoutMs} ms`);
+      progress(`engine started in-process: ${c.numWorkers} ${c.numWorkers === 1 ? 'worker' : 'workers'}, batch ${c.batchSize} / ${c.batchTimeoutMs} ms`);
     }
 
     const samples: Array<[number, number | null, number]> = [];

@@ -14,7 +14,21 @@ export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): L
   if (process.stderr.isTTY) {
     // Loaded only for a terminal: every command starts faster without it.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
-    return pino(options, pretty({ destination: 2, sync: true, colorize: !process.env.NO_COLOR, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+    // One line per event: every message already says what its fields hold, so the fields
+    // are not printed again below it (pino-pretty's default, an indented object per line).
+    // At debug and trace they are kept, on the same line.
+    const detailed = level === 'debug' || level === 'trace';
+    return pino(
+      options,
+      pretty({
+        destination: 2,
+        sync: true,
+        colorize: !process.env.NO_COLOR,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname',
+        ...(detailed ? { singleLine: true } : { hideObject: true }),
+      }),
+    );
   }
   return pino(options, pino.destination({ dest: 2, sync: true }));
 }

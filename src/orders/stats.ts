@@ -73,18 +73,42 @@ function asRecord(hash: unknown): Record<string, string> {
   return h;
 }
 
+/**
+ * The window the throughput is measured over, seconds: the last minute or so (the current
+ * slot and the ones before it), but no longer than the pipeline has been committing in it
+ * — after a 1-second run, a rate over the last 58 s would be a fiftieth of the truth.
+ * `counts[i]` and `firstAt[i]` are slot `current - i`'s orders and first commit time.
+ * At least one second, so a single batch is not a rate over a few milliseconds.
+ */
+export function throughputWindowSecs(nowMs: number, counts: readonly number[], firstAt: readonly (number | null)[]): number {
+  const current = Math.floor(nowMs / THROUGHPUT_SLOT_MS);
+  const windowStart = (current - (THROUGHPUT_SLOTS - 1)) * THROUGHPUT_SLOT_MS;
+  let oldest = -1;
+  for (let i = 0; i < THROUGHPUT_SLOTS; i++) if ((counts[i] ?? 0) > 0) oldest = i;
+  // Busy since before the window (its oldest slot has commits), or nothing at all: the whole window.
+  let start = windowStart;
+  if (oldest >= 0 && oldest < THROUGHPUT_SLOTS - 1) {
+    const slotStart = (current - oldest) * THROUGHPUT_SLOT_MS;
+    // A slot counted before its first commit was recorded: from the start of the slot.
+    start = Math.max(windowStart, firstAt[oldest] ?? slotStart);
+  }
+  return Math.max(1, (nowMs - start) / 1000);
+}
+
 /** Reads the pipeline totals hash and the throughput slots (one pipelined round trip). */
 async function pipelineTotals(redis: RedisConnection, prefix: string, nowMs: number): Promise<{ totals: PipelineTotals; ordersPerSec: number; windowSecs: number }> {
   const keys = orderKeys(prefix);
   const current = Math.floor(nowMs / THROUGHPUT_SLOT_MS);
   // The current slot (still filling) and the ones before it: the last minute or so, to now.
   const slots = Array.from({ length: THROUGHPUT_SLOTS }, (_, i) => keys.throughput(current - i));
-  const spanSecs = ((THROUGHPUT_SLOTS - 1) * THROUGHPUT_SLOT_MS + (nowMs - current * THROUGHPUT_SLOT_MS)) / 1000;
+  const firsts = Array.from({ length: THROUGHPUT_SLOTS }, (_, i) => keys.throughputFirst(current - i));
   const multi = redis.multi();
   multi.addCommand(['HGETALL', keys.stats]);
   multi.addCommand(['MGET', ...slots]);
   multi.addCommand(['HGETALL', keys.batchStats]);
-  const [hash, counts, batchHash] = (await multi.execAsPipeline()) as unknown as [unknown, unknown[], unknown];
+  multi.addCommand(['MGET', ...firsts]);
+  const [hash, counts, batchHash, firstAts] = (await multi.execAsPipeline()) as unknown as [unknown, unknown[], unknown, unknown[]];
+  const spanSecs = throughputWindowSecs(nowMs, (counts ?? []).map(num), (firstAts ?? []).map((v) => (v == null ? null : num(v))));
   const h = asRecord(hash);
   const flushReasons: Record<string, number> = {};
   for (const [field, v] of Object.entries(asRecord(batchHash))) if (field.startsWith('flush:')) flushReasons[field.slice('flush:'.length)] = num(v);
@@ -131,7 +155,7 @@ export async function collectOrdersStats(redis: RedisConnection, pool: PgPool, o
     redis: r,
     backpressure: { maxQueueDepth: options.maxQueueDepth, engaged: r.queue.depth >= options.maxQueueDepth },
     pipeline: totals.totals,
-    throughput: { ordersPerSec: totals.ordersPerSec, windowSecs: Math.round(totals.windowSecs) },
+    throughput: { ordersPerSec: totals.ordersPerSec, windowSecs: Math.round(totals.windowSecs * 10) / 10 },
     postgres: postgres.ok,
   };
   if (postgres.error !== undefined) {
@@ -167,7 +191,7 @@ export function formatOrdersStats(s: OrdersStats): string {
   lines.push(rule, `ORDERS PIPELINE${' '.repeat(37)}${s.takenAt.slice(11, 19)}`, rule);
   lines.push(`Queue (redis prefix ${s.prefix}):`);
   lines.push(`  Waiting:            ${n(r.queue.length)}`);
-  lines.push(`  In processing:      ${n(r.queue.processing)} (${r.queue.workers.length} workers)`);
+  lines.push(`  In processing:      ${n(r.queue.processing)} (${r.queue.workers.length} ${r.queue.workers.length === 1 ? 'worker' : 'workers'})`);
   for (const w of r.queue.workers.slice(0, 10)) {
     lines.push(`    - ${w.worker}: ${n(w.processing)} held, heartbeat ${w.heartbeatAgeMs === null ? 'none' : ago(w.heartbeatAgeMs)}`);
   }
@@ -189,7 +213,8 @@ export function formatOrdersStats(s: OrdersStats): string {
   lines.push(`Revenue (last ${Math.round(rev.windowMs / 60_000)} min): $${rev.revenueUsd.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })} from ${n(rev.orders)} orders${rev.exact ? '' : ' (extrapolated)'}`);
   const p = s.pipeline;
   lines.push('Pipeline (all processes):');
-  lines.push(`  Throughput:         ${n(s.throughput.ordersPerSec)} orders/s (last ${s.throughput.windowSecs} s)`);
+  const window = s.throughput.windowSecs < 10 ? s.throughput.windowSecs.toFixed(1) : Math.round(s.throughput.windowSecs);
+  lines.push(`  Throughput:         ${n(s.throughput.ordersPerSec)} orders/s (last ${window} s)`);
   lines.push(
     `  Totals:             ${n(p.taken)} taken in ${n(p.batches)} batches; ${n(p.promoted)} promoted, ${n(p.duplicates)} duplicates dropped, ` +
       `${n(p.pgDuplicates)} already in orders, ${n(p.rejected)} rejected`,

@@ -194,7 +194,8 @@ async function countBatch(client: RedisConnection, keys: ReturnType<typeof order
   const r = (state as { result?: StagingDetails['result'] }).result;
   const taken = st.taken ?? 0;
   const now = Date.now();
-  const slot = keys.throughput(Math.floor(now / THROUGHPUT_SLOT_MS));
+  const slotNumber = Math.floor(now / THROUGHPUT_SLOT_MS);
+  const slot = keys.throughput(slotNumber);
   const malformed = st.malformed?.length ?? 0;
   const multi = client.multi();
   multi.addCommand(['HINCRBY', keys.stats, 'batches', '1']);
@@ -206,5 +207,6 @@ async function countBatch(client: RedisConnection, keys: ReturnType<typeof order
   multi.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
   multi.addCommand(['INCRBY', slot, String(taken)]);
   multi.addCommand(['EXPIRE', slot, String(THROUGHPUT_TTL_S)]);
+  multi.addCommand(['SET', keys.throughputFirst(slotNumber), String(now), 'NX', 'EX', String(THROUGHPUT_TTL_S)]);
   await multi.execAsPipeline();
 }

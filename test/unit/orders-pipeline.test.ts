@@ -181,7 +181,7 @@ describe('formatOrdersStats', () => {
       'ORDERS PIPELINE',
       '  Flushed by:         size 3, caught_up 1',
       '  Waiting:            120,000',
-      '  In processing:      5,000 (1 workers)',
+      '  In processing:      5,000 (1 worker)',
       '    - vm-1-1: 5,000 held, heartbeat 300 ms ago',
       '  Depth (backpressure): 125,000 / MAX_QUEUE_DEPTH 100,000  ENGAGED: producers wait',
       'Dedup window: 9,500 order_ids (3600 s, 13 buckets of 300 s)',

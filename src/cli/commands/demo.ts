@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { uuidv7 } from '../../producer/uuidv7.js';
 import { redactUrl } from '../../config/index.js';
@@ -13,10 +14,21 @@ import { createRedisConnection, destroyQuietly } from '../../redis/client.js';
 import { servicesUp } from '../../services/index.js';
 import { envWithDotenv, givenUrls } from './services.js';
 import { configFrom, withConfigOptions } from '../options.js';
-import { createLogger, print } from '../output.js';
+import { createLogger, plural, print } from '../output.js';
 import { parsePositiveInt } from './produce.js';
 import { attachEngineLogging } from './start.js';
 import { collectMonitorSnapshot, formatMonitor } from '../../observability/monitor.js';
+
+/** The demo's last lines: the three commands a user runs next (`./run.sh` in a clone, `tributary` elsewhere). */
+export function nextSteps(cli: string): string {
+  const rows = [
+    [`${cli} start`, 'run the engine until Ctrl-C (in this terminal)'],
+    [`${cli} produce 1000`, 'in a second terminal: 1,000 more sample events'],
+    [`${cli} monitor`, 'in a third: the dashboard, live (q quits)'],
+  ];
+  const width = Math.max(...rows.map(([c]) => c!.length));
+  return ['Next:', ...rows.map(([c, what]) => `  ${c!.padEnd(width)}   ${what}`)].join('\n');
+}
 
 export function registerDemo(program: Command): void {
   withConfigOptions(
@@ -38,7 +50,7 @@ export function registerDemo(program: Command): void {
     const engine = new Engine(config);
     const stopLogging = attachEngineLogging(engine, log, 60_000);
     await engine.start();
-    print(`engine started: ${config.numWorkers} workers, batch ${config.batchSize} / ${config.batchTimeoutMs} ms`);
+    print(`engine started: ${plural(config.numWorkers, 'worker')}, batch ${config.batchSize} / ${config.batchTimeoutMs} ms`);
 
     const producer = new Producer({ redisUrl: config.redisUrl, streamKey: config.streamKey });
     const pool = createPgPool(config.databaseUrl, { max: 2 });
@@ -98,6 +110,8 @@ export function registerDemo(program: Command): void {
       print('');
       // The summary ends with what `tributary monitor --once` shows.
       print(formatMonitor(await collectMonitorSnapshot(redis, pool, config), { color: false, width: 100 }));
+      print('');
+      print(nextSteps(existsSync('run.sh') ? './run.sh' : 'tributary'));
       if (written !== count || pendingCount !== 0) process.exitCode = 1;
     } finally {
       await engine.close();

@@ -50,6 +50,8 @@ export interface OrderKeys {
   readonly batchStats: string;
   /** Counter of orders committed during one 10-second slot (ms / 10,000), expiring by itself: the throughput. */
   throughput(slot: number): string;
+  /** When the first batch of a throughput slot was committed (ms since epoch), expiring with it: where a run's window starts. */
+  throughputFirst(slot: number): string;
 }
 
 /** Escapes the glob characters of a SCAN MATCH pattern (`*`, `?`, `[`, `]`, `\`). */
@@ -80,6 +82,7 @@ export function orderKeys(prefix: string = DEFAULT_ORDERS_PREFIX): OrderKeys {
     stats: `${p}:stats`,
     batchStats: `${p}:batch-stats`,
     throughput: (slot: number) => `${p}:throughput:${slot}`,
+    throughputFirst: (slot: number) => `${p}:throughput:${slot}:first`,
   };
 }
 
