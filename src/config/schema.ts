@@ -23,7 +23,15 @@ export interface SettingSpec {
   readonly doc: string;
 }
 
-const positiveInt = (max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(1).max(max);
+/**
+ * A whole number in [min, max], with one message for every way to miss it ("must be a
+ * whole number from 1 to 1000"), not zod's "expected int, received number".
+ */
+const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const error = max === Number.MAX_SAFE_INTEGER ? `must be a whole number, at least ${min}` : `must be a whole number from ${min} to ${max.toLocaleString('en-US')}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+const positiveInt = (max = Number.MAX_SAFE_INTEGER) => wholeNumber(1, max);
 const redisUrl = z
   .string()
   .url()
@@ -65,7 +73,7 @@ export const configSchema = z
     pgSchema: identifier.default('public'),
     eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
-    metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
+    metricsPort: wholeNumber(0, 65535).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     trimMaxLen: positiveInt().optional(),
     trimMaxAge: z
@@ -90,7 +98,7 @@ export const configSchema = z
     maxQueueDepth: positiveInt().default(100_000),
     revenueWindowMin: positiveInt().default(15),
     cacheTtlS: positiveInt().default(86_400),
-    viewRefreshMinMs: z.coerce.number().int().min(0).default(5000),
+    viewRefreshMinMs: wholeNumber(0).default(5000),
   })
   .superRefine((c, ctx) => {
     if (c.maxInFlight < c.batchSize) {

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { TributaryError } from '../../errors.js';
 import { trimStream, type TrimResult } from '../../ops/retention.js';
 import { parseDuration } from '../../ops/time.js';
@@ -49,15 +49,16 @@ export async function refuseWithoutGroup(
 }
 
 export function registerTrim(program: Command): void {
-  withConfigOptions(
+  const trim = withConfigOptions(
     program
       .command('trim')
       .description(
         'trim the stream by length or age, never past what a consumer group has not yet received or acknowledged; ' +
           'refused while the configured GROUP does not exist on the stream (see --force)',
       )
-      .option('--maxlen <n>', 'keep about the newest N entries (default TRIM_MAXLEN)')
-      .option('--max-age <duration>', 'remove entries older than this, e.g. 7d, 12h (default TRIM_MAX_AGE)')
+      // The old spellings, kept working but not shown: `start` and `trim` share --trim-max-len / --trim-max-age.
+      .addOption(new Option('--maxlen <n>').hideHelp())
+      .addOption(new Option('--max-age <duration>').hideHelp())
       .option('--exact', 'remove exactly the entries below the cut (MINID =); default MINID ~, whole nodes only: cheaper, may keep a few more')
       .option('--dry-run', 'report what would be trimmed, remove nothing')
       .option(
@@ -65,21 +66,30 @@ export function registerTrim(program: Command): void {
         'trim even though the configured GROUP does not exist on the stream (refused otherwise: the entries removed are lost to the engine that creates it later)',
       )
       .option('--json', 'machine-readable result'),
-  ).action(async (opts: Record<string, unknown>) => {
-    const config = configFrom(opts);
-    const maxLenText = opts.maxlen ?? config.trimMaxLen;
-    const maxAgeText = opts.maxAge ?? config.trimMaxAge;
+  );
+  // The same flags as `start`, described for this command.
+  describeOption(trim, '--trim-max-len', 'keep about the newest N entries [TRIM_MAXLEN]');
+  describeOption(trim, '--trim-max-age', 'remove entries older than this, e.g. 7d, 12h [TRIM_MAX_AGE]');
+  trim.action(async (opts: Record<string, unknown>) => {
+    // Parsed here, not by the configuration: a trim may keep 0 entries (TRIM_MAXLEN, the engine's, is at least 1).
+    // --maxlen / --max-age: the old spellings of --trim-max-len / --trim-max-age.
+    const config = configFrom({ ...opts, trimMaxLen: undefined, trimMaxAge: undefined });
+    const maxLenText = opts.trimMaxLen ?? opts.maxlen ?? config.trimMaxLen;
+    const maxAgeText = opts.trimMaxAge ?? opts.maxAge ?? config.trimMaxAge;
+    // Errors name the flag as typed (or the environment variable).
+    const maxLenFlag = opts.trimMaxLen !== undefined ? '--trim-max-len' : opts.maxlen !== undefined ? '--maxlen' : 'TRIM_MAXLEN';
+    const maxAgeFlag = opts.trimMaxAge !== undefined ? '--trim-max-age' : opts.maxAge !== undefined ? '--max-age' : 'TRIM_MAX_AGE';
     if (maxLenText === undefined && maxAgeText === undefined) {
-      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--maxlen / --max-age', 'give one of them (or set TRIM_MAXLEN / TRIM_MAX_AGE)']);
+      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--trim-max-len / --trim-max-age', 'give one of them (or set TRIM_MAXLEN / TRIM_MAX_AGE)']);
     }
     let maxLen: number | undefined;
     if (maxLenText !== undefined) {
       maxLen = Number(maxLenText);
       if (!Number.isInteger(maxLen) || maxLen < 0) {
-        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--maxlen', `must be a non-negative integer (got ${JSON.stringify(maxLenText)})`]);
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [maxLenFlag, `must be a non-negative integer (got ${JSON.stringify(maxLenText)})`]);
       }
     }
-    const maxAgeMs = maxAgeText === undefined ? undefined : parseDuration(String(maxAgeText), '--max-age');
+    const maxAgeMs = maxAgeText === undefined ? undefined : parseDuration(String(maxAgeText), maxAgeFlag);
     const dryRun = opts.dryRun === true;
     const exact = opts.exact === true;
 
@@ -91,4 +101,10 @@ export function registerTrim(program: Command): void {
       print(opts.json ? JSON.stringify({ stream: config.streamKey, ...total }, null, 2) : formatTrimResult(config.streamKey, total));
     });
   });
+}
+
+/** Replaces the help text of an option a command already has (a shared setting flag, described for this command). */
+function describeOption(command: Command, flag: string, description: string): void {
+  const option = command.options.find((o) => o.long === flag);
+  if (option) option.description = description;
 }
