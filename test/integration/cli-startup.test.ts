@@ -91,6 +91,33 @@ describe('a wrong setting is a coded error within seconds, never waited for', ()
     expect(redisRefused.stderr).not.toContain('retrying');
   });
 
+  it('start: every refusal Redis gives a login (NOAUTH, WRONGPASS, a password for a server without one) → exit 2, TRIB_ERR_REDIS_AUTH', async () => {
+    const env = await envs.setup('redis_refusals', {}, { migrate: false });
+    const port = await freePort();
+    // A private redis-server that requires a password (the shared one has none).
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', 'right-pw'], { stdio: 'ignore' });
+    envs.defer(() => server.kill('SIGKILL'));
+    const pong = () => {
+      try {
+        return execFileSync('redis-cli', ['-p', String(port), '-a', 'right-pw', '--no-auth-warning', 'PING'], { encoding: 'utf8' }).trim() === 'PONG';
+      } catch {
+        return false; // not listening yet
+      }
+    };
+    await waitFor(async () => pong(), 5000, 'the private redis-server');
+    const runs = await Promise.all([
+      cli(['start', '--redis-url', `redis://127.0.0.1:${port}`], env.childEnv),
+      cli(['start', '--redis-url', `redis://:s3cret@127.0.0.1:${port}`], env.childEnv),
+      cli(['start', '--redis-url', `redis://:s3cret@${new URL(env.config.redisUrl).host}`], env.childEnv),
+    ]);
+    const [noAuth, wrongPassword, noPasswordConfigured] = runs;
+    for (const r of runs) expectCodedExit(r, 'TRIB_ERR_REDIS_AUTH', 10_000);
+    expect(noAuth.stderr).toContain('NOAUTH');
+    expect(wrongPassword.stderr).toContain('WRONGPASS');
+    expect(wrongPassword.stderr).toContain(`redis://:***@127.0.0.1:${port}`);
+    expect(noPasswordConfigured.stderr).toContain('without any password configured');
+  });
+
   it('demo and orders process: a role that does not exist → exit 2 within seconds', async () => {
     const env = await envs.setup('wrong_role_demo', {}, { migrate: false });
     const url = withParts(env.config.databaseUrl, { user: `${env.name}_nobody`, password: 's3cret' });
