@@ -145,6 +145,48 @@ describe('a wrong setting is a coded error within seconds, never waited for', ()
   });
 });
 
+describe('the same refusals from every other way in', () => {
+  it('one-shot commands, orders process (both modes) and up: refused credentials are TRIB_ERR_*_AUTH, a bad URL flag TRIB_ERR_CONFIG_INVALID', async () => {
+    const env = await envs.setup('refusals_elsewhere', {}, { migrate: false });
+    const badRedis = `redis://${env.name}:s3cret@${new URL(env.config.redisUrl).host}`;
+    const badPostgres = withParts(env.config.databaseUrl, { user: `${env.name}_nobody`, password: 's3cret' });
+    const orders = ['--orders-prefix', env.name, '--orders-schema', env.name];
+    const home = tempHome();
+    const upEnv = { ...env.childEnv, REDIS_URL: '', DATABASE_URL: '', TRIBUTARY_HOME: home };
+    const [dlq, untilEmptyRedis, untilEmptyPostgres, ordersRedis, upRedis, upBadFlag] = await Promise.all([
+      cli(['dlq', 'list', '--redis-url', badRedis], env.childEnv),
+      cli(['orders', 'process', '--until-empty', '--redis-url', badRedis, ...orders], env.childEnv),
+      cli(['orders', 'process', '--until-empty', '--database-url', badPostgres, ...orders], env.childEnv),
+      cli(['orders', 'process', '--redis-url', badRedis, ...orders], env.childEnv),
+      cli(['up', '--redis-url', badRedis, '--database-url', env.config.databaseUrl], upEnv),
+      cli(['up', '--database-url', 'http://127.0.0.1/x'], upEnv),
+    ]);
+    for (const r of [dlq, untilEmptyRedis, ordersRedis, upRedis]) expectCodedExit(r, 'TRIB_ERR_REDIS_AUTH', 10_000);
+    expectCodedExit(untilEmptyPostgres, 'TRIB_ERR_POSTGRES_AUTH', 10_000);
+    expectCodedExit(upBadFlag, 'TRIB_ERR_CONFIG_INVALID', 10_000);
+    expect(upBadFlag.stderr).toContain('DATABASE_URL (--database-url)');
+  });
+
+  it('migrate: a connection lost mid-migration is a coded error too (exit 2, no stack trace)', async () => {
+    const env = await envs.setup('migrate_lost', {}, { migrate: false });
+    const app = `tributary:migrate-lost-${env.name}`.slice(0, 63);
+    // Hold the schema's migration lock, so the CLI's migration waits; then end its connection.
+    const holder = await env.pool.connect();
+    envs.defer(() => holder.release());
+    await holder.query('SELECT pg_advisory_lock(hashtext($1))', [`tributary:migrate:${env.config.pgSchema}`]);
+    const url = new URL(withDefaultUser(env.config.databaseUrl));
+    url.searchParams.set('application_name', app);
+    const run = cli(['migrate', '--database-url', url.toString()], env.childEnv);
+    const waiting = async () =>
+      (await env.pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%' AND datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND application_name = $1`, [app])).rows;
+    await waitFor(async () => (await waiting()).length > 0, 10_000, 'migrate waiting on the lock');
+    for (const { pid } of await waiting()) await env.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    const r = await run;
+    expectCodedExit(r, 'TRIB_ERR_POSTGRES_UNAVAILABLE', 15_000);
+    expect(r.stderr).toContain('lost the connection to postgres://');
+  });
+});
+
 describe('an outage at start is waited out by long-running commands', () => {
   it('start and orders process say every 10 s that they still wait for Postgres (URL without password), and stop cleanly on SIGTERM', async () => {
     const env = await envs.setup('outage_at_start', {}, { migrate: false });
