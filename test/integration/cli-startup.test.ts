@@ -188,19 +188,24 @@ describe('the same refusals from every other way in', () => {
 });
 
 describe('an outage at start is waited out by long-running commands', () => {
-  it('start and orders process say every 10 s that they still wait for Postgres (URL without password), and stop cleanly on SIGTERM', async () => {
+  it('start and orders process say every 10 s that they still wait for Postgres or Redis (URL without password), and stop cleanly on SIGTERM', async () => {
     const env = await envs.setup('outage_at_start', {}, { migrate: false });
     const port = await freePort();
     const url = withParts(env.config.databaseUrl, { port, password: 's3cret' });
     const shown = withParts(env.config.databaseUrl, { port, password: '***' });
     const childEnv = { ...env.childEnv, DATABASE_URL: url, NO_COLOR: '1' };
+    const deadRedis = `redis://admin:s3cret@127.0.0.1:${await freePort()}`;
     const start = new EngineProcess(childEnv, 'start', ['start']);
     const orders = new EngineProcess(childEnv, 'orders', ['orders', 'process', '--orders-prefix', env.name, '--orders-schema', env.name]);
-    for (const p of [start, orders]) {
-      await p.waitForLog(`postgres at ${shown} does not answer`, 10_000);
-      await p.waitForLog(`still waiting for postgres at ${shown}, 10 s`, 14_000);
+    const noRedis = new EngineProcess({ ...env.childEnv, REDIS_URL: deadRedis, NO_COLOR: '1' }, 'no-redis', ['start']);
+    const redisShown = deadRedis.replace('s3cret', '***');
+    const says = async (p: EngineProcess, server: string, url: string) => {
+      await p.waitForLog(`${server} at ${url} does not answer`, 10_000);
+      await p.waitForLog(`still waiting for ${server} at ${url}, 10 s`, 14_000);
       expect(p.alive).toBe(true);
-    }
+    };
+    await Promise.all([says(start, 'postgres', shown), says(orders, 'postgres', shown), says(noRedis, 'redis', redisShown)]);
+    expect(noRedis.output).not.toContain('s3cret');
     start.kill('SIGTERM');
     const exit = await start.waitExit(5000);
     expect(exit?.code, start.output).toBe(0);
@@ -303,21 +308,31 @@ describe('processes behave as services expect', () => {
     expect(left).toEqual([]);
   });
 
-  it('a second Ctrl-C just after a clean stop (nothing in flight) keeps exit 0 and warns about nothing', async () => {
+  it('a second Ctrl-C just after a clean stop (nothing in flight) keeps exit 0 and warns about nothing (start, orders process)', async () => {
     const env = await envs.setup('double_signal');
+    const schema = `${env.name}_orders`;
+    envs.defer(async () => {
+      await env.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+      const keys = await env.redis.keys(`${env.name}:orders:*`);
+      if (keys.length > 0) await env.redis.del(keys);
+    });
     const engine = await startEngine(env, {}, 'double');
-    engine.kill('SIGINT');
-    // Keep signalling until it has exited: some land while it stops, some after it stopped.
-    const pelt = setInterval(() => engine.kill('SIGINT'), 15);
-    try {
-      const exit = await engine.waitExit(8000);
-      expect(exit, engine.output).toBeDefined();
-      expect(exit!.code, engine.output).toBe(0);
-      expect(exit!.signal).toBeNull();
-    } finally {
-      clearInterval(pelt);
+    const orders = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'double-orders', ['orders', 'process', '--orders-prefix', `${env.name}:orders`, '--orders-schema', schema]);
+    await orders.waitForLog('orders pipeline started', 15_000);
+    for (const p of [engine, orders]) {
+      p.kill('SIGINT');
+      // Keep signalling until it has exited: some land while it stops, some after it stopped.
+      const pelt = setInterval(() => p.kill('SIGINT'), 15);
+      try {
+        const exit = await p.waitExit(8000);
+        expect(exit, p.output).toBeDefined();
+        expect(exit!.code, p.output).toBe(0);
+        expect(exit!.signal).toBeNull();
+      } finally {
+        clearInterval(pelt);
+      }
+      expect(p.output).not.toContain('unacknowledged');
+      expect(p.output).not.toContain('forcing exit');
     }
-    expect(engine.output).not.toContain('unacknowledged');
-    expect(engine.output).not.toContain('forcing exit');
   });
 });
