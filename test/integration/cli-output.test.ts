@@ -58,6 +58,26 @@ describe('output a person reads', () => {
     expect(lines.filter((l) => !/^\[\d\d:\d\d:\d\d\.\d{3}\] /.test(l) && !/^processed /.test(l))).toEqual([]);
   });
 
+  it('`monitor` on a terminal quits on q (its key handling is shared with `orders stats --watch`)', async () => {
+    const child = spawn('script', ['-qfec', `stty rows 50 cols 120; exec ${process.execPath} ${CLI} monitor 0.5`, '/dev/null'], { cwd: REPO, env: { ...env.childEnv, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let screen = '';
+    child.stdout!.on('data', (d: Buffer) => (screen += d.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!screen.includes('q or Ctrl-C quits') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(screen).toContain('STREAMING PIPELINE DASHBOARD');
+      const t = Date.now();
+      child.stdin!.write('q');
+      expect(await Promise.race([exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 3000))])).toBe(0);
+      expect(Date.now() - t).toBeLessThan(3000);
+      // The terminal is given back: cursor shown, alternate screen left.
+      expect(screen).toContain('\x1b[?25h\x1b[?1049l');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
   it('`orders stats` right after a short run reports the rate over the run, not over the last minute', async () => {
     const o = await orders.setup('window');
     expect((await cli(['orders', 'generate', '--count', '2000', '--invalid', '0'], o.childEnv)).code).toBe(0);
