@@ -3,7 +3,7 @@
  * says what it would delete, deletes nothing and exits 2; with --yes the stream, its dead
  * letters and the events table's rows are gone. Private keys and schema per test.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/postgres/migrate.js';
@@ -77,6 +77,24 @@ describe('tributary clean', () => {
     const again = await cli(['clean'], env.childEnv);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/^nothing to clean/);
+  });
+
+  it('`./run.sh clean` is the same command (run.sh passes the verb on)', async (ctx) => {
+    // run.sh rebuilds when src is newer than dist: never in the middle of a suite that uses dist.
+    const stale = execFileSync('find', ['src', 'package.json', 'tsconfig.json', '-newer', CLI, '-print', '-quit'], { cwd: REPO, encoding: 'utf8' }).trim();
+    if (stale) ctx.skip(`dist is older than ${stale}: run \`npm run build\` first`);
+    await send(env.redis, ['XADD', env.config.streamKey, '*', 'event_type', 't', 'payload', '{}']);
+    let out: { code: number; stderr: string };
+    try {
+      await run('bash', ['run.sh', 'clean'], { cwd: REPO, env: { ...env.childEnv, NO_COLOR: '1' }, timeout: 20_000 });
+      out = { code: 0, stderr: '' };
+    } catch (err) {
+      out = err as { code: number; stderr: string };
+    }
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain(`TRIB_ERR_CONFIRMATION_REQUIRED: would delete the stream ${env.config.streamKey} (1 entry)`);
+    expect(Number(await send(env.redis, ['XLEN', env.config.streamKey]))).toBe(1);
+    await env.redis.del(env.config.streamKey);
   });
 
   it('honours --redis-url/--database-url like every command: an unreachable server is a coded error within seconds', async () => {
