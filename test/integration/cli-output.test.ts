@@ -8,7 +8,7 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../../src/redis/client.js';
-import { assertBuilt, CLI, REPO } from '../helpers/child.js';
+import { assertBuilt, CLI, EngineProcess, REPO } from '../helpers/child.js';
 import { createTestEnv, type TestEnv } from '../helpers/env.js';
 import { ordersTestEnvs } from '../helpers/orders.js';
 
@@ -137,6 +137,19 @@ describe('output a person reads', () => {
     const out = await cli(['start', flag, value], env.childEnv);
     expect(out.code).toBe(2);
     expect(out.stderr.trim()).toBe(`tributary: TRIB_ERR_CONFIG_INVALID: invalid setting ${message}`);
+  });
+
+  it('`start --num-workers 1` says `1 worker`', async () => {
+    const engine = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'one-worker', ['start', '--num-workers', '1']);
+    try {
+      await engine.waitForLog('engine started', 20_000);
+      expect(engine.output).toContain('engine started: 1 worker reading');
+      expect(engine.output).toMatch(/engine: stream \S+, group \S+, 1 worker as /);
+      engine.kill('SIGTERM');
+      expect((await engine.exited).code).toBe(0);
+    } finally {
+      if (engine.alive) engine.kill('SIGKILL');
+    }
   });
 
   it('the demo says `1 worker` and ends with the three commands to run next', async () => {

@@ -5,7 +5,7 @@ import { Engine } from '../../pipelines/events.js';
 import { startOpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';
-import { createLogger, type Logger } from '../output.js';
+import { createLogger, plural, type Logger } from '../output.js';
 
 /** How often a line says a server is still awaited while it stays down (ms). */
 export const STILL_WAITING_EVERY_MS = 10_000;
@@ -157,7 +157,7 @@ export function registerStart(program: Command): void {
     const log = createLogger(config.logLevel);
     log.info(
       { stream: config.streamKey, group: config.group, workers: config.numWorkers, table: `${config.pgSchema}.${config.eventsTable}` },
-      `engine: stream ${config.streamKey}, group ${config.group}, ${config.numWorkers} workers as ${config.consumerName}-N, ` +
+      `engine: stream ${config.streamKey}, group ${config.group}, ${plural(config.numWorkers, 'worker')} as ${config.consumerName}-N, ` +
         `table ${config.pgSchema}.${config.eventsTable}; redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}`,
     );
     const engine = new Engine(config);
@@ -174,7 +174,7 @@ export function registerStart(program: Command): void {
       where: 'stay pending and will be reclaimed',
       close: (force) => engine.close({ force }),
     });
-    engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${consumers.length} workers reading`));
+    engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${plural(consumers.length, 'worker')} reading`));
     await engine.start();
     await engine.done;
     await engine.close();
