@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { TributaryError } from '../errors.js';
+import { isRedisAuthError } from './client.js';
 import { writeUuidv7 } from '../producer/uuidv7.js';
 
 /**
@@ -244,6 +245,8 @@ export class RespPipe {
       const refused = replies.find((r): r is RespError => r instanceof RespError);
       if (refused) {
         socket.destroy();
+        // Credentials Redis refuses are a wrong setting (not retried), as for every connection.
+        if (isRedisAuthError(refused)) throw new TributaryError('TRIB_ERR_REDIS_AUTH', [`${url.host}:${url.port}`, refused.message]);
         throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${refused.message}`]);
       }
     }

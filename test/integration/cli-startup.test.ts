@@ -153,7 +153,8 @@ describe('the same refusals from every other way in', () => {
     const orders = ['--orders-prefix', env.name, '--orders-schema', env.name];
     const home = tempHome();
     const upEnv = { ...env.childEnv, REDIS_URL: '', DATABASE_URL: '', TRIBUTARY_HOME: home };
-    const [dlq, untilEmptyRedis, untilEmptyPostgres, ordersRedis, upRedis, upBadFlag] = await Promise.all([
+    const [produce, dlq, untilEmptyRedis, untilEmptyPostgres, ordersRedis, upRedis, upBadFlag] = await Promise.all([
+      cli(['produce', '10', '--redis-url', badRedis], env.childEnv),
       cli(['dlq', 'list', '--redis-url', badRedis], env.childEnv),
       cli(['orders', 'process', '--until-empty', '--redis-url', badRedis, ...orders], env.childEnv),
       cli(['orders', 'process', '--until-empty', '--database-url', badPostgres, ...orders], env.childEnv),
@@ -161,7 +162,7 @@ describe('the same refusals from every other way in', () => {
       cli(['up', '--redis-url', badRedis, '--database-url', env.config.databaseUrl], upEnv),
       cli(['up', '--database-url', 'http://127.0.0.1/x'], upEnv),
     ]);
-    for (const r of [dlq, untilEmptyRedis, ordersRedis, upRedis]) expectCodedExit(r, 'TRIB_ERR_REDIS_AUTH', 10_000);
+    for (const r of [produce, dlq, untilEmptyRedis, ordersRedis, upRedis]) expectCodedExit(r, 'TRIB_ERR_REDIS_AUTH', 10_000);
     expectCodedExit(untilEmptyPostgres, 'TRIB_ERR_POSTGRES_AUTH', 10_000);
     expectCodedExit(upBadFlag, 'TRIB_ERR_CONFIG_INVALID', 10_000);
     expect(upBadFlag.stderr).toContain('DATABASE_URL (--database-url)');

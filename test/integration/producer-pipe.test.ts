@@ -66,7 +66,8 @@ describe('RespPipe against Redis', () => {
 
     u.password = 'wrong';
     const bad = new RespPipe({ url: u.toString() });
-    expect(await codeOf(bad.command(['PING']))).toMatch(/^TRIB_ERR_REDIS_UNAVAILABLE: .*WRONGPASS/);
+    // A refused login is a wrong setting, coded as such (not an outage).
+    expect(await codeOf(bad.command(['PING']))).toMatch(/^TRIB_ERR_REDIS_AUTH: Redis at 127\.0\.0\.1:\d+ refused the login: WRONGPASS/);
   });
 
   it('an unreachable server fails with TRIB_ERR_REDIS_UNAVAILABLE, promptly', async () => {
