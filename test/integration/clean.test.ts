@@ -98,13 +98,16 @@ describe('tributary clean', () => {
   });
 
   it('honours --redis-url/--database-url like every command: an unreachable server is a coded error within seconds', async () => {
-    const out = await cli(['clean', '--yes', '--redis-url', 'redis://127.0.0.1:1'], env.childEnv);
+    const [out, pg] = await Promise.all([
+      cli(['clean', '--yes', '--redis-url', 'redis://127.0.0.1:1'], env.childEnv),
+      cli(['clean', '--yes', '--database-url', 'postgres://127.0.0.1:1/tributary'], env.childEnv),
+    ]);
     expect(out.code).toBe(2);
     expect(out.stderr).toMatch(/TRIB_ERR_REDIS_UNAVAILABLE: .*redis:\/\/127\.0\.0\.1:1/);
-    const pg = await cli(['clean', '--yes', '--database-url', 'postgres://127.0.0.1:1/tributary'], env.childEnv);
     expect(pg.code).toBe(2);
     expect(pg.stderr).toMatch(/TRIB_ERR_POSTGRES_UNAVAILABLE: .*127\.0\.0\.1:1/);
-    expect(out.ms + pg.ms).toBeLessThan(15_000);
+    // The 5 s connect timeout, plus a CLI starting on a loaded 2-core machine (as cli.test.ts allows).
+    expect(Math.max(out.ms, pg.ms)).toBeLessThan(15_000);
   });
 
   it('a schema without tables: the stream still goes, the tables are named as missing', async () => {
