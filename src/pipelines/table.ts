@@ -15,8 +15,8 @@ import { Runner } from '../core/runner.js';
 import { planFor } from '../pipeline-file/plan.js';
 import type { PipelineSpec } from '../pipeline-file/spec.js';
 import { migrate } from '../postgres/migrate.js';
-import { createPgPool, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
+import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
+import { createRedisConnection, destroyQuietly, isRedisAuthError, type RedisConnection } from '../redis/client.js';
 import type { StreamEntry } from '../redis/commands.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
 import { ensureTable } from '../sinks/postgres-table.js';
@@ -60,7 +60,13 @@ export class TablePipeline {
       applicationName: `tributary:${spec.name}`,
       onError: report('postgres'),
     });
-    this.commands = createRedisConnection(options.redisUrl, { name: `tributary:${spec.name}:commands`, onError: report('redis') });
+    this.commands = createRedisConnection(options.redisUrl, {
+      name: `tributary:${spec.name}:commands`,
+      // A refused login is not an outage: start() fails with it (TRIB_ERR_REDIS_AUTH).
+      onError: (err) => {
+        if (!isRedisAuthError(err)) this.runner.reportFailure('redis', err);
+      },
+    });
     const { stream, group, start } = spec.source;
     const source = new RedisStreamSource({
       redisUrl: options.redisUrl,
@@ -92,8 +98,13 @@ export class TablePipeline {
           name: 'table',
           server: 'postgres',
           run: async () => {
-            await migrate(pool, schema);
-            await ensureTable(pool, spec);
+            try {
+              await migrate(pool, schema);
+              await ensureTable(pool, spec);
+            } catch (err) {
+              // A database, role or password Postgres refuses is a wrong setting, not an outage: start() fails at once.
+              throw postgresRefusal(err, options.databaseUrl) ?? err;
+            }
           },
         },
       ],

@@ -222,7 +222,7 @@ export class TableSink implements Sink<MappedRow> {
 
   constructor(
     private readonly pool: PgPool,
-    private readonly spec: PipelineSpec['sink'],
+    spec: PipelineSpec['sink'],
   ) {
     this.sql = tableSql(spec);
     // Upsert always needs the staging table's DISTINCT ON and ON CONFLICT.

@@ -425,6 +425,13 @@ sink:
     const exit = await both.waitExit(20_000);
     expect(exit?.code, both.output).toBe(2);
     expect(both.output).toMatch(/TRIB_ERR_TABLE_MISMATCH: table \S+\.state does not fit pipeline order-safe: column k is integer, which cannot hold the mapped text/);
+    // A database that does not exist is a wrong setting: exit 2 at once, not a wait.
+    const url = new URL(env.config.databaseUrl);
+    url.pathname = `/${env.name}_missing`;
+    const missingDb = new EngineProcess({ ...env.childEnv, NO_COLOR: '1', DATABASE_URL: url.toString() }, 'missing-db', ['run', good]);
+    const missingExit = await missingDb.waitExit(15_000);
+    expect(missingExit?.code, missingDb.output).toBe(2);
+    expect(missingDb.output).toContain('TRIB_ERR_POSTGRES_DATABASE_MISSING');
     const broken = join(tmpdir(), `${env.name}-broken.yaml`);
     writeFileSync(broken, 'name: x\nsource: { stream: s }\n');
     const bad = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'bad', ['run', broken]);

@@ -10,6 +10,7 @@ import { formatProblem, loadPipelineFile, PipelineFileError, type FileProblem, t
 import { TablePipeline } from '../../pipelines/table.js';
 import { configFrom } from '../options.js';
 import { createLogger, print, type Logger } from '../output.js';
+import { logOutages, stopOnSignals } from './start.js';
 
 const RUN_SETTINGS: readonly ConfigKey[] = ['redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel'];
 
@@ -88,33 +89,36 @@ export function registerRun(program: Command): void {
           writeTimeoutMs: config.writeTimeoutMs,
         }),
     );
+    let started = false;
     const stopLogging = pipelines.map((p) => attachLogging(p, log));
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals === 1) {
-        log.info({ signal }, `${signal}: stopping — finishing in-flight batches (send again to force)`);
-        for (const p of pipelines) void p.close();
-      } else if (pipelines.some((p) => p.runner.running)) {
-        log.warn({ signal }, `${signal} again: forcing exit; unacknowledged entries stay pending and will be reclaimed`);
-        process.exitCode = 130;
-        for (const p of pipelines) void p.close({ force: true });
-        setTimeout(() => process.exit(130), 200).unref();
-      }
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const stopOutages = pipelines.map((p) =>
+      logOutages(p.runner, log, {
+        urls: { redis: config.redisUrl, postgres: config.databaseUrl },
+        started: () => started,
+        holding: `${p.spec.name} holds its work`,
+      }),
+    );
+    const stop = stopOnSignals({
+      log,
+      held: () => pipelines.reduce((n, p) => n + p.runner.stats().inFlight, 0),
+      what: 'entries',
+      where: 'stay pending and will be reclaimed',
+      close: (force) => Promise.all(pipelines.map((p) => p.close({ force }))),
+    });
     // A pipeline that cannot start (its table does not fit) stops the others: one process, one outcome.
-    const started = await Promise.allSettled(pipelines.map((p) => p.start()));
-    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const starts = await Promise.allSettled(pipelines.map((p) => p.start()));
+    started = true;
+    const failed = starts.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       await Promise.all(pipelines.map((p) => p.close()));
-      stopLogging.forEach((stop) => stop());
+      [...stopLogging, ...stopOutages].forEach((f) => f());
+      stop.stopped();
       throw failed.reason;
     }
     await Promise.all(pipelines.map((p) => p.done));
     await Promise.all(pipelines.map((p) => p.close()));
-    stopLogging.forEach((stop) => stop());
+    stop.stopped();
+    [...stopLogging, ...stopOutages].forEach((f) => f());
     for (const p of pipelines) {
       const s = p.runner.stats();
       if (p.runner.failure) {
@@ -123,6 +127,7 @@ export function registerRun(program: Command): void {
       }
       log.info({ pipeline: p.spec.name, ...s }, `${p.spec.name} stopped: read ${s.read}, written ${s.written}, unchanged ${s.duplicates}, dead letters ${s.deadLettered}`);
     }
+    stop.exit();
   });
 }
 
@@ -131,8 +136,6 @@ function attachLogging(p: TablePipeline, log: Logger, everyMs = 10_000): () => v
   const name = p.spec.name;
   const r = p.runner;
   r.on('started', ({ consumers }) => log.info({ pipeline: name }, `${describe(p.spec)}: started, ${consumers.length} worker${consumers.length === 1 ? '' : 's'} reading`));
-  r.on('serverDown', ({ server, error }) => log.warn({ pipeline: name, server }, `${name}: ${server} unavailable (${error.message}); holding work, retrying with backoff`));
-  r.on('serverUp', ({ server, downMs }) => log.info({ pipeline: name, server }, `${name}: ${server} back after ${(downMs / 1000).toFixed(1)} s; resuming`));
   r.on('deadLetter', ({ id, code, error }) => log.warn({ pipeline: name, entry: id, code }, `${name}: dead-lettered ${id}: ${code}: ${error}`));
   r.on('reclaimed', ({ count, consumer }) => log.info({ pipeline: name }, `${name}: reclaimed ${count} idle entries to ${consumer}`));
   r.on('error', (err) => log.error({ pipeline: name, err }, `${name}: unexpected: ${err.message}`));
