@@ -103,6 +103,26 @@ export const ERRORS = {
     retryable: true,
     description: 'A batch write failed for a reason other than row content; the batch is retried, not acknowledged.',
   },
+  TRIB_ERR_POSTGRES_TABLE_MISSING: {
+    message: 'Postgres has no such table or schema: %s [SQLSTATE %s]; entries stay pending until it exists again',
+    retryable: true,
+    description: 'A write found its table (or schema) missing or renamed (SQLSTATE 42P01 / 3F000): not an outage. Entries stay pending, /readyz says not ready, and writing resumes once the table is back (the events table is recreated when migrations are on).',
+  },
+  TRIB_ERR_POSTGRES_PERMISSION: {
+    message: 'Postgres refused the write for lack of privilege: %s [SQLSTATE %s]; entries stay pending until it is granted',
+    retryable: true,
+    description: 'The role of DATABASE_URL lacks a privilege the write needs (SQLSTATE 42501): not an outage. Entries stay pending, /readyz says not ready, and writing resumes once it is granted.',
+  },
+  TRIB_ERR_POSTGRES_READ_ONLY: {
+    message: 'Postgres is read-only: %s [SQLSTATE %s]; entries stay pending until it accepts writes',
+    retryable: true,
+    description: 'The server or session is read-only (SQLSTATE 25006: a standby, default_transaction_read_only): not an outage. Entries stay pending, /readyz says not ready, and writing resumes once it accepts writes.',
+  },
+  TRIB_ERR_POSTGRES_DISK_FULL: {
+    message: 'Postgres is out of disk space: %s [SQLSTATE %s]; entries stay pending until space is freed',
+    retryable: true,
+    description: 'The server could not write for lack of disk space (SQLSTATE 53100): not an outage. Entries stay pending, /readyz says not ready, and writing resumes once space is freed.',
+  },
   TRIB_ERR_MIGRATION_FAILED: {
     message: 'migration %s failed: %s',
     retryable: false,

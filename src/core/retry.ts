@@ -5,6 +5,7 @@
  */
 import { TributaryError } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
+import { faultOf, isFault } from './faults.js';
 import type { ServerName } from './contracts.js';
 
 /** Thrown inside the runner when a stop abandons work that was being retried. */
@@ -17,25 +18,44 @@ export class ForcedStop extends Error {
 
 /** Tracks whether each server is up, and reports only changes of state. */
 export class ServerHealth {
-  private readonly down = new Map<ServerName, number>();
+  private readonly down = new Map<ServerName, { since: number; error: Error }>();
 
   constructor(private readonly onChange: (event: { server: ServerName; up: boolean; error?: Error; downMs?: number }) => void) {}
 
+  /**
+   * Marks `server` down, reporting it once. A server already down is reported again only
+   * when the cause becomes a different fault (an outage, then a read-only server once it
+   * answers): each real cause is named once, not every attempt.
+   */
   failed(server: ServerName, error: Error): void {
-    if (this.down.has(server)) return;
-    this.down.set(server, Date.now());
-    this.onChange({ server, up: false, error });
+    const fault = faultOf(server, error);
+    const current = this.down.get(server);
+    if (current) {
+      if (fault && fault.code !== (current.error as { code?: unknown }).code) {
+        current.error = fault;
+        this.onChange({ server, up: false, error: fault });
+      }
+      return;
+    }
+    this.down.set(server, { since: Date.now(), error: fault ?? error });
+    this.onChange({ server, up: false, error: fault ?? error });
   }
 
   ok(server: ServerName): void {
-    const since = this.down.get(server);
-    if (since === undefined) return;
+    const current = this.down.get(server);
+    if (current === undefined) return;
     this.down.delete(server);
-    this.onChange({ server, up: true, downMs: Date.now() - since });
+    this.onChange({ server, up: true, downMs: Date.now() - current.since });
   }
 
   isDown(server: ServerName): boolean {
     return this.down.has(server);
+  }
+
+  /** While `server` refuses work for a fault that is not an outage (faults.ts), that fault. */
+  fault(server: ServerName): TributaryError | undefined {
+    const error = this.down.get(server)?.error;
+    return isFault(error) ? error : undefined;
   }
 }
 
@@ -107,7 +127,10 @@ export class RetryPolicy {
       } catch (err) {
         if (stopped()) throw new ForcedStop();
         if (!retryable(err)) throw err;
-        const error = asError(err);
+        // A fault that is not an outage (a missing table, a permission, a read-only server, a
+        // full disk) is still retried — the entries stay pending until it is fixed — but is
+        // reported with its own code.
+        const error = faultOf(server, err) ?? asError(err);
         if (server) this.health.failed(server, error);
         this.onFailure(server, error, options.step ?? 'operation', attempt + 1);
         options.onRetry?.(error);

@@ -32,6 +32,7 @@ import {
 } from './contracts.js';
 import { TypedEmitter } from './emitter.js';
 import { InFlight } from './in-flight.js';
+import { isFault } from './faults.js';
 import { asError, ForcedStop, RetryPolicy, ServerHealth, type RetryPolicyOptions } from './retry.js';
 
 /** Why a batch was processed: a flush of new messages, or recovered work. */
@@ -152,6 +153,13 @@ export interface RunnerOptions<T> {
   retry?: RetryPolicyOptions;
   /** Steps after source.start and before the workers start. */
   prepare?: StartStep[];
+  /**
+   * Called when a step fails for a fault that is not an outage (core/faults.ts), while
+   * the work stays pending and is retried: a pipeline that can cure it (recreate a
+   * dropped table) does so here. One call at a time; its own failure is ignored (the
+   * fault stays reported and the next failed attempt calls it again).
+   */
+  repair?: (fault: TributaryError) => Promise<void>;
   /** Each worker stops at its first read that finds nothing; `done` resolves when all have (default false). */
   untilEmpty?: boolean;
   /** Each worker stops reading after this many batches; `done` resolves when all have stopped (default: no limit). */
@@ -294,6 +302,15 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     return this.health.isDown(server);
   }
 
+  /**
+   * While `server` answers but refuses the work for a fault that is not an outage (a
+   * missing table, a permission, a read-only server, a full disk: core/faults.ts), that
+   * fault: the work is held pending and retried, and the pipeline is not ready.
+   */
+  fault(server: ServerName): TributaryError | undefined {
+    return this.health.fault(server);
+  }
+
   /** Resolves when every worker and the reclaim loop have exited. */
   get done(): Promise<void> {
     return Promise.all(this.loops).then(() => {});
@@ -394,7 +411,18 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   private retried(server: ServerName | undefined, error: Error, step: string, attempt: number): void {
     this.counters.retries++;
     this.emit('retry', { server, error, step, attempt });
+    const repair = this.options.repair;
+    if (repair && isFault(error) && !this.repairing) {
+      this.repairing = repair(error)
+        .catch(() => {})
+        .finally(() => {
+          this.repairing = undefined;
+        });
+    }
   }
+
+  /** A repair under way (options.repair), so that only one runs at a time. */
+  private repairing: Promise<void> | undefined;
 
   /** @internal A failed read: reported like any failed attempt of the retry policy. */
   readFailed(server: ServerName, error: Error, attempt: number): void {

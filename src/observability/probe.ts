@@ -13,3 +13,12 @@ export async function probeCheck(fn: () => Promise<unknown>): Promise<ProbeCheck
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
 }
+
+/**
+ * A check that also fails while its server refuses the work for a fault that is not an
+ * outage (the runner's `fault(server)`: a missing table, a permission, a read-only
+ * server, a full disk): `SELECT 1` still answers then, but nothing can be written.
+ */
+export function unlessFault(check: ProbeCheck, fault: { code: string; message: string } | undefined): ProbeCheck {
+  return fault ? { ok: false, error: `${fault.code}: ${fault.message}` } : check;
+}

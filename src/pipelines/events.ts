@@ -13,11 +13,11 @@ import type { ServerName } from '../core/contracts.js';
 import { sleep } from '../core/backoff.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { Runner, type BatchReport, type RunnerEvents, type RunnerStats } from '../core/runner.js';
-import { probeCheck, type ProbeCheck } from '../observability/probe.js';
+import { probeCheck, unlessFault, type ProbeCheck } from '../observability/probe.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { trimStream } from '../ops/retention.js';
 import { parseDuration } from '../ops/time.js';
-import { ensureEventsTable, migrate } from '../postgres/migrate.js';
+import { ensureEventsTable, migrate, recreateEventsTable } from '../postgres/migrate.js';
 import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
@@ -30,6 +30,8 @@ import type { PipelineSpec } from '../pipeline-file/spec.js';
 export interface EngineEvents extends RunnerEvents {
   /** The engine trimmed the stream (TRIM_MAXLEN / TRIM_MAX_AGE), never past what a group still needs. */
   trimmed: { deleted: number; cut: string | null; limitedBy: string };
+  /** The events table had been dropped or renamed while the engine ran: it was created again (migrations on). */
+  tableRecreated: { schema: string; table: string };
 }
 
 export type EngineStats = RunnerStats;
@@ -133,6 +135,15 @@ export class Engine extends TypedEmitter<EngineEvents> {
       maxDeliveries: c.maxDeliveries,
       reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
       retry: options.retry,
+      // A dropped or renamed events table (or schema) is created again, as the migrations would
+      // at start: the entries held meanwhile are then written (with migrations off, they wait).
+      repair:
+        options.migrate === false
+          ? undefined
+          : async (fault) => {
+              if (fault.code !== 'TRIB_ERR_POSTGRES_TABLE_MISSING') return;
+              if (await recreateEventsTable(pool, c.pgSchema, c.eventsTable)) this.emit('tableRecreated', { schema: c.pgSchema, table: c.eventsTable });
+            },
       prepare: [
         {
           name: options.migrate === false ? 'connect' : 'migrate',
@@ -241,7 +252,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       const error = status === 'starting' ? 'engine is starting' : `engine is ${status}`;
       return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
     }
-    const [redis, postgres, group] = await Promise.all([
+    const [redis, answers, group] = await Promise.all([
       probeCheck(() => send(commands, ['PING'])),
       probeCheck(() => this.pool.query('SELECT 1')),
       probeCheck(async () => {
@@ -250,6 +261,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
         if (!names.includes(c.group)) throw new Error(`group ${c.group} does not exist on ${c.streamKey}`);
       }),
     ]);
+    // Postgres may answer SELECT 1 while refusing every write (a fault that is not an outage).
+    const postgres = unlessFault(answers, this.runner.fault('postgres'));
     return { ready: this.runner.running && redis.ok && postgres.ok && group.ok, redis, postgres, group };
   }
 

@@ -22,7 +22,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import { asError } from '../core/retry.js';
 import { Runner, type BatchReport } from '../core/runner.js';
 import { isTributaryError, TributaryError } from '../errors.js';
-import { probeCheck, type ProbeCheck } from '../observability/probe.js';
+import { probeCheck, unlessFault, type ProbeCheck } from '../observability/probe.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { lookupFor, rejectedTotal } from '../orders/batch.js';
 import { resolveOptions, type OrdersPipelineEvents, type OrdersPipelineOptions, type OrdersPipelineStats, type Resolved } from '../orders/options.js';
@@ -183,7 +183,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       const error = `pipeline is ${this.state}`;
       return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, schema: { ok: false, error } };
     }
-    const [redis, postgres, schema] = await Promise.all([
+    const [redis, answers, schema] = await Promise.all([
       probeCheck(() => send(this.control, ['PING'])),
       probeCheck(() => this.pool.query('SELECT 1')),
       probeCheck(async () => {
@@ -191,6 +191,8 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         if (!r.rows[0]?.t) throw new Error(`schema ${this.options.schema} has no orders table`);
       }),
     ]);
+    // Postgres may answer SELECT 1 while refusing every write (a fault that is not an outage).
+    const postgres = unlessFault(answers, this.runner.fault('postgres'));
     return { ready: redis.ok && postgres.ok && schema.ok, redis, postgres, schema };
   }
 

@@ -86,3 +86,41 @@ export async function ensureEventsTable(pool: PgPool, schema: string, table: str
     if (code !== '42P07' && code !== '23505') throw err;
   }
 }
+
+/** The migrations that build the events table (created, then its key collated "C"). */
+const EVENTS_TABLE_MIGRATIONS = [1, 4];
+
+/**
+ * Recreates the events table (and `table`, a fan-out table made like it) after it was
+ * dropped or renamed while the engine ran: the schema's migrations are applied (all of
+ * them when the schema itself is gone), then, if `events` is still missing because its
+ * migrations are recorded as applied, those are run again. Under the migrations'
+ * advisory lock, so concurrent engines recreate it once. Returns whether it created it.
+ */
+export async function recreateEventsTable(pool: PgPool, schema: string, table = 'events', migrations = loadMigrations()): Promise<boolean> {
+  const s = quoteIdent(schema);
+  const before = await migrate(pool, schema, migrations);
+  let created = before.applied.length > 0;
+  await withClient(pool, async (client) => {
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tributary:migrate:${schema}`]);
+      const exists = (await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${s}.events`])).rows[0]?.t;
+      if (!exists) {
+        await client.query(`SET LOCAL search_path TO ${s}`);
+        for (const m of migrations) if (EVENTS_TABLE_MIGRATIONS.includes(m.version)) await client.query(m.sql);
+        created = true;
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  });
+  if (table !== 'events') {
+    const had = (await pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${s}.${quoteIdent(table)}`])).rows[0]?.t;
+    await ensureEventsTable(pool, schema, table);
+    if (!had) created = true;
+  }
+  return created;
+}

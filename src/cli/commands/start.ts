@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { redactUrl } from '../../config/index.js';
 import type { ServerName } from '../../core/contracts.js';
+import { isFault } from '../../core/faults.js';
 import { Engine } from '../../pipelines/events.js';
 import { startOpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
@@ -34,6 +35,13 @@ export function logOutages(
   };
   emitter.on('serverDown', ({ server, error }) => {
     const url = redactUrl(o.urls[server]);
+    if (isFault(error)) {
+      // It answers but refuses the work (a missing table, a permission, read-only, disk full):
+      // named once with its code, not called an outage; the work stays pending meanwhile.
+      log.error({ server, url, code: error.code, err: error.message }, `${server} at ${url}: ${error.code}: ${error.message}; ${o.holding}, retrying with backoff`);
+      stop(server);
+      return;
+    }
     if (o.started()) log.warn({ server, url, err: error.message }, `${server} unavailable at ${url} (${error.message}); ${o.holding}, retrying with backoff`);
     else log.warn({ server, url, err: error.message }, `${server} at ${url} does not answer (${error.message}); waiting for it (Ctrl-C to give up)`);
     stop(server);
@@ -67,6 +75,7 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
   engine.on('consumersRemoved', ({ consumers, idleMs }) =>
     log.info({ consumers, idleMs }, `removed ${consumers.length} consumers holding nothing, idle over ${Math.round(idleMs / 1000)} s (gone processes): ${consumers.join(', ')}`),
   );
+  engine.on('tableRecreated', ({ schema, table }) => log.warn({ schema, table }, `table ${schema}.${table} was missing (dropped or renamed): created it again; the entries held are written now`));
   engine.on('trimmed', ({ deleted, cut, limitedBy }) => log.info({ deleted, cut, limitedBy }, `trimmed ${deleted} entries below ${cut} (limited by ${limitedBy})`));
   engine.on('retry', ({ server, error }) => log.debug({ server, err: error.message }, `retrying after a ${server} failure`));
   engine.on('error', (err) => log.error({ err }, `unexpected: ${err.message}`));

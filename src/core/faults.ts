@@ -1,0 +1,45 @@
+/**
+ * Errors that are not outages (issue 11, item 5): the server answers, but refuses the
+ * work for a reason an operator must fix — a missing or renamed table, a permission
+ * taken away, a read-only server, a full disk. Retrying cannot cure them until someone
+ * acts, yet the work must not be lost or dead-lettered: the runner keeps the entries
+ * pending and retries with backoff, but names the real cause with its own code (once),
+ * and readiness reports it, instead of calling it "postgres unavailable".
+ *
+ * Pure: it looks only at the driver's SQLSTATE (`err.code`).
+ */
+import { TributaryError, type ErrorCode } from '../errors.js';
+import type { ServerName } from './contracts.js';
+
+/** SQLSTATEs of Postgres faults that are not outages, and their codes. */
+export const POSTGRES_FAULTS: Readonly<Record<string, ErrorCode>> = {
+  '42P01': 'TRIB_ERR_POSTGRES_TABLE_MISSING', // undefined_table (dropped or renamed)
+  '3F000': 'TRIB_ERR_POSTGRES_TABLE_MISSING', // invalid_schema_name (schema dropped or renamed)
+  '42501': 'TRIB_ERR_POSTGRES_PERMISSION', // insufficient_privilege
+  '25006': 'TRIB_ERR_POSTGRES_READ_ONLY', // read_only_sql_transaction (a standby, default_transaction_read_only)
+  '53100': 'TRIB_ERR_POSTGRES_DISK_FULL', // disk_full
+};
+
+/** Every code faultOf can give. */
+export const FAULT_CODES: ReadonlySet<ErrorCode> = new Set(Object.values(POSTGRES_FAULTS));
+
+/**
+ * The error as a coded fault when it is one (a Postgres error with one of the SQLSTATEs
+ * above, from a step attributed to Postgres), else undefined. An error already coded as
+ * a fault is returned as it is.
+ */
+export function faultOf(server: ServerName | undefined, err: unknown): TributaryError | undefined {
+  if (err instanceof TributaryError) return FAULT_CODES.has(err.code) ? err : undefined;
+  if (server !== 'postgres') return undefined;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  const fault = POSTGRES_FAULTS[code];
+  if (!fault) return undefined;
+  const message = err instanceof Error ? err.message : String(err);
+  return new TributaryError(fault, [message, code], { cause: err });
+}
+
+/** Whether an error (as reported in serverDown) is a fault rather than an outage. */
+export function isFault(err: unknown): err is TributaryError {
+  return err instanceof TributaryError && FAULT_CODES.has(err.code);
+}
