@@ -72,6 +72,12 @@ export const ERRORS = {
     description: 'Redis answered an XADD of produce()/produceBatch() with an error (the key holds another type, out of memory); the others were added.',
   },
 
+  TRIB_ERR_REDIS_OOM: {
+    message: 'Redis is at maxmemory and refused %s of %s events: %s; free memory (trim the stream, raise maxmemory), then send them again with the same eventIds',
+    retryable: true,
+    description: "Redis answered an XADD with OOM: it is at `maxmemory` with a policy that does not evict (or nothing left to evict). Not a bad event: the same call succeeds once memory is freed; the others were added.",
+  },
+
   // Servers
   TRIB_ERR_REDIS_UNAVAILABLE: {
     message: 'Redis is unavailable: %s',

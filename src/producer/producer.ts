@@ -128,10 +128,13 @@ export class Producer {
   }
 }
 
-/** The entry IDs; an XADD Redis refused (wrong key type, out of memory) fails the call. */
+/** The entry IDs; an XADD Redis refused (wrong key type: PRODUCE_REFUSED; out of memory: REDIS_OOM) fails the call. */
 function idsOf(replies: readonly RespReply[]): string[] {
   const refused = replies.filter((r): r is RespError => r instanceof RespError);
   if (refused.length > 0) {
+    // Out of memory is the server's state, not the event's fault: its own code, retryable.
+    const oom = refused.find((r) => r.message.startsWith('OOM'));
+    if (oom) throw new TributaryError('TRIB_ERR_REDIS_OOM', [refused.length, replies.length, oom.message]);
     throw new TributaryError('TRIB_ERR_PRODUCE_REFUSED', [refused.length, replies.length, refused[0]!.message]);
   }
   return replies.map(String);

@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/index.js';
 import { isTributaryError } from '../../src/errors.js';
 import { Producer } from '../../src/producer/producer.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../src/redis/client.js';
 import { RespError, RespPipe } from '../../src/redis/pipe.js';
-import { freePort } from '../helpers/child.js';
+import { freePort, RedisServerProcess } from '../helpers/child.js';
 import { codeOf } from '../helpers/env.js';
 
 const redisUrl = resolveConfig({ envFile: false }).redisUrl;
@@ -135,6 +138,29 @@ describe('Producer on its pipe', () => {
     await r.del(stream);
     expect(await codeOf(producer.produceBatch([{ type: 't', payload: 1 }, { type: '', payload: 2 }]))).toMatch(/^TRIB_ERR_PRODUCE_INVALID/);
     expect(await r.exists(stream)).toBe(0);
+  });
+
+  it('Redis at maxmemory (OOM, noeviction) fails the call with TRIB_ERR_REDIS_OOM, not a generic refusal; freed, the same call succeeds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trib-oom-'));
+    const server = await RedisServerProcess.start(await freePort(), dir);
+    cleanups.push(() => {
+      server.killNow();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const r = createRedisConnection(server.url, { failFast: false });
+    await r.connect();
+    cleanups.push(() => destroyQuietly(r));
+    await r.sendCommand(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
+    await r.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']); // always above it: every XADD is refused
+    const producer = new Producer({ redisUrl: server.url, streamKey: 'oom:events' });
+    cleanups.push(() => producer.close());
+    const events = [{ type: 't', payload: 1, eventId: 'oom-1' }, { type: 't', payload: 2, eventId: 'oom-2' }];
+    const err = await producer.produceBatch(events).catch((e: unknown) => e);
+    expect(isTributaryError(err, 'TRIB_ERR_REDIS_OOM')).toBe(true);
+    expect((err as Error).message).toMatch(/^Redis is at maxmemory and refused 2 of 2 events: OOM /);
+    expect((err as { retryable: boolean }).retryable).toBe(true);
+    await r.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
+    expect(await producer.produceBatch(events)).toHaveLength(2);
   });
 
   it('close waits for batches in flight', async () => {
