@@ -73,9 +73,9 @@ export const ERRORS = {
   },
 
   TRIB_ERR_REDIS_OOM: {
-    message: 'Redis is at maxmemory and refused %s of %s events: %s; free memory (trim the stream, raise maxmemory), then send them again with the same eventIds',
+    message: 'Redis is at maxmemory and refused %s: %s; free memory (trim the stream, raise maxmemory), then try again',
     retryable: true,
-    description: "Redis answered an XADD with OOM: it is at `maxmemory` with a policy that does not evict (or nothing left to evict). Not a bad event: the same call succeeds once memory is freed; the others were added.",
+    description: "Redis answered with OOM: it is at `maxmemory` with a policy that does not evict (or nothing left to evict). From produce(): not a bad event, the same call (same eventIds) succeeds once memory is freed; the others were added. For a dead letter: it stays pending and is dead-lettered again when reclaimed, its batch-mates are acknowledged.",
   },
 
   // Servers

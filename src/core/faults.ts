@@ -43,3 +43,18 @@ export function faultOf(server: ServerName | undefined, err: unknown): Tributary
 export function isFault(err: unknown): err is TributaryError {
   return err instanceof TributaryError && FAULT_CODES.has(err.code);
 }
+
+/**
+ * Redis refused a command for lack of memory: an `OOM command not allowed when used
+ * memory > 'maxmemory'` reply (in a script too), or TRIB_ERR_REDIS_OOM.
+ */
+export function isOutOfMemory(err: unknown): boolean {
+  if (err instanceof TributaryError) return err.code === 'TRIB_ERR_REDIS_OOM';
+  const message = err instanceof Error ? err.message : typeof err === 'string' ? err : '';
+  return /^(ERR Error running script[^:]*: )?OOM\b|\bOOM command not allowed\b/.test(message);
+}
+
+/** "1 dead letter", "3 dead letters". */
+export function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}

@@ -14,7 +14,7 @@
  *
  * The runner knows no server: the source, stages and sink do.
  */
-import { TributaryError } from '../errors.js';
+import { isTributaryError, TributaryError } from '../errors.js';
 import { ABORTED, sleep, untilAborted } from './backoff.js';
 import { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
 import {
@@ -32,8 +32,8 @@ import {
 } from './contracts.js';
 import { TypedEmitter } from './emitter.js';
 import { InFlight } from './in-flight.js';
-import { isFault } from './faults.js';
-import { asError, ForcedStop, RetryPolicy, ServerHealth, type RetryPolicyOptions } from './retry.js';
+import { isFault, isOutOfMemory, plural } from './faults.js';
+import { asError, ForcedStop, isRetryable, RetryPolicy, ServerHealth, type RetryPolicyOptions } from './retry.js';
 
 /** Why a batch was processed: a flush of new messages, or recovered work. */
 export type BatchReason = FlushReason | 'pending' | 'reclaim';
@@ -90,6 +90,12 @@ export interface RunnerEvents {
   batch: BatchReport;
   /** A message went to the dead letters. */
   deadLetter: { id: string; code: string; error: string; deliveries: number };
+  /**
+   * The source's server refused to store these dead letters for lack of memory (Redis at
+   * maxmemory: TRIB_ERR_REDIS_OOM). They stay pending, to be dead-lettered again when
+   * reclaimed; their batch-mates were acknowledged all the same.
+   */
+  deadLetterDeferred: { ids: string[]; error: Error };
   /** Messages idle on another consumer were taken over by this process. */
   reclaimed: { count: number; consumer: string };
   /** Held messages whose content was gone (trimmed) were cleared. */
@@ -424,6 +430,35 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   /** A repair under way (options.repair), so that only one runs at a time. */
   private repairing: Promise<void> | undefined;
 
+  /**
+   * Records dead letters (the store, then the source). A source whose server refuses them
+   * for lack of memory (TRIB_ERR_REDIS_OOM) is not retried in a loop that would hold the
+   * worker: they stay pending (the store's record is idempotent) and are dead-lettered
+   * again when reclaimed; `deadLetterDeferred` says so.
+   */
+  private async deadLetter(consumer: string, letters: DeadLetter<T>[], onRetry: (error: Error) => void): Promise<void> {
+    const o = this.options;
+    const store = o.deadLetters;
+    const describe = (m: Message<unknown>) => o.source.describe(m as Message<T>);
+    if (store) await this.retry.run(store.server, () => store.record(letters, describe), { step: 'dead letters', onRetry });
+    try {
+      await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters), {
+        step: 'dead letters',
+        onRetry,
+        retryable: (err) => !isOutOfMemory(err) && isRetryable(err),
+      });
+    } catch (err) {
+      if (!isOutOfMemory(err)) throw err;
+      const error = isTributaryError(err) ? err : new TributaryError('TRIB_ERR_REDIS_OOM', [`${plural(letters.length, 'dead letter')}`, asError(err).message], { cause: err });
+      this.emit('deadLetterDeferred', { ids: letters.map((l) => l.message.id), error });
+      return;
+    }
+    for (const l of letters) {
+      this.counters.deadLettered++;
+      this.emit('deadLetter', { id: l.message.id, code: l.code, error: l.error, deliveries: l.message.deliveries });
+    }
+  }
+
   /** @internal A failed read: reported like any failed attempt of the retry policy. */
   readFailed(server: ServerName, error: Error, attempt: number): void {
     this.health.failed(server, error);
@@ -596,21 +631,20 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     reject(written.rejected);
 
     const ackStarted = performance.now();
-    let dead: Set<string> | undefined;
+    const dead = letters.length > 0 ? new Set(letters.map((l) => l.message.id)) : undefined;
+    const ack = dead ? messages.filter((m) => !dead.has(m.id)) : messages;
+    const committing: Promise<void>[] = [];
+    // The healthy messages are acknowledged first: a dead letter the source's server will not
+    // store (Redis at maxmemory) must not hold up its batch-mates, which are written.
+    if (ack.length > 0) committing.push(this.retry.run(o.source.server, () => o.source.ack(consumer, ack), { step: 'ack', onRetry }));
     if (letters.length > 0) {
-      dead = new Set(letters.map((l) => l.message.id));
-      const store = o.deadLetters;
-      const describe = (m: Message<unknown>) => o.source.describe(m as Message<T>);
-      if (store) await this.retry.run(store.server, () => store.record(letters, describe), { step: 'dead letters', onRetry });
-      await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters), { step: 'dead letters', onRetry });
-      for (const l of letters) {
-        this.counters.deadLettered++;
-        this.emit('deadLetter', { id: l.message.id, code: l.code, error: l.error, deliveries: l.message.deliveries });
+      try {
+        await this.deadLetter(consumer, letters, onRetry);
+      } catch (err) {
+        await Promise.allSettled(committing);
+        throw err;
       }
     }
-    const ack = dead ? messages.filter((m) => !dead!.has(m.id)) : messages;
-    const committing: Promise<void>[] = [];
-    if (ack.length > 0) committing.push(this.retry.run(o.source.server, () => o.source.ack(consumer, ack), { step: 'ack', onRetry }));
     this.stages.forEach((st, i) => {
       const after = st.afterCommit?.bind(st);
       const mine = kept[i] ?? [];

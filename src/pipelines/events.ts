@@ -57,6 +57,7 @@ export interface EngineOptions {
 const FORWARDED = [
   'started',
   'deadLetter',
+  'deadLetterDeferred',
   'reclaimed',
   'deleted',
   'consumersRemoved',

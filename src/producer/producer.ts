@@ -134,7 +134,7 @@ function idsOf(replies: readonly RespReply[]): string[] {
   if (refused.length > 0) {
     // Out of memory is the server's state, not the event's fault: its own code, retryable.
     const oom = refused.find((r) => r.message.startsWith('OOM'));
-    if (oom) throw new TributaryError('TRIB_ERR_REDIS_OOM', [refused.length, replies.length, oom.message]);
+    if (oom) throw new TributaryError('TRIB_ERR_REDIS_OOM', [`${refused.length} of ${replies.length} events`, oom.message]);
     throw new TributaryError('TRIB_ERR_PRODUCE_REFUSED', [refused.length, replies.length, refused[0]!.message]);
   }
   return replies.map(String);

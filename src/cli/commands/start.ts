@@ -70,6 +70,9 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
     holding: 'holding work',
   });
   engine.on('deadLetter', ({ id, code, error }) => log.warn({ entry: id, code }, `dead-lettered ${id}: ${code}: ${error}`));
+  engine.on('deadLetterDeferred', ({ ids, error }) =>
+    log.warn({ entries: ids, code: (error as { code?: string }).code }, `could not dead-letter ${ids.join(', ')}: ${(error as { code?: string }).code ?? 'error'}: ${error.message}; left pending (dead-lettered again when reclaimed), the rest of the batch acknowledged`),
+  );
   engine.on('reclaimed', ({ count, consumer }) => log.info({ count, consumer }, `reclaimed ${count} idle entries to ${consumer}`));
   engine.on('deleted', ({ ids }) => log.warn({ count: ids.length }, `${ids.length} pending entries had been deleted from the stream (trimmed); cleared`));
   engine.on('consumersRemoved', ({ consumers, idleMs }) =>
