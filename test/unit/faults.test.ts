@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { faultOf, isFault } from '../../src/core/faults.js';
 import { ServerHealth } from '../../src/core/retry.js';
+import { evictionWarning } from '../../src/redis/eviction.js';
 import { ERRORS, TributaryError } from '../../src/errors.js';
 
 const pgError = (code: string, message = `error ${code}`) => Object.assign(new Error(message), { code });
@@ -64,5 +65,16 @@ describe('ServerHealth with faults', () => {
       { up: false, code: 'TRIB_ERR_POSTGRES_PERMISSION' },
       { up: true, code: undefined },
     ]);
+  });
+});
+
+describe('evictionWarning', () => {
+  it('warns for allkeys-* policies (any key may go, unread streams included), not for noeviction or volatile-*', () => {
+    expect(evictionWarning('allkeys-lru', 1024)).toMatch(/^Redis maxmemory-policy is allkeys-lru: at maxmemory \(1024 bytes\) Redis may evict any key/);
+    expect(evictionWarning('allkeys-random', 0)).toMatch(/once maxmemory is set/);
+    expect(evictionWarning('allkeys-lfu', 1)).toContain('use noeviction');
+    expect(evictionWarning('noeviction', 1024)).toBeUndefined();
+    expect(evictionWarning('volatile-lru', 1024)).toBeUndefined();
+    expect(evictionWarning('volatile-ttl', 0)).toBeUndefined();
   });
 });

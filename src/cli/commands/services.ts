@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { readEnvFile, redactUrl, resolveConfig } from '../../config/index.js';
+import { checkRedisEviction } from '../../redis/eviction.js';
 import { servicesDown, servicesUp } from '../../services/index.js';
 import { print } from '../output.js';
 
@@ -14,6 +15,8 @@ export function registerServices(program: Command): void {
       const result = await servicesUp({ env: envWithDotenv(), urls: givenUrls(opts), onProgress: (m) => print(m) });
       print(`redis:    ${redactUrl(result.redis.url)} (${result.redis.source}${result.redis.managed ? ', started by tributary up' : ''})`);
       print(`postgres: ${redactUrl(result.postgres.url)} (${result.postgres.source}${result.postgres.managed ? ', started by tributary up' : ''})`);
+      const eviction = await checkRedisEviction(result.redis.url);
+      if (eviction) print(`warning: ${eviction}`);
     });
   program
     .command('down')

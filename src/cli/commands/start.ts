@@ -3,6 +3,7 @@ import { redactUrl } from '../../config/index.js';
 import type { ServerName } from '../../core/contracts.js';
 import { isFault } from '../../core/faults.js';
 import { Engine } from '../../pipelines/events.js';
+import { checkRedisEviction } from '../../redis/eviction.js';
 import { startOpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';
@@ -188,6 +189,8 @@ export function registerStart(program: Command): void {
     });
     engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${plural(consumers.length, 'worker')} reading`));
     await engine.start();
+    const eviction = await checkRedisEviction(config.redisUrl);
+    if (eviction) log.warn({ redis: redactUrl(config.redisUrl) }, eviction);
     await engine.done;
     await engine.close();
     if (engine.runner.failure) {
