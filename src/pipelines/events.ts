@@ -32,6 +32,8 @@ export interface EngineEvents extends RunnerEvents {
   trimmed: { deleted: number; cut: string | null; limitedBy: string };
   /** The events table had been dropped or renamed while the engine ran: it was created again (migrations on). */
   tableRecreated: { schema: string; table: string };
+  /** The group was gone (Redis restarted without persistence, the stream deleted): it was created again. */
+  groupRecreated: { key: string; group: string; startId: string };
 }
 
 export type EngineStats = RunnerStats;
@@ -120,6 +122,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       key: c.streamKey,
       group: c.group,
       startId: c.groupStartId,
+      onGroupRecreated: (info) => this.emit('groupRecreated', info),
       dlqStream: c.dlqStream,
     });
     const pool = this.pool;

@@ -37,6 +37,12 @@ export interface RedisStreamSourceOptions {
   dlqStream?: string;
   /** Names the consumers' connections in CLIENT LIST (default `tributary:<consumer>`). */
   connectionName?: (consumer: string) => string;
+  /**
+   * Called when a read found the group gone (Redis restarted without persistence, the
+   * stream deleted, XGROUP DESTROY) and the source created it again, at `startId` `0`
+   * (the stream is new: everything in it arrived after the loss).
+   */
+  onGroupRecreated?: (info: { key: string; group: string; startId: string }) => void;
 }
 
 /** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
@@ -108,7 +114,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
       if (redisErrorIs(err, 'NOGROUP')) {
         // The stream (and with it the group) was deleted: recreate both. At 0: the stream
         // is new, so everything in it arrived after the deletion.
-        await this.ensureGroup('0');
+        if (await this.ensureGroup('0')) this.options.onGroupRecreated?.({ key: this.key, group: this.group, startId: '0' });
         throw new ReadAgain('the group was recreated');
       }
       if (err instanceof ClientOfflineError) {
@@ -131,7 +137,14 @@ export class RedisStreamSource implements Source<StreamEntry> {
   /** One XACK for all the IDs. */
   async ackIds(ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    return Number(await send(this.commands, xackArgs(this.key, this.group, ids)));
+    try {
+      return Number(await send(this.commands, xackArgs(this.key, this.group, ids)));
+    } catch (err) {
+      // The group is gone (Redis restarted without persistence): so is its pending list, and
+      // nothing is left to acknowledge. Retrying would spin until the group is recreated.
+      if (redisErrorIs(err, 'NOGROUP')) return 0;
+      throw err;
+    }
   }
 
   /**
@@ -141,7 +154,12 @@ export class RedisStreamSource implements Source<StreamEntry> {
    */
   async keepAlive(consumer: string, messages: readonly StreamMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...messages.map((m) => m.id), 'JUSTID']);
+    try {
+      await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...messages.map((m) => m.id), 'JUSTID']);
+    } catch (err) {
+      // The group is gone (see ackIds): there is no pending entry to keep alive.
+      if (!redisErrorIs(err, 'NOGROUP')) throw err;
+    }
   }
 
   /**

@@ -79,6 +79,9 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
   engine.on('consumersRemoved', ({ consumers, idleMs }) =>
     log.info({ consumers, idleMs }, `removed ${consumers.length} consumers holding nothing, idle over ${Math.round(idleMs / 1000)} s (gone processes): ${consumers.join(', ')}`),
   );
+  engine.on('groupRecreated', ({ key, group, startId }) =>
+    log.warn({ stream: key, group }, `consumer group ${group} of ${key} was gone (Redis restarted without persistence, or the stream was deleted): created it again at ${startId}`),
+  );
   engine.on('tableRecreated', ({ schema, table }) => log.warn({ schema, table }, `table ${schema}.${table} was missing (dropped or renamed): created it again; the entries held are written now`));
   engine.on('trimmed', ({ deleted, cut, limitedBy }) => log.info({ deleted, cut, limitedBy }, `trimmed ${deleted} entries below ${cut} (limited by ${limitedBy})`));
   engine.on('retry', ({ server, error }) => log.debug({ server, err: error.message }, `retrying after a ${server} failure`));
