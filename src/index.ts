@@ -2,7 +2,7 @@
  * Tributary: Kafka-style pipelines on Redis and Postgres. The library API; the
  * `tributary` CLI is a thin shell over it.
  */
-export { resolveConfig, redactUrl, readServicesState, servicesStatePath, tributaryHome } from './config/index.js';
+export { resolveConfig, redactUrl, redactSecrets, readServicesState, servicesStatePath, tributaryHome } from './config/index.js';
 export { configSchema, SETTINGS, type TributaryConfig, type ConfigKey } from './config/schema.js';
 export { ERRORS, TributaryError, isTributaryError, type ErrorCode } from './errors.js';
 export { Engine, type EngineEvents, type EngineOptions, type EngineStats } from './pipelines/events.js';

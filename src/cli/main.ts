@@ -5,6 +5,7 @@
 // scavenges took ~600 ms of a 300k-event drain. Measured: steady write rate +15-40%,
 // peak RSS +25 MiB.
 import { Command, CommanderError } from 'commander';
+import { redactSecrets } from '../config/index.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClean } from './commands/clean.js';
@@ -95,13 +96,13 @@ try {
     if (err.exitCode === 0) process.exit(0);
     // Commander's message, with its "Did you mean ...?" where it has one, and the code.
     const usage = new TributaryError('TRIB_ERR_CLI_USAGE', [usageMessage(err, process.argv.slice(2)), commandPath(process.argv.slice(2))]);
-    process.stderr.write(`tributary: ${usage.code}: ${usage.message}\n`);
+    process.stderr.write(redactSecrets(`tributary: ${usage.code}: ${usage.message}\n`));
     process.exit(2);
   }
   if (isTributaryError(err)) {
-    process.stderr.write(`tributary: ${err.code}: ${err.message}\n`);
+    process.stderr.write(redactSecrets(`tributary: ${err.code}: ${err.message}\n`));
     process.exit(2);
   }
-  process.stderr.write(`tributary: ${(err as Error).stack ?? String(err)}\n`);
+  process.stderr.write(redactSecrets(`tributary: ${(err as Error).stack ?? String(err)}\n`));
   process.exit(1);
 }

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pino, type Logger as PinoLogger } from 'pino';
 import type PinoPretty from 'pino-pretty';
+import { redactSecrets } from '../config/index.js';
 
 /**
  * The CLI's printer: results to stdout, logs to stderr with pino — JSON lines when
@@ -10,7 +11,14 @@ import type PinoPretty from 'pino-pretty';
 export type Logger = PinoLogger;
 
 export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
-  const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = {
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // Every line logged, whatever it holds (an error's message or stack, a URL in a field),
+    // with the secrets of its URLs and password= pairs masked.
+    hooks: { streamWrite: redactSecrets },
+  };
   if (process.stderr.isTTY) {
     // Loaded only for a terminal: every command starts faster without it.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
@@ -34,7 +42,7 @@ export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): L
 }
 
 export function print(text = ''): void {
-  process.stdout.write(`${text}\n`);
+  process.stdout.write(`${redactSecrets(text)}\n`);
 }
 
 /** "1 worker", "5 workers", "1,200 rows": a count with its noun, singular for exactly one. */

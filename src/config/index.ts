@@ -80,8 +80,8 @@ export function resolveConfig(options: ResolveConfigOptions = {}): TributaryConf
     const issue = parsed.error.issues[0]!;
     const key = issue.path[0] as ConfigKey | undefined;
     const name = key && SETTINGS[key] ? `${SETTINGS[key].env} (--${kebab(key)})` : String(key ?? '?');
-    const given = key !== undefined && raw[key] !== undefined ? ` (got ${JSON.stringify(raw[key])})` : '';
-    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, issue.message + given]);
+    const given = key !== undefined && raw[key] !== undefined ? ` (got ${redactSecrets(JSON.stringify(raw[key]))})` : '';
+    throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, redactSecrets(issue.message + given)]);
   }
   return parsed.data;
 }
@@ -94,13 +94,46 @@ export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-/** A URL with its password masked, for printing. */
+/** Query parameters (and libpq keywords) whose value is a secret: password, sslpassword, passwd, pwd, secret, token. */
+const SECRET_PARAM = /^(?:ssl)?pass(?:word|wd)?$|^pwd$|secret|token/i;
+
+/**
+ * A URL with its secrets masked, for printing: the password of its user info and every
+ * secret query parameter (`?password=`, `?sslpassword=`). A URL that does not parse is
+ * masked by pattern (whatever sits between `scheme://user:` and the last `@`, and every
+ * `password=` value), never returned whole.
+ */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
-    return u.toString();
+    for (const name of [...u.searchParams.keys()]) if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
+    return u.toString().replace(/%2A%2A%2A/g, '***');
   } catch {
-    return url;
+    return redactByPattern(url);
+  }
+}
+
+function redactByPattern(text: string): string {
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/?#@"']*:)[^\s"']*@/gi, '$1***@')
+    .replace(/(\b(?:ssl)?pass(?:word|wd)?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;#"',)]+)/gi, '$1***');
+}
+
+/**
+ * Any text (an error message, a setting's value) with the secrets of every URL in it
+ * masked (see redactUrl), and `password=...` pairs (libpq keyword strings) too.
+ */
+export function redactSecrets(text: string): string {
+  // A URL with nothing to mask is left exactly as written (redactUrl would normalise it).
+  return redactByPattern(text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => (hasSecret(url) ? redactUrl(url) : url)));
+}
+
+function hasSecret(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.password !== '' || [...u.searchParams.keys()].some((name) => SECRET_PARAM.test(name));
+  } catch {
+    return redactByPattern(url) !== url;
   }
 }
