@@ -9,8 +9,8 @@
  * PostgreSQL refuses to run as root: as root, initdb, pg_ctl and the server run as the
  * `postgres` system user (created if absent), which owns the data directory.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { tributaryHome } from '../config/index.js';
@@ -49,8 +49,58 @@ interface RunAs {
   gid?: number;
 }
 
+/**
+ * Where a server that runs as another user (root's `postgres`) keeps what it needs when
+ * the project cannot be entered by other users (a clone under root's 0700 home).
+ */
+export const SHARED_ROOT = '/var/lib/tributary';
+
+/** Whether every directory above `path` lets other users pass through (o+x). */
+export function reachableByOthers(path: string): boolean {
+  let dir = dirname(resolve(path));
+  for (;;) {
+    try {
+      if ((statSync(dir).mode & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+    const up = dirname(dir);
+    if (up === dir) return true;
+    dir = up;
+  }
+}
+
+/**
+ * The data directory: `<TRIBUTARY_HOME>/postgres`, unless we run as root (the server
+ * then runs as `postgres`) and that user cannot pass through a directory above the
+ * Tributary home: then `/var/lib/tributary/<hash of the home>/postgres`, one per project.
+ */
 export function localPostgresDataDir(env: NodeJS.ProcessEnv): string {
-  return join(tributaryHome(env), 'postgres');
+  const home = tributaryHome(env);
+  if (!isRoot() || reachableByOthers(home)) return join(home, 'postgres');
+  return join(SHARED_ROOT, createHash('sha256').update(home).digest('hex').slice(0, 16), 'postgres');
+}
+
+/**
+ * The binaries, where the server's user can execute them: as they are, or (as root, when
+ * a directory above them cannot be entered by other users) copied once to
+ * `<shared>/embedded-postgres-<hash of their path>/` (symlinks kept, directories 0755).
+ */
+export function reachablePostgresBinaries(binaries: PostgresBinaries, shared = SHARED_ROOT): PostgresBinaries {
+  if (!isRoot() || reachableByOthers(binaries.initdb)) return binaries;
+  const native = resolve(dirname(binaries.initdb), '..');
+  const target = join(shared, `embedded-postgres-${createHash('sha256').update(native).digest('hex').slice(0, 16)}`, 'native');
+  const done = join(dirname(target), '.copied');
+  if (!existsSync(done)) {
+    mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
+    chmodSync(shared, statSync(shared).mode | 0o005);
+    chmodSync(dirname(target), 0o755);
+    rmSync(target, { recursive: true, force: true });
+    cpSync(native, target, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(done, `${native}\n`);
+  }
+  const at = (p: string) => join(target, relative(native, p));
+  return { initdb: at(binaries.initdb), pgCtl: at(binaries.pgCtl), postgres: at(binaries.postgres) };
 }
 
 /**
@@ -326,10 +376,16 @@ export async function startLocalPostgres(
     return running;
   }
 
-  const binaries = embeddedPostgresBinaries();
   const home = tributaryHome(env);
   mkdirSync(home, { recursive: true });
+  // Outside the project when other users cannot enter it (see localPostgresDataDir).
+  if (dirname(dataDir) !== home) {
+    mkdirSync(dirname(dataDir), { recursive: true, mode: 0o755 });
+    chmodSync(SHARED_ROOT, statSync(SHARED_ROOT).mode | 0o005);
+    chmodSync(dirname(dataDir), 0o755);
+  }
   const as = await serverUser(dataDir, progress);
+  const binaries = as.uid === undefined ? embeddedPostgresBinaries() : reachablePostgresBinaries(embeddedPostgresBinaries());
   // The server's user must be able to pass through the Tributary home.
   if (as.uid !== undefined) chmodSync(home, statSync(home).mode | 0o001);
 
@@ -397,7 +453,7 @@ export async function stopLocalPostgres(env: NodeJS.ProcessEnv, knownPid?: numbe
     if (!(await isOurPostmaster(pid, dataDir))) continue;
     if (pid === lock?.pid) {
       try {
-        const binaries = embeddedPostgresBinaries();
+        const binaries = reachablePostgresBinaries(embeddedPostgresBinaries());
         const as = isRoot() ? { uid: statSync(dataDir).uid, gid: statSync(dataDir).gid } : {};
         await run(binaries.pgCtl, ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '30'], {
           ...as,
