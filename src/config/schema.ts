@@ -74,6 +74,7 @@ export const configSchema = z
     eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
     metricsPort: wholeNumber(0, 65535).optional(),
+    metricsHost: z.string().min(1).default('127.0.0.1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     trimMaxLen: positiveInt().optional(),
     trimMaxAge: z
@@ -189,6 +190,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   metricsPort: {
     env: 'METRICS_PORT',
     doc: '`tributary start` serves Prometheus /metrics, /healthz and /readyz on this port (unset: no HTTP server).',
+  },
+  metricsHost: {
+    env: 'METRICS_HOST',
+    doc: 'Address the metrics/health server binds: 127.0.0.1 (this machine only) by default; `0.0.0.0` or `::` to serve other machines.',
   },
   logLevel: { env: 'LOG_LEVEL', doc: 'CLI log level: trace, debug, info, warn, error, fatal or silent.' },
   trimMaxLen: {

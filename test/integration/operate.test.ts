@@ -109,12 +109,16 @@ describe('metrics, health and readiness', () => {
     expect(metrics).toMatch(/# TYPE tributary_entries_reclaimed_total counter/);
 
     expect(await get(ops.port, '/healthz')).toEqual({ status: 200, body: '{"status":"ok"}\n' });
+    // /readyz serves one probe for up to a second (the 503 from before start, at first).
+    await waitFor(async () => (await get(ops.port, '/readyz')).status === 200, 3_000, 'ready');
     const ready = await get(ops.port, '/readyz');
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.body)).toMatchObject({ ready: true, redis: { ok: true }, postgres: { ok: true }, group: { ok: true } });
 
     // Postgres becomes unreachable for the engine: not ready, and the reason says so.
     await proxy.cut();
+    // /readyz serves one probe for up to a second: the next one sees the cut.
+    await waitFor(async () => (await get(ops.port, '/readyz')).status === 503, 3_000, 'not ready');
     const down = await get(ops.port, '/readyz');
     expect(down.status).toBe(503);
     expect(JSON.parse(down.body)).toMatchObject({ ready: false, postgres: { ok: false }, redis: { ok: true } });

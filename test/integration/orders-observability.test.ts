@@ -40,6 +40,8 @@ describe('orders pipeline observability', () => {
       await p.start();
       await waitFor(async () => (await env.count('orders')) === 1200, 20_000, 'all orders promoted');
       await waitFor(async () => p.stats().taken === 1201, 5000, 'the batch counted');
+      // /readyz serves one probe for up to a second (the 503 from before start, at first).
+      await waitFor(async () => (await get(ops.port, '/readyz')).status === 200, 3000, 'ready');
       const ready = await get(ops.port, '/readyz');
       expect(ready.status, ready.body).toBe(200);
       expect(JSON.parse(ready.body)).toMatchObject({ status: 'ready', redis: { ok: true }, postgres: { ok: true }, schema: { ok: true } });
@@ -53,7 +55,7 @@ describe('orders pipeline observability', () => {
       expect(metricValue(text, 'tributary_in_flight', labels)).toBe(0);
       expect((await get(ops.port, '/healthz')).status).toBe(200);
       await p.close();
-      expect((await get(ops.port, '/readyz')).status).toBe(503);
+      await waitFor(async () => (await get(ops.port, '/readyz')).status === 503, 3000, 'not ready once stopped (within the probe period)');
       // The runner's batch counters, published for `orders stats` like the engine's for `monitor`.
       const stats = await collectOrdersStats(env.redis, env.pool, { prefix: env.name, schema: env.name, maxQueueDepth: 100_000, dedupWindowSeconds: 3600, dedupBucketSeconds: 300 });
       const reasons = stats.pipeline.flushReasons;
@@ -70,11 +72,11 @@ describe('orders pipeline observability', () => {
     const env = await envs.setup('obs_cli', 'cache');
     await env.queue.push(Array.from({ length: 500 }, (_, i) => orderJson(`cli-obs-${i}`)));
     const child = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'orders-metrics', ['orders', 'process', '--metrics-port', '0', '--workers', '1']);
-    await child.waitForLog(/metrics on http:\/\/0\.0\.0\.0:\d+/, 20_000);
-    const port = Number(/metrics on http:\/\/0\.0\.0\.0:(\d+)/.exec(child.output)![1]);
+    await child.waitForLog(/metrics on http:\/\/127\.0\.0\.1:\d+/, 20_000);
+    const port = Number(/metrics on http:\/\/127\.0\.0\.1:(\d+)/.exec(child.output)![1]);
     await waitFor(async () => (await env.count('orders')) === 500, 20_000, 'orders promoted by the child');
     await waitFor(async () => metricValue((await get(port, '/metrics')).body, 'tributary_entries_written_total', { pipeline: 'orders' }) === 500, 10_000, 'the written counter');
-    expect((await get(port, '/readyz')).status).toBe(200);
+    await waitFor(async () => (await get(port, '/readyz')).status === 200, 3000, 'ready');
     child.kill('SIGTERM');
     expect((await child.waitExit(15_000))?.code, child.output).toBe(0);
   });

@@ -18,7 +18,7 @@ import { migrateOrders } from '../../orders/pg/migrate.js';
 import { promote } from '../../orders/pg/promote.js';
 import { refreshViews } from '../../orders/pg/views.js';
 import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../pipelines/orders.js';
-import { startOpsServer, type OpsServer } from '../../http/server.js';
+import { opsUrl, startOpsServer, type OpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { Backpressure } from '../../orders/redis/backpressure.js';
 import { LookupCache } from '../../orders/redis/cache.js';
@@ -244,6 +244,7 @@ function registerProcess(orders: Command): void {
     .option('--until-empty', 'stop once the queue is empty (each worker at its first empty take)')
     .option('--iterations <n>', 'each worker processes at most N batches, then the command exits (sooner if the queue is empty), as the original\'s process --iterations')
     .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)')
+    .option('--metrics-host <host>', 'address the metrics server binds (default 127.0.0.1: this machine only) [METRICS_HOST]')
     .action(async (opts: Record<string, unknown>) => {
       const iterations = opts.iterations === undefined ? undefined : parsePositiveInt('--iterations', String(opts.iterations));
       const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
@@ -259,8 +260,8 @@ function registerProcess(orders: Command): void {
       const stopLogging = attachOrdersLogging(pipeline, log);
       let ops: OpsServer | undefined;
       if (config.metricsPort !== undefined) {
-        ops = await startOpsServer(pipeline, createPipelineMetrics(pipeline), config.metricsPort);
-        log.info({ port: ops.port }, `metrics on http://0.0.0.0:${ops.port}/metrics (also /healthz, /readyz)`);
+        ops = await startOpsServer(pipeline, createPipelineMetrics(pipeline), config.metricsPort, config.metricsHost);
+        log.info({ host: config.metricsHost, port: ops.port }, `metrics on ${opsUrl(config.metricsHost, ops.port)}/metrics (also /healthz, /readyz)`);
       }
       const started = performance.now();
       await pipeline.start();

@@ -4,7 +4,7 @@ import type { ServerName } from '../../core/contracts.js';
 import { isFault } from '../../core/faults.js';
 import { Engine } from '../../pipelines/events.js';
 import { checkRedisEviction } from '../../redis/eviction.js';
-import { startOpsServer } from '../../http/server.js';
+import { opsUrl, startOpsServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, plural, type Logger } from '../output.js';
@@ -180,8 +180,8 @@ export function registerStart(program: Command): void {
     const stopLogging = attachEngineLogging(engine, log);
     let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
     if (config.metricsPort !== undefined) {
-      ops = await startOpsServer(engine, createPipelineMetrics(engine), config.metricsPort);
-      log.info({ port: ops.port }, `metrics on http://0.0.0.0:${ops.port}/metrics (also /healthz, /readyz)`);
+      ops = await startOpsServer(engine, createPipelineMetrics(engine), config.metricsPort, config.metricsHost);
+      log.info({ host: config.metricsHost, port: ops.port }, `metrics on ${opsUrl(config.metricsHost, ops.port)}/metrics (also /healthz, /readyz)`);
     }
     const stop = stopOnSignals({
       log,
