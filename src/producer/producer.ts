@@ -21,8 +21,13 @@ export interface ProducerOptions {
   redisUrl: string;
   /** Stream to append to (default `events`). */
   streamKey?: string;
-  /** Approximate trimming on every XADD: `{ maxLen }` or `{ minId }` (default none). */
-  trim?: TrimOption;
+  /**
+   * Approximate trimming on every XADD: `{ maxLen }` or `{ minId }` (default none).
+   * XADD's MAXLEN / MINID cuts entries whether or not a group has read them, so it is
+   * refused (TRIB_ERR_CONFIG_INVALID) unless `allowUnreadLoss: true` says the caller
+   * accepts losing unread entries. `tributary trim` / TRIM_MAXLEN never cut unread entries.
+   */
+  trim?: TrimOption & { allowUnreadLoss?: boolean };
   /** CLIENT SETNAME of the producer's connection (default `tributary:producer`). */
   name?: string;
 }
@@ -85,6 +90,13 @@ export class Producer {
 
   constructor(private readonly options: ProducerOptions) {
     this.streamKey = options.streamKey ?? 'events';
+    if (options.trim && options.trim.allowUnreadLoss !== true) {
+      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [
+        'trim (Producer option)',
+        'XADD MAXLEN/MINID deletes entries no consumer group has read yet; pass trim.allowUnreadLoss: true to accept losing them, ' +
+          'or leave trim out and let the engine trim (TRIM_MAXLEN / TRIM_MAX_AGE, or `tributary trim`), which never cuts unread entries',
+      ]);
+    }
     this.pipe = new RespPipe({ url: options.redisUrl, name: options.name ?? 'tributary:producer' });
     this.prefixType = xaddPrefix(this.streamKey, options.trim) + NAME_TYPE;
   }

@@ -117,11 +117,11 @@ describe('Producer on its pipe', () => {
     expect(entries[7]!.message).toEqual({ event_type: 'n', payload: '{"i":7,"s":"é\\t\\""}', event_id: 'e-7', produced_at: '1007' });
   });
 
-  it('trims with MAXLEN ~ on every XADD', async () => {
+  it('trims with MAXLEN ~ on every XADD (when the caller accepts losing unread entries)', async () => {
     const stream = key('trim');
     const r = await admin();
     cleanups.push(() => r.del(stream));
-    const producer = new Producer({ redisUrl, streamKey: stream, trim: { maxLen: 100, exact: true } });
+    const producer = new Producer({ redisUrl, streamKey: stream, trim: { maxLen: 100, exact: true, allowUnreadLoss: true } });
     cleanups.push(() => producer.close());
     await producer.produceBatch(Array.from({ length: 500 }, () => ({ type: 't', payload: {} })));
     expect(await r.xLen(stream)).toBe(100);
