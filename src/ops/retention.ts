@@ -211,11 +211,12 @@ export async function countBelow(redis: RedisConnection, key: string, cut: strin
 /** The atomic guard (src/redis/scripts/trim-guard.lua): re-checks every group, then trims. */
 export const TRIM_GUARD = new RedisScript('trim-guard');
 
-async function guardedTrim(redis: RedisConnection, key: string, cut: string, exact: boolean): Promise<{ deleted: number; refusedBy: string | null }> {
+async function guardedTrim(redis: RedisConnection, key: string, cut: string, exact: boolean, requireGroups: readonly string[] = []): Promise<{ deleted: number; refusedBy: string | null }> {
   const before = previousStreamId(cut);
   if (before === null) return { deleted: 0, refusedBy: null }; // MINID 0-0 removes nothing
-  const reply = await TRIM_GUARD.run(redis, [key], [cut, before, exact ? '=' : '~']);
+  const reply = await TRIM_GUARD.run(redis, [key], [cut, before, exact ? '=' : '~', ...requireGroups]);
   const [deleted, group] = reply as [number, string];
+  if (Number(deleted) === -2) throw new TributaryError('TRIB_ERR_GROUP_NOT_FOUND', [String(group), key]);
   return Number(deleted) < 0 ? { deleted: 0, refusedBy: String(group) } : { deleted: Number(deleted), refusedBy: null };
 }
 
@@ -232,6 +233,13 @@ export interface TrimOptions {
   maxPassMs?: number;
   /** The clock, for maxAgeMs (default Date.now). */
   now?: () => number;
+  /**
+   * Groups that must exist on the stream: while one is missing nothing is trimmed and the
+   * call fails with TRIB_ERR_GROUP_NOT_FOUND (checked first, and again atomically in the
+   * guard). The engine passes its own group: a group lost to a restart or XGROUP DESTROY
+   * guards nothing, and what is produced before a worker recreates it must not be cut.
+   */
+  requireGroups?: readonly string[];
 }
 
 export interface TrimResult {
@@ -271,8 +279,11 @@ export async function trimStream(redis: RedisConnection, key: string, options: T
   const dryRun = options.dryRun === true;
   const exact = options.exact === true;
   let refusedBy = '';
+  const required = options.requireGroups ?? [];
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const groups = await readGroupTrimFacts(redis, key);
+    const missing = required.find((name) => !groups.some((g) => g.name === name));
+    if (missing !== undefined) throw new TributaryError('TRIB_ERR_GROUP_NOT_FOUND', [missing, key]);
     const { safePoint } = safePointOf(groups);
     let requestedCut = maxAgeMs === undefined ? null : cutForMaxAge(maxAgeMs, (options.now ?? Date.now)());
     if (maxLen !== undefined) requestedCut = laterCut(requestedCut, (await cutForMaxLen(redis, key, maxLen, safePoint)).cut);
@@ -283,11 +294,11 @@ export async function trimStream(redis: RedisConnection, key: string, options: T
     // An approximate pass removes at most 100 nodes: repeat the guarded XTRIM with the
     // same cut (decided once: no re-walk of the stream) until a pass removes nothing.
     let deleted = 0;
-    let trimmed = await guardedTrim(redis, key, choice.cut, exact);
+    let trimmed = await guardedTrim(redis, key, choice.cut, exact, required);
     const until = Date.now() + (options.maxPassMs ?? 5000);
     while (trimmed.refusedBy === null && trimmed.deleted > 0 && !exact && Date.now() < until) {
       deleted += trimmed.deleted;
-      trimmed = await guardedTrim(redis, key, choice.cut, exact);
+      trimmed = await guardedTrim(redis, key, choice.cut, exact, required);
     }
     if (trimmed.refusedBy === null) return { ...base, deleted: deleted + trimmed.deleted };
     if (deleted > 0) return { ...base, deleted }; // a later pass was refused: what was removed stays removed

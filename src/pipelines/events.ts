@@ -296,7 +296,15 @@ export class Engine extends TypedEmitter<EngineEvents> {
   private async trimLoop(): Promise<void> {
     const c = this.config;
     const stop = this.trimStop.signal;
-    const options = { maxLen: c.trimMaxLen, maxAgeMs: c.trimMaxAge === undefined ? undefined : parseDuration(c.trimMaxAge, 'TRIM_MAX_AGE') };
+    // Never while this engine's group is missing (destroyed, or lost with a Redis restart,
+    // and not yet recreated by a worker): what was produced meanwhile is guarded by no
+    // group and would be cut unread. The trim fails with TRIB_ERR_GROUP_NOT_FOUND (a
+    // 'retry' event) and is tried again at the next interval.
+    const options = {
+      maxLen: c.trimMaxLen,
+      maxAgeMs: c.trimMaxAge === undefined ? undefined : parseDuration(c.trimMaxAge, 'TRIM_MAX_AGE'),
+      requireGroups: [c.group],
+    };
     while (!stop.aborted) {
       await sleep(c.trimIntervalMs, stop);
       if (stop.aborted) return;

@@ -8,8 +8,12 @@
 -- ARGV[1]  the cut (MINID: entries with smaller IDs go)
 -- ARGV[2]  the ID just before the cut
 -- ARGV[3]  '=' (exact) or '~' (whole nodes only: may keep a few more, never fewer)
+-- ARGV[4..] groups that must exist: while one is missing (destroyed, or lost with a
+--           Redis restart, and not yet recreated) nothing is trimmed, since entries it
+--           has not received are guarded by no group.
 --
--- Reply: {deleted, ''}, or {-1, group} when that group forbids the cut.
+-- Reply: {deleted, ''}, {-1, group} when that group forbids the cut, or {-2, group}
+-- when a required group does not exist.
 local function num_cmp(a, b)
   if #a ~= #b then return #a < #b and -1 or 1 end
   if a == b then return 0 end
@@ -25,7 +29,17 @@ local function id_cmp(a, b)
   return num_cmp(aseq, bseq)
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+local present = {}
+for _, g in ipairs(groups) do
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then present[g[i + 1]] = true end
+  end
+end
+for i = 4, #ARGV do
+  if not present[ARGV[i]] then return {-2, ARGV[i]} end
+end
+for _, g in ipairs(groups) do
   local name, last
   for i = 1, #g, 2 do
     if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
