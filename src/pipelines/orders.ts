@@ -370,21 +370,36 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     }
   }
 
+  /**
+   * One query within connectTimeoutMs. A connection that breaks under it (a backend
+   * terminated, a reset) is tried again until then: only a server that keeps not
+   * answering, or refuses the login or the database, fails the start.
+   */
   private async checkPostgres(): Promise<void> {
     const timeoutMs = this.options.connectTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.pool.query('SELECT 1'),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
-      ]);
-    } catch (err) {
-      const refusal = this.options.databaseUrl ? postgresRefusal(err, this.options.databaseUrl) : undefined;
-      if (refusal) throw refusal;
-      const url = this.options.databaseUrl ? redactUrl(this.options.databaseUrl) : 'the given pool';
-      throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${url}: ${asError(err).message}`], { cause: err });
-    } finally {
-      clearTimeout(timer);
+    for (;;) {
+      try {
+        await Promise.race([
+          this.pool.query('SELECT 1'),
+          new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now())))),
+        ]);
+        return;
+      } catch (err) {
+        const refusal = this.options.databaseUrl ? postgresRefusal(err, this.options.databaseUrl) : undefined;
+        if (refusal) throw refusal;
+        const code = (err as { code?: unknown }).code;
+        const broken = typeof code === 'string' && (code.startsWith('08') || /^57P0[1-3]$/.test(code));
+        if (broken && Date.now() + 50 < deadline) {
+          await sleep(50);
+          continue;
+        }
+        const url = this.options.databaseUrl ? redactUrl(this.options.databaseUrl) : 'the given pool';
+        throw new TributaryError('TRIB_ERR_POSTGRES_UNAVAILABLE', [`cannot query ${url}: ${asError(err).message}`], { cause: err });
+      } finally {
+        clearTimeout(timer);
+      }
     }
   }
 

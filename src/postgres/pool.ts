@@ -25,10 +25,6 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
     idleTimeoutMillis: 30_000,
     statement_timeout: options.statementTimeoutMs,
     application_name: options.applicationName ?? 'tributary',
-    // Durable before acknowledged: a server, database or role configured with
-    // synchronous_commit = off (or local) would let a commit return, and the entries be
-    // acknowledged, before the WAL reached disk; a crash then loses acknowledged events.
-    options: withSessionOption(databaseUrl, '-c synchronous_commit=on'),
     keepAlive: true,
   });
   pool.on('error', (err) => options.onError?.(err));
@@ -39,19 +35,15 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
     client.on('error', () => {});
     // Nagle off: a batch write is one small request waiting on one reply.
     (client as unknown as { connection?: { stream?: { setNoDelay?: (v: boolean) => void } } }).connection?.stream?.setNoDelay?.(true);
+    // Durable before acknowledged: a server, database or role configured with
+    // synchronous_commit = off (or local) would let a commit return, and the entries be
+    // acknowledged, before the WAL reached disk; a crash then loses acknowledged events.
+    // A SET queued ahead of the client's first query, not a startup option: PgBouncer
+    // refuses the `options` startup parameter. (Through PgBouncer's transaction pooling a
+    // session SET is not guaranteed to follow the client: set it on the role or server.)
+    client.query('SET synchronous_commit = on').catch(() => {});
   });
   return pool;
-}
-
-/** The URL's own `options` parameter (if any) followed by ours: the pool's option replaces the URL's. */
-export function withSessionOption(databaseUrl: string, option: string): string {
-  let fromUrl: string | null = null;
-  try {
-    fromUrl = new URL(databaseUrl).searchParams.get('options');
-  } catch {
-    // a URL that does not parse (a socket path): only ours
-  }
-  return fromUrl ? `${fromUrl} ${option}` : option;
 }
 
 /**

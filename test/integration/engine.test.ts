@@ -187,9 +187,12 @@ describe('engine: stream to Postgres', () => {
     await readAs(env, consumer, 50); // delivery 1; then this "process" dies holding them
     expect([...(await deliveriesOf(env)).values()].every((d) => d === 1)).toBe(true);
 
-    // Hide the table so the engine's writes fail: it must hold the entries, not re-read them.
+    // Make the engine's writes fail (a trigger raises; a missing table would be recreated): it must hold the entries, not re-read them.
     const s = quoteIdent(env.config.pgSchema);
-    await env.pool.query(`ALTER TABLE ${s}.events RENAME TO events_hidden`);
+    await env.pool.query(
+      `CREATE FUNCTION ${s}.refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'writes refused by the test'; END $$; ` +
+        `CREATE TRIGGER refuse_writes BEFORE INSERT ON ${s}.events FOR EACH STATEMENT EXECUTE FUNCTION ${s}.refuse_writes()`,
+    );
     // The engine restarts under the same name, with a reclaim idle time too long to interfere.
     const { engine, events } = startEngine(env, { numWorkers: 1, claimIdleMs: 600_000, xreadBlockMs: 100 });
     await engine.start();
@@ -197,7 +200,7 @@ describe('engine: stream to Postgres', () => {
     await new Promise((r) => setTimeout(r, 500)); // many retries meanwhile
     // The restart counted once (2 = MAX_DELIVERIES, still allowed); the retries did not.
     expect([...(await deliveriesOf(env)).values()]).toEqual(Array(50).fill(2));
-    await env.pool.query(`ALTER TABLE ${s}.events_hidden RENAME TO events`);
+    await env.pool.query(`DROP TRIGGER refuse_writes ON ${s}.events`);
     await waitFor(async () => (await pendingCount(env)) === 0, 10_000, 'own pending drained');
     await engine.close();
     expect((events.serverUp ?? []).some((u) => u.server === 'postgres')).toBe(true);

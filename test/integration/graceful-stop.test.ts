@@ -141,20 +141,27 @@ describe('graceful stop of `tributary start`', () => {
     };
   };
 
-  /** The events table renamed away: every INSERT fails (42P01) and the engine retries with backoff. */
+  /**
+   * Every write to the events table fails (a trigger raises; not a missing table, which the
+   * engine now recreates) and the engine retries with backoff.
+   */
   const missingTable = (): WriteBlock => {
-    let renamed = false;
+    let blocked = false;
     return {
-      name: 'table missing (the write fails and is retried)',
+      name: 'writes refused (the write fails and is retried)',
       async block(env) {
-        await env.pool.query(`ALTER TABLE ${quoteIdent(env.config.pgSchema)}.events RENAME TO events_away`);
-        renamed = true;
+        const s = quoteIdent(env.config.pgSchema);
+        await env.pool.query(
+          `CREATE FUNCTION ${s}.refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'writes refused by the test'; END $$; ` +
+            `CREATE TRIGGER refuse_writes BEFORE INSERT ON ${s}.events FOR EACH STATEMENT EXECUTE FUNCTION ${s}.refuse_writes()`,
+        );
+        blocked = true;
       },
       blocked: async (_env, engine) => engine.output.includes('postgres unavailable'),
       async unblock(env) {
-        if (!renamed) return;
-        renamed = false;
-        await env.pool.query(`ALTER TABLE ${quoteIdent(env.config.pgSchema)}.events_away RENAME TO events`);
+        if (!blocked) return;
+        blocked = false;
+        await env.pool.query(`DROP TRIGGER refuse_writes ON ${quoteIdent(env.config.pgSchema)}.events`);
       },
     };
   };

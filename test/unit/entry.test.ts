@@ -10,6 +10,8 @@ describe('parseEntry (the stream contract)', () => {
     expect(parsed).toEqual({
       ok: true,
       row: { eventId: 'e-1', eventType: 'order_placed', payload, streamId: '1700000000000-0', producedAt: 1700000000123 },
+      // The payload as parsed once while checking it, for stages that map it.
+      value: { order_id: 'o1', total: 12.5 },
     });
   });
 
