@@ -26,6 +26,7 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
     statement_timeout: options.statementTimeoutMs,
     application_name: options.applicationName ?? 'tributary',
     keepAlive: true,
+    Client: DurableClient as unknown as typeof pg.Client,
   });
   pool.on('error', (err) => options.onError?.(err));
   pool.on('connect', (client) => {
@@ -35,15 +36,31 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
     client.on('error', () => {});
     // Nagle off: a batch write is one small request waiting on one reply.
     (client as unknown as { connection?: { stream?: { setNoDelay?: (v: boolean) => void } } }).connection?.stream?.setNoDelay?.(true);
-    // Durable before acknowledged: a server, database or role configured with
-    // synchronous_commit = off (or local) would let a commit return, and the entries be
-    // acknowledged, before the WAL reached disk; a crash then loses acknowledged events.
-    // A SET queued ahead of the client's first query, not a startup option: PgBouncer
-    // refuses the `options` startup parameter. (Through PgBouncer's transaction pooling a
-    // session SET is not guaranteed to follow the client: set it on the role or server.)
-    client.query('SET synchronous_commit = on').catch(() => {});
   });
   return pool;
+}
+
+/**
+ * A client whose session commits synchronously, whatever the server, database or role
+ * says: with synchronous_commit = off (or local) a commit returns, and the entries are
+ * acknowledged, before the WAL reached disk, and a crash loses acknowledged events. Set
+ * once connected, before the pool hands the client out (not the `options` startup
+ * parameter: PgBouncer refuses it). Through PgBouncer's transaction pooling a session
+ * setting does not follow the client: set it on the role or the server there.
+ */
+class DurableClient extends pg.Client {
+  // pg-pool calls connect(callback); a direct user may await connect().
+  override connect(callback?: (...args: any[]) => void): any {
+    const ready = super.connect().then(async () => {
+      await this.query('SET synchronous_commit = on');
+      return this;
+    });
+    if (!callback) return ready;
+    ready.then(
+      (client) => callback(null, client),
+      (err: Error) => callback(err),
+    );
+  }
 }
 
 /**
