@@ -389,9 +389,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       } catch (err) {
         const refusal = this.options.databaseUrl ? postgresRefusal(err, this.options.databaseUrl) : undefined;
         if (refusal) throw refusal;
-        const code = (err as { code?: unknown }).code;
-        const broken = typeof code === 'string' && (code.startsWith('08') || /^57P0[1-3]$/.test(code));
-        if (broken && Date.now() + 50 < deadline) {
+        if (isConnectionError(err) && Date.now() + 50 < deadline) {
           await sleep(50);
           continue;
         }

@@ -30,10 +30,6 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
   });
   pool.on('error', (err) => options.onError?.(err));
   pool.on('connect', (client) => {
-    // A backend that dies while its client is checked out (or just as it is handed out)
-    // makes the client emit 'error'; pg-pool listens only while the client is idle, and an
-    // unheard 'error' would crash the process. The query in progress fails on its own.
-    client.on('error', () => {});
     // Nagle off: a batch write is one small request waiting on one reply.
     (client as unknown as { connection?: { stream?: { setNoDelay?: (v: boolean) => void } } }).connection?.stream?.setNoDelay?.(true);
   });
@@ -49,6 +45,15 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
  * setting does not follow the client: set it on the role or the server there.
  */
 class DurableClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // A backend that dies at any moment of this client's life (between connecting and
+    // the SET, while checked out, as it is handed out) makes it emit 'error'; pg-pool
+    // listens only while the client is idle, and an unheard 'error' would crash the
+    // process. The query in progress fails on its own, and the pool drops the client.
+    this.on('error', () => {});
+  }
+
   // pg-pool calls connect(callback); a direct user may await connect().
   override connect(callback?: (...args: any[]) => void): any {
     const ready = super.connect().then(async () => {

@@ -89,3 +89,39 @@ sink:
     }
   });
 });
+
+describe('a pool whose backends are terminated again and again', () => {
+  it('never lets a client error escape as an uncaught exception (the window between connecting and the SET included)', async () => {
+    const app = `trib_storm_${randomBytes(3).toString('hex')}`;
+    const pool = createPgPool(base.databaseUrl, { max: 4, applicationName: app });
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    let stop = false;
+    let kills = 0;
+    const killer = (async () => {
+      while (!stop) {
+        const r = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [app]);
+        kills += r.rowCount ?? 0;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    let ok = 0;
+    let failed = 0;
+    try {
+      const until = Date.now() + 1500;
+      while (Date.now() < until) {
+        const results = await Promise.allSettled([1, 2, 3, 4].map(() => pool.query('SELECT 1')));
+        for (const r of results) r.status === 'fulfilled' ? ok++ : failed++;
+      }
+    } finally {
+      stop = true;
+      await killer;
+      await pool.end().catch(() => {});
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(kills, 'the storm reached the pool').toBeGreaterThan(10);
+    expect(ok + failed).toBeGreaterThan(0);
+    expect(uncaught).toEqual([]);
+  });
+});

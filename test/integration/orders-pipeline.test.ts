@@ -262,11 +262,14 @@ describe('OrdersPipeline', () => {
     })();
     const retries: string[] = [];
     p.on('retry', (r) => retries.push(r.step));
-    await p.start();
-    await p.done;
-    stop = true;
-    await killer;
-    await p.close();
+    try {
+      await p.start();
+      await p.done;
+    } finally {
+      stop = true;
+      await killer;
+      await p.close();
+    }
     expect(kills).toBeGreaterThan(0);
     expect(retries).toContain('stage and promote');
     await expectExactlyOnce(env, [...new Set(texts.map(idOf))]);
