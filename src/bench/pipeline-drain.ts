@@ -11,7 +11,7 @@
  * `repeatShare` of the events (upsert pipelines key on it).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -37,6 +37,8 @@ export interface PipelineDrainOptions {
   repeatShare?: number;
   timeoutMs?: number;
   cliPath?: string;
+  /** Run each pipeline process with `node --cpu-prof`, its profile into this directory. */
+  cpuProfileDir?: string;
   onProgress?: (message: string) => void;
 }
 
@@ -56,6 +58,8 @@ export interface PipelineDrainRun {
   deadLetters: number;
   enginePeakRssMiB: number;
   cpu: CpuFigures;
+  /** With cpuProfileDir: the process's CPU profile. */
+  cpuProfile?: string;
 }
 
 export interface PipelineDrainFigures {
@@ -132,7 +136,10 @@ function candidateFor(file: string, ws: BenchWorkspace): Candidate & { tmp: stri
 
 async function drainOnce(ws: BenchWorkspace, c: Candidate, count: number, options: PipelineDrainOptions): Promise<Omit<PipelineDrainRun, 'ofBaseline'>> {
   const meter = await CpuMeter.start(ws.redis);
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, options.cliPath ?? defaultCliPath(), ...c.args], {
+  const profileName = `pipeline-${c.group}-${Date.now()}.cpuprofile`;
+  const profiling = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${profileName}`];
+  if (options.cpuProfileDir !== undefined) mkdirSync(options.cpuProfileDir, { recursive: true });
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...profiling, options.cliPath ?? defaultCliPath(), ...c.args], {
     env: { ...configEnv(ws.config), NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -175,6 +182,7 @@ async function drainOnce(ws: BenchWorkspace, c: Candidate, count: number, option
       deadLetters: Number(r.rows[0]!.dead),
       enginePeakRssMiB: Math.round(peakKb / 1024),
       cpu,
+      ...(options.cpuProfileDir === undefined ? {} : { cpuProfile: join(options.cpuProfileDir, profileName) }),
     };
   } finally {
     child.kill('SIGTERM');

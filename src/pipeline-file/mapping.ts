@@ -22,9 +22,13 @@ export class Bad {
 /** A converted value: its text for Postgres' type input, null for NULL, or why not. */
 export type Converted = string | null | Bad;
 
-/** A message mapped to its table row: the row as one line of COPY text (no newline). */
+/**
+ * A message mapped to its table row: each column's value as the text Postgres' input
+ * function for the column type takes (null for NULL), in the order of sink.columns. The
+ * sink encodes them for its path (COPY text, or typed arrays for one INSERT ... SELECT).
+ */
 export interface MappedRow {
-  line: string;
+  values: (string | null)[];
 }
 
 const INT = /^[+-]?\d+$/;
@@ -165,6 +169,21 @@ export function copyField(value: string | null): string {
   return value.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
 }
 
+/**
+ * Values as one Postgres array literal (`{"a",NULL,"b\"c"}`), the text a typed array
+ * parameter takes: every element quoted (backslash and double quote escaped), NULL bare. Pure.
+ */
+export function arrayLiteral(values: readonly (string | null)[]): string {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    parts[i] = v === null || v === undefined ? 'NULL' : ARRAY_SPECIAL.test(v) ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
+  }
+  return `{${parts.join(',')}}`;
+}
+
+const ARRAY_SPECIAL = /["\\]/;
+
 function shorten(v: unknown): string {
   const text = typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
@@ -198,9 +217,9 @@ export interface EntryValues {
   payload: unknown;
 }
 
-/** One row as COPY text for `columns`, or the reason the message is rejected. Pure. */
-export function mapRow(columns: readonly ColumnSpec[], e: EntryValues): { line: string } | { code: 'TRIB_ERR_MAP_REQUIRED' | 'TRIB_ERR_MAP_TYPE'; args: string[] } {
-  const fields = new Array<string>(columns.length);
+/** One row's column values for `columns`, or the reason the message is rejected. Pure. */
+export function mapRow(columns: readonly ColumnSpec[], e: EntryValues): MappedRow | { code: 'TRIB_ERR_MAP_REQUIRED' | 'TRIB_ERR_MAP_TYPE'; args: string[] } {
+  const values = new Array<string | null>(columns.length);
   for (let i = 0; i < columns.length; i++) {
     const c = columns[i]!;
     let value: unknown;
@@ -232,9 +251,9 @@ export function mapRow(columns: readonly ColumnSpec[], e: EntryValues): { line: 
       converted = convert(c.type, value);
     }
     if (converted instanceof Bad) return { code: 'TRIB_ERR_MAP_TYPE', args: [e.streamId, c.name, c.type, shorten(value), converted.reason] };
-    fields[i] = copyField(converted);
+    values[i] = converted;
   }
-  return { line: fields.join('\t') };
+  return { values };
 }
 
 /**
@@ -268,8 +287,8 @@ export function mapColumns(spec: PipelineSpec): Stage<StreamEntry, MappedRow> {
           payloadText: row.payload,
           payload: parsed.value,
         });
-        if ('line' in mapped) {
-          out.push({ id: m.id, body: { line: mapped.line }, deliveries: m.deliveries, bytes: m.bytes, producedAt: row.producedAt });
+        if ('values' in mapped) {
+          out.push({ id: m.id, body: mapped, deliveries: m.deliveries, bytes: m.bytes, producedAt: row.producedAt });
         } else {
           const err = new TributaryError(mapped.code, mapped.args);
           rejected.push({ id: m.id, code: err.code, error: err.message });

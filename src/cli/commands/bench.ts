@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { runCeiling } from '../../bench/ceiling.js';
@@ -17,7 +18,7 @@ import {
 } from '../../bench/format.js';
 import { measureProduce, sampleEvents } from '../../bench/load.js';
 import { collectMachine } from '../../bench/machine.js';
-import { formatProfileSummary } from '../../bench/profile.js';
+import { formatProfileSummary, summarizeCpuProfile, type CpuProfile } from '../../bench/profile.js';
 import { runRate } from '../../bench/rate.js';
 import { buildResult, defaultResultsDir, fileTimestamp, writeResult, type BenchResult, type MachineFacts } from '../../bench/result.js';
 import { DEFAULT_SWEEP_BATCH_SIZES, DEFAULT_SWEEP_WORKERS, runSweep, sweepChartName, sweepCharts } from '../../bench/sweep.js';
@@ -138,7 +139,7 @@ export function registerBench(program: Command): void {
     .description('pre-load N events with the engine stopped, start it as a child process, time until all N rows are in Postgres; events/s and the engine\'s peak RSS')
     .option('--count <n>', 'events to drain', '100000')
     .option('--timeout <s>', 'give up after this many seconds', '600')
-    .option('--engine-cpu-prof [dir]', 'run the engine with node --cpu-prof, the profile into dir (default: the results directory), and print where its time went')
+    .option('--engine-cpu-prof [dir]', 'run the engine (with --pipeline: each pipeline process) with node --cpu-prof, the profile into dir (default: the results directory), and print where its time went')
     .option('--pipeline <file...>', 'compare: drain the same events with the built-in events pipeline, then with each pipeline file (tributary run), one after the other')
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       const opts = allOptions(command);
@@ -151,10 +152,18 @@ export function registerBench(program: Command): void {
       const t = performance.now();
       if (Array.isArray(opts.pipeline)) {
         const files = opts.pipeline as string[];
-        const figures = await runPipelineDrain({ config, count, files, timeoutMs, onProgress: (m) => print(m) });
+        const cpuProfileDir = opts.engineCpuProf === undefined ? undefined : typeof opts.engineCpuProf === 'string' ? opts.engineCpuProf : dir;
+        const figures = await runPipelineDrain({ config, count, files, timeoutMs, cpuProfileDir, onProgress: (m) => print(m) });
         print('');
         for (const r of figures.runs) {
           print(`${r.label.padEnd(24)} ${String(r.eventsPerSec).padStart(8)} events/s  ${r.ofBaseline === null ? '' : `${(r.ofBaseline * 100).toFixed(0)}% of JSONB`}  (${r.mode}, ${r.columns} columns, ${r.rows} rows)`);
+        }
+        for (const r of figures.runs) {
+          if (r.cpuProfile === undefined || !existsSync(r.cpuProfile)) continue;
+          print('');
+          print(`${r.label}:`);
+          print(formatProfileSummary(summarizeCpuProfile(JSON.parse(readFileSync(r.cpuProfile, 'utf8')) as CpuProfile)));
+          print(`Profile: ${r.cpuProfile}`);
         }
         saved(writeResult(dir, buildResult('pipelines', { at, machine, settings: { count, files, repeatShare: figures.repeatShare }, figures, wallSecs: wallSince(t) })));
         return;
