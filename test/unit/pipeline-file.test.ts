@@ -4,7 +4,7 @@ import { pipelineBenchEvents } from '../../src/bench/pipeline-drain.js';
 import { configSchema } from '../../src/config/schema.js';
 import { eventsPipelineSpec, shippedEventsSpec } from '../../src/pipeline-file/builtin.js';
 import { isEventsLayout } from '../../src/pipeline-file/plan.js';
-import { arrayLiteral, Bad, convert, copyField, mapRow, type EntryValues } from '../../src/pipeline-file/mapping.js';
+import { arrayLiteral, Bad, convert, copyField, isoFromMs, mapRow, type EntryValues } from '../../src/pipeline-file/mapping.js';
 import { loadPipelineFile, parseBytes, parseFieldPath, parseMs, parsePipelineFile, PipelineFileError, SPEC_DEFAULTS, type ColumnSpec, type FileProblem } from '../../src/pipeline-file/spec.js';
 import { baseType, copyText, setParams, tableProblems, tableSql, type TableColumnInfo } from '../../src/sinks/postgres-table.js';
 
@@ -283,6 +283,12 @@ describe('pipeline files: converting values', () => {
     expect(mapRow(columns, entry(text))).toEqual({ values: ['e1', '5', 'x\ty', '2023-11-14T22:13:20.000Z', text] });
     expect(mapRow(columns, entry('{"a":null}', null))).toEqual({ values: ['e1', null, null, null, '{"a":null}'] });
     expect(mapRow(columns, entry('{"items":{"0":"k"}}'))).toMatchObject({ values: ['e1', null, 'k', expect.any(String), expect.any(String)] });
+  });
+
+  it('formats ms since epoch exactly as Date#toISOString does, the cached second included', () => {
+    const samples = [0, 1, 999, 1000, 1700000000000, 1700000000999, 1700000000000.7, -1, -999.5, -1000, -62135596800000, 253402300799999];
+    for (let i = 0; i < 2000; i++) samples.push((Math.random() - 0.3) * 2.5e14, 1700000000000 + Math.floor(Math.random() * 3000));
+    for (const ms of samples) expect(isoFromMs(ms), String(ms)).toBe(new Date(ms).toISOString());
   });
 
   it('encodes rows as COPY text and as one array literal per column', () => {
