@@ -11,12 +11,14 @@
  *   await p.close();
  */
 import type { ServerName } from '../core/contracts.js';
+import { TypedEmitter } from '../core/emitter.js';
 import { Runner } from '../core/runner.js';
+import { probeCheck, unlessFault, type ProbeCheck } from '../observability/probe.js';
 import { planFor } from '../pipeline-file/plan.js';
 import type { PipelineSpec } from '../pipeline-file/spec.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, isRedisAuthError, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
 import type { StreamEntry } from '../redis/commands.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
 import { ensureTable } from '../sinks/postgres-table.js';
@@ -31,6 +33,10 @@ export interface TablePipelineOptions {
   deadLetterSchema?: string;
   /** Messages held per process (default 4 batches per worker). */
   maxInFlight?: number;
+  /** Bytes held per process at which reads wait (default 256 MiB: MAX_IN_FLIGHT_BYTES). */
+  maxInFlightBytes?: number;
+  /** A larger entry is dead-lettered unprocessed (default 64 MiB: MAX_ENTRY_BYTES). */
+  maxEntryBytes?: number;
   /** How long an idle read waits, ms (default 5000). */
   blockMs?: number;
   /** A message idle this long on a consumer that stopped is taken over (default 60 s). */
@@ -42,7 +48,21 @@ export interface TablePipelineOptions {
   retry?: { baseMs?: number; maxMs?: number };
 }
 
-export class TablePipeline {
+export interface TablePipelineEvents {
+  /** The table (or the dead-letter table) was missing mid-run and create: true made it again. */
+  tableRecreated: { table: string };
+  error: Error;
+}
+
+/** Readiness of a pipeline file's pipeline (see TablePipeline.probe). */
+export interface TablePipelineProbe {
+  ready: boolean;
+  redis: ProbeCheck;
+  postgres: ProbeCheck;
+  group: ProbeCheck;
+}
+
+export class TablePipeline extends TypedEmitter<TablePipelineEvents> {
   readonly runner: Runner<StreamEntry>;
   readonly spec: PipelineSpec;
   /** 'events': the events table's layout, written by one binary COPY of the bytes Redis sent; 'table': mapped columns. */
@@ -52,6 +72,7 @@ export class TablePipeline {
   private closing: Promise<void> | undefined;
 
   constructor(spec: PipelineSpec, options: TablePipelineOptions) {
+    super();
     this.spec = spec;
     const report = (server: ServerName) => (err: Error) => this.runner.reportFailure(server, err);
     this.pool = createPgPool(options.databaseUrl, {
@@ -90,9 +111,21 @@ export class TablePipeline {
       readCount: spec.batch.count,
       blockMs: options.blockMs,
       maxInFlight: options.maxInFlight,
+      maxInFlightBytes: options.maxInFlightBytes,
+      maxEntryBytes: options.maxEntryBytes,
       maxDeliveries: spec.maxDeliveries,
       reclaim: { consumer: `${options.consumer}-reclaim`, minIdleMs: options.claimIdleMs ?? 60_000, intervalMs: options.claimIntervalMs ?? 5000 },
       retry: options.retry,
+      // A table dropped or renamed mid-run (or its schema, or the dead-letter table) is made
+      // again when the file allows creating it, as at start: the entries held are then
+      // written. With create: false the fault is reported and the entries wait.
+      repair: async (fault) => {
+        if (fault.code !== 'TRIB_ERR_POSTGRES_TABLE_MISSING') return;
+        await migrate(pool, schema);
+        if (!spec.sink.create) return;
+        const { created } = await ensureTable(pool, spec);
+        if (created) this.emit('tableRecreated', { table: `${spec.sink.schema}.${spec.sink.table}` });
+      },
       prepare: [
         {
           name: 'table',
@@ -136,6 +169,31 @@ export class TablePipeline {
 
   get done(): Promise<void> {
     return this.runner.done;
+  }
+
+  /**
+   * Readiness: Redis and Postgres answer, Postgres takes the writes (no fault such as a
+   * missing table, a permission or a read-only server), and the group exists. Never
+   * throws; each check says `ok` or why not.
+   */
+  async probe(): Promise<TablePipelineProbe> {
+    const status = this.runner.status;
+    if (!this.commands.isReady || status === 'new' || status === 'stopped') {
+      const error = status === 'starting' ? 'pipeline is starting' : `pipeline is ${status}`;
+      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
+    }
+    const { stream, group: name } = this.spec.source;
+    const [redis, answers, group] = await Promise.all([
+      probeCheck(() => send(this.commands, ['PING'])),
+      probeCheck(() => this.pool.query('SELECT 1')),
+      probeCheck(async () => {
+        const groups = await send(this.commands, ['XINFO', 'GROUPS', stream]);
+        const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
+        if (!names.includes(name)) throw new Error(`group ${name} does not exist on ${stream}`);
+      }),
+    ]);
+    const postgres = unlessFault(answers, this.runner.fault('postgres'));
+    return { ready: this.runner.running && redis.ok && postgres.ok && group.ok, redis, postgres, group };
   }
 
   private async release(): Promise<void> {

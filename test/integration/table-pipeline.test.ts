@@ -335,6 +335,58 @@ ${extra}
   });
 });
 
+describe('pipeline files: the table dropped mid-run', () => {
+  const yaml = (create: boolean) => `
+name: gone
+source: { stream: STREAM }
+batch: { count: 10, period: 20ms }
+dead_letters: { stream: DEAD }
+sink:
+  table: SCHEMA.gone
+  key: [k]
+  create: ${create}
+  columns:
+    k: { from: payload.k, type: text }
+    n: { from: payload.n, type: bigint }
+`;
+
+  it('create: true makes it again and writes the entries held; create: false reports not-ready with the code and holds them until the table is back', async () => {
+    const env = await envs.setup('tbl_gone');
+    const s = quoteIdent(env.config.pgSchema);
+    const p = await runPipeline(env, specFor(env, yaml(true)));
+    const recreated: string[] = [];
+    p.on('tableRecreated', ({ table }) => recreated.push(table));
+    await add(env, env.config.streamKey, [{ payload: { k: 'a', n: 1 } }]);
+    await drained(env, env.config.streamKey, 'gone');
+    expect((await p.probe()).ready).toBe(true);
+    await env.pool.query(`DROP TABLE ${s}.gone`);
+    await add(env, env.config.streamKey, [{ payload: { k: 'b', n: 2 } }, { payload: { k: 'c', n: 3 } }]);
+    await drained(env, env.config.streamKey, 'gone');
+    expect(await rows(env, 'SELECT k, n::int FROM SCHEMA.gone ORDER BY k')).toEqual([
+      { k: 'b', n: 2 },
+      { k: 'c', n: 3 },
+    ]);
+    expect(recreated).toEqual([`${env.config.pgSchema}.gone`]);
+    expect(await deadLetters(env)).toEqual([]);
+    await p.close();
+
+    const held = await runPipeline(env, specFor(env, yaml(false)), `${env.name}-held`);
+    await env.pool.query(`DROP TABLE ${s}.gone`);
+    await add(env, env.config.streamKey, [{ payload: { k: 'd', n: 4 } }]);
+    await waitFor(async () => (await held.probe()).postgres.error?.startsWith('TRIB_ERR_POSTGRES_TABLE_MISSING') === true, 10_000, 'not-ready with the fault');
+    const probe = await held.probe();
+    expect(probe.ready).toBe(false);
+    expect(probe.redis.ok).toBe(true);
+    const groups = (await env.redis.sendCommand(['XPENDING', env.config.streamKey, 'gone'])) as unknown[];
+    expect(Number(groups[0]), 'the entry stays pending').toBe(1);
+    await env.pool.query(`CREATE TABLE ${s}.gone (k text PRIMARY KEY, n bigint)`);
+    await drained(env, env.config.streamKey, 'gone');
+    expect(await rows(env, 'SELECT k, n::int FROM SCHEMA.gone')).toEqual([{ k: 'd', n: 4 }]);
+    await waitFor(async () => (await held.probe()).ready, 10_000, 'ready again');
+    expect(await deadLetters(env)).toEqual([]);
+  });
+});
+
 describe('pipeline files: processes', () => {
   const UPSERT = `
 name: order-safe
