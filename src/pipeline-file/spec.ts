@@ -350,7 +350,10 @@ class Checker {
     const modeText = this.string(m, 'mode', 'sink', false) ?? 'insert';
     let mode: SinkMode | undefined;
     if (modeText === 'insert' || modeText === 'upsert' || modeText === 'append') mode = modeText;
-    else this.problem(this.scalar(m, 'mode', 'sink', false)?.node, 'sink.mode', `must be insert, upsert or append (got ${JSON.stringify(modeText)})`);
+    else {
+      const near = closest(modeText, ['insert', 'upsert', 'append']);
+      this.problem(this.scalar(m, 'mode', 'sink', false)?.node, 'sink.mode', `must be insert, upsert or append (got ${JSON.stringify(modeText)}${near ? `; did you mean ${near}?` : ''})`);
+    }
 
     const columns: ColumnSpec[] = [];
     /** Every column the file names, valid or not: a key or version naming a broken column is not "not a column". */
@@ -391,7 +394,8 @@ class Checker {
     if (version !== undefined) {
       const vNode = this.scalar(m, 'version', 'sink', false)!.node;
       const c = byName.get(version);
-      if (mode !== 'upsert') this.problem(vNode, 'sink.version', 'is for mode upsert only');
+      // A misspelt mode is reported once, not again as a version without upsert.
+      if (mode !== 'upsert' && mode !== undefined) this.problem(vNode, 'sink.version', 'is for mode upsert only');
       else if (!declared.has(version)) this.problem(vNode, 'sink.version', `names ${version}, which is not a column in sink.columns`);
       else if (!c) {
         // The column itself has a problem, reported there.

@@ -107,7 +107,23 @@ workerz: 3
     ]);
     expect(found.find((p) => p.key === 'workerz')!.message).toBe('unknown key; did you mean workers?');
     expect(found.find((p) => p.key === 'sink.colums')!.message).toBe('unknown key; did you mean columns?');
+    expect(found.find((p) => p.key === 'sink.mode')!.message).toBe('must be insert, upsert or append (got "upsrt"; did you mean upsert?)');
     expect(found[1]).toMatchObject({ file: 'f.yaml', line: 5, col: 10 });
+  });
+
+  it('a misspelt mode is one problem: its version is not also called a version without upsert', () => {
+    const found = problems(`name: x
+source: { stream: s }
+sink:
+  table: t
+  mode: upsrt
+  key: [k]
+  version: v
+  columns:
+    k: { from: payload.k, type: text }
+    v: { from: payload.v, type: bigint }
+`);
+    expect(found.map((p) => p.key)).toEqual(['sink.mode']);
   });
 
   it.each([
