@@ -49,11 +49,19 @@ export interface OpenRedisOptions {
 export async function openRedis(config: Pick<TributaryConfig, 'redisUrl'>, options: OpenRedisOptions): Promise<RedisConnection> {
   const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   let lastError: unknown;
+  let refused: ((err: unknown) => void) | undefined;
   const redis = createRedisConnection(config.redisUrl, {
     name: `tributary:${options.name}`,
     failFast: true,
     connectTimeoutMs: timeoutMs,
-    onError: (err) => (lastError = err),
+    onError: (err) => {
+      lastError = err;
+      // Nothing listens on the port, or the host name does not resolve: no answer will
+      // come by waiting, and a one-shot command says so at once (a host that does not
+      // answer at all still gets the whole timeout).
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND') refused?.(err);
+    },
   });
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
@@ -63,6 +71,7 @@ export async function openRedis(config: Pick<TributaryConfig, 'redisUrl'>, optio
       // Credentials Redis refuses fail at once (TRIB_ERR_REDIS_AUTH), not after the timeout.
       connectChecked(redis, config.redisUrl),
       new Promise<never>((_, reject) => {
+        refused = (err) => reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`cannot connect to ${redactUrl(config.redisUrl)}: ${reason(err)}`], { cause: err }));
         timer = setTimeout(() => {
           const why = lastError === undefined ? 'no answer' : reason(lastError);
           reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`no connection to ${redactUrl(config.redisUrl)} within ${seconds(timeoutMs)} (${why})`]));
