@@ -59,6 +59,21 @@ export const ERRORS = {
     retryable: false,
     description: 'An entry kept failing: it was reclaimed from stalled consumers more than MAX_DELIVERIES times.',
   },
+  TRIB_ERR_ENTRY_TOO_LARGE: {
+    message: 'entry %s is too large: %s',
+    retryable: false,
+    description: 'An entry holds more bytes than MAX_ENTRY_BYTES (its fields are not copied as text: the dead-letter stream keeps its bytes), or even alone it makes a statement too large for Postgres or for a JS string.',
+  },
+  TRIB_ERR_BATCH_TOO_LARGE: {
+    message: 'batch too large to write at once: %s',
+    retryable: false,
+    description: 'A sink could not write a batch for its size (a statement over its size budget): the runner splits the batch in halves instead of retrying it.',
+  },
+  TRIB_ERR_ENTRY_WRITE_TIMEOUT: {
+    message: 'entry %s (%s bytes, written alone) timed out %s times in a row: %s',
+    retryable: false,
+    description: 'An entry larger than BATCH_MAX_BYTES, written alone, kept exceeding WRITE_TIMEOUT_MS: retrying it could not succeed. Raise WRITE_TIMEOUT_MS or lower MAX_ENTRY_BYTES.',
+  },
 
   // Producer
   TRIB_ERR_PRODUCE_INVALID: {

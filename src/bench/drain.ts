@@ -35,10 +35,24 @@ export interface DrainOptions {
   onProgress?: (message: string) => void;
   /** Drain this workspace, whose stream already holds `count` entries (the ceiling bench); it is not cleaned up. */
   workspace?: BenchWorkspace;
+  /** Pre-load events whose payload is about this many bytes of JSON (default: the small sample events). */
+  payloadBytes?: number;
 }
 
 export interface DrainRun {
-  settings: { count: number; numWorkers: number; batchSize: number; batchTimeoutMs: number; xreadCount: number; maxInFlight: number };
+  settings: {
+    count: number;
+    numWorkers: number;
+    batchSize: number;
+    batchTimeoutMs: number;
+    xreadCount: number;
+    maxInFlight: number;
+    /** With payloadBytes: the payload size and the byte settings of the run. */
+    payloadBytes?: number;
+    batchMaxBytes?: number;
+    maxInFlightBytes?: number;
+    maxEntryBytes?: number;
+  };
   figures: DrainFigures;
   /** When cpuProfileDir was given: the profile's path and its summary. */
   profile?: { path: string; summary: ProfileSummary };
@@ -60,7 +74,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     let loadSecs: number | null = null;
     if (!options.workspace) {
       progress(`loading ${count} events into ${c.streamKey} (engine stopped)`);
-      loadSecs = await preload(ws, count);
+      loadSecs = await preload(ws, count, undefined, undefined, options.payloadBytes);
       progress(`loaded in ${loadSecs.toFixed(2)} s (${ratePerSec(count, loadSecs)} events/s)`);
     }
 
@@ -132,7 +146,17 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
       cpu,
     };
     const run: DrainRun = {
-      settings: { count, numWorkers: c.numWorkers, batchSize: c.batchSize, batchTimeoutMs: c.batchTimeoutMs, xreadCount: c.xreadCount, maxInFlight: c.maxInFlight },
+      settings: {
+        count,
+        numWorkers: c.numWorkers,
+        batchSize: c.batchSize,
+        batchTimeoutMs: c.batchTimeoutMs,
+        xreadCount: c.xreadCount,
+        maxInFlight: c.maxInFlight,
+        ...(options.payloadBytes === undefined
+          ? {}
+          : { payloadBytes: options.payloadBytes, batchMaxBytes: c.batchMaxBytes, maxInFlightBytes: c.maxInFlightBytes, maxEntryBytes: c.maxEntryBytes }),
+      },
       figures,
     };
     if (options.cpuProfileDir && profileName) {

@@ -10,14 +10,17 @@ import { ratePerSec } from './stats.js';
 import type { BenchWorkspace } from './workspace.js';
 
 /** Appends `count` sample events to the workspace's stream in pipelined batches; returns the seconds taken. */
-export async function preload(ws: BenchWorkspace, count: number, batch = 1000, onProgress?: (done: number) => void): Promise<number> {
+export async function preload(ws: BenchWorkspace, count: number, batch = 1000, onProgress?: (done: number) => void, payloadBytes?: number): Promise<number> {
   const producer = new Producer({ redisUrl: ws.config.redisUrl, streamKey: ws.config.streamKey, name: `tributary:${ws.tag}:preload` });
+  // Large payloads: sample events padded to about payloadBytes of JSON, a few MB per produceBatch.
+  const event = (): ProducerEvent => (payloadBytes === undefined ? sampleEvent() : paddedEvent(payloadBytes));
+  if (payloadBytes !== undefined) batch = Math.max(1, Math.min(batch, Math.floor((8 << 20) / payloadBytes)));
   try {
     await producer.connect();
     const started = performance.now();
     for (let done = 0; done < count; ) {
       const n = Math.min(batch, count - done);
-      await producer.produceBatch(Array.from({ length: n }, () => sampleEvent()));
+      await producer.produceBatch(Array.from({ length: n }, event));
       done += n;
       onProgress?.(done);
     }
@@ -25,6 +28,13 @@ export async function preload(ws: BenchWorkspace, count: number, batch = 1000, o
   } finally {
     await producer.close();
   }
+}
+
+/** A sample event whose payload is padded (a `pad` string) to about `bytes` bytes of JSON. */
+export function paddedEvent(bytes: number): ProducerEvent {
+  const e = sampleEvent();
+  const base = JSON.stringify(e.payload).length;
+  return { ...e, payload: { ...(e.payload as Record<string, unknown>), pad: 'x'.repeat(Math.max(0, bytes - base - 9)) } };
 }
 
 /** Events produced (to a throwaway key) before timing. */

@@ -132,6 +132,21 @@ function pipelinesTable(dir: string, rows: ReadonlyArray<{ file: string; result:
   return out;
 }
 
+function largeEntriesTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'large-entries', DrainFigures> }>): string[] {
+  const out = [
+    '| Result file | Engine | Events × payload | Workers × batch | BATCH_MAX_BYTES | MAX_IN_FLIGHT_BYTES | Engine peak RSS | Drain (events/s, incl. start-up) | Rows | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const mib = (v: unknown) => (typeof v === 'number' ? `${(v / 1024 / 1024).toFixed(v % (1024 * 1024) === 0 ? 0 : 1)} MiB` : '–');
+  for (const { file, result: r } of rows) {
+    const s = r.settings as { count: number; payloadBytes: number; numWorkers: number; batchSize: number; batchMaxBytes?: number; maxInFlightBytes?: number; engine?: string };
+    out.push(
+      `| ${link(dir, file)} | ${s.engine ?? '–'} | ${n(s.count)} × ${n(s.payloadBytes)} B | ${s.numWorkers} × ${s.batchSize} | ${mib(s.batchMaxBytes)} | ${mib(s.maxInFlightBytes)} | ${r.figures.enginePeakRssMiB} MiB | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.rows)} | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
 export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results', defaults?: EngineDefaults): string {
   const drain = of(results, 'drain');
   const ceiling = of(results, 'ceiling');
@@ -179,6 +194,15 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
       '**Pipeline files** (`tributary bench drain --count N --pipeline <file>...`): the same N sample events (plus `bench_seq` and a `bench_key` that repeats an earlier key for 10% of them) drained, one run after the other, by the built-in events pipeline (JSONB, `tributary start`) and by each pipeline file (`tributary run`), each a child process on a stream and schema of its own, with the same workers and batch size. Time from the child\'s "started" line until its group has nothing undelivered or pending (polled every 50 ms in Redis, the same way for every run). The files are in `bench/pipelines/`.',
       '',
       ...pipelinesTable(dir, pipelines),
+      '',
+    );
+  }
+  const large = of(results, 'large-entries');
+  if (large.length) {
+    out.push(
+      '**Large entries** (`tributary bench large-entries --count N --payload-bytes B`): N events of about B bytes each pre-loaded with the engine stopped, then `tributary start` (or, to compare, an earlier build\'s CLI: `--engine-cli`) as a child process with the settings shown; the engine\'s peak RSS (VmHWM) until every row is in Postgres.',
+      '',
+      ...largeEntriesTable(dir, large),
       '',
     );
   }

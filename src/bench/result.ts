@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries';
 
 export interface MachineFacts {
   cores: number;
@@ -228,7 +228,8 @@ export type BenchResult =
   | ResultOf<'produce', ProduceFigures>
   | ResultOf<'orders-transform', OrdersTransformFigures>
   | ResultOf<'orders', OrdersBenchFigures>
-  | ResultOf<'pipelines', PipelineDrainFigures>;
+  | ResultOf<'pipelines', PipelineDrainFigures>
+  | ResultOf<'large-entries', DrainFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

@@ -70,6 +70,8 @@ export const configSchema = z
     claimIntervalMs: positiveInt().default(5000),
     dlqStream: z.string().min(1).default('events:dead'),
     maxInFlight: positiveInt().default(20_000),
+    maxInFlightBytes: positiveInt().default(256 * 1024 * 1024),
+    maxEntryBytes: positiveInt(512 * 1024 * 1024).default(64 * 1024 * 1024),
     pgSchema: identifier.default('public'),
     eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
@@ -181,6 +183,14 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   maxInFlight: {
     env: 'MAX_IN_FLIGHT',
     doc: 'Cap on entries read but not yet acknowledged, per process (bounds memory whatever the backlog).',
+  },
+  maxInFlightBytes: {
+    env: 'MAX_IN_FLIGHT_BYTES',
+    doc: 'Cap on the bytes of entries read but not yet acknowledged, per process: reads wait at the cap and are sized to each worker\'s share of the room left.',
+  },
+  maxEntryBytes: {
+    env: 'MAX_ENTRY_BYTES',
+    doc: 'An entry larger than this is dead-lettered unprocessed (TRIB_ERR_ENTRY_TOO_LARGE; the dead-letter stream keeps its bytes, the table a note), its batch-mates written. At most 512 MiB.',
   },
   pgSchema: { env: 'PG_SCHEMA', doc: 'Postgres schema holding the tables (created by migrations).' },
   eventsTable: {

@@ -82,3 +82,57 @@ export function entrySize(fields: Record<string, string>): number {
   for (const k in fields) n += k.length + fields[k]!.length;
   return n;
 }
+
+/**
+ * The size of the entries being read, learned from the reads themselves (Redis has no
+ * byte-limited read: XREADGROUP and BLMOVE take a count). Rises at once to a read's
+ * average when that is larger (a switch to large entries shrinks the very next read),
+ * falls slowly (a mix of small and large entries is not read as if all were small).
+ * Shared by a runner's workers.
+ */
+export class EntrySizeEstimate {
+  private avg: number | undefined;
+
+  /** Bytes per entry, or undefined before the first read that returned something. */
+  get value(): number | undefined {
+    return this.avg;
+  }
+
+  /** A read returned `count` entries holding `bytes` bytes. */
+  observe(count: number, bytes: number): void {
+    if (!(count > 0) || !(bytes >= 0)) return;
+    const a = Math.max(1, bytes / count);
+    this.avg = this.avg === undefined || a >= this.avg ? a : this.avg * 0.75 + a * 0.25;
+  }
+}
+
+/**
+ * How many entries to ask for so that they likely fit in `byteRoom` bytes: `wanted`
+ * (what the count rules allow) cut to byteRoom / the estimated entry size. Before
+ * anything is known of the entries' size, one: the first read measures them. An empty
+ * batch always asks for at least one (an entry larger than the whole budget is read,
+ * and processed, alone); a batch already holding entries may get 0: flush it first.
+ * Pure.
+ */
+export function readCountFor(wanted: number, byteRoom: number, estimate: number | undefined, batchEmpty: boolean): number {
+  if (wanted <= 0) return 0;
+  const least = batchEmpty ? 1 : 0;
+  if (estimate === undefined) return batchEmpty ? 1 : 0;
+  if (!Number.isFinite(byteRoom)) return wanted;
+  const fits = Math.floor(Math.max(0, byteRoom) / Math.max(1, estimate));
+  return Math.max(least, Math.min(wanted, fits));
+}
+
+/**
+ * How many of `items` (in order) go into the next batch so it holds at most `maxBytes`:
+ * the longest prefix within the budget, and never fewer than one (an entry larger than
+ * the budget goes alone). Pure.
+ */
+export function prefixWithin(items: readonly { readonly bytes: number }[], maxBytes: number): number {
+  let total = 0;
+  for (let i = 0; i < items.length; i++) {
+    total += items[i]!.bytes;
+    if (total > maxBytes) return Math.max(1, i);
+  }
+  return items.length;
+}

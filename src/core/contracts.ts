@@ -153,6 +153,15 @@ export interface Sink<T> {
   readonly server?: ServerName;
   /** Call write even when the stages left no message (the batch state may hold something to record). */
   readonly writeEmpty?: boolean;
+  /**
+   * `write` may be called on any part of a batch, each part with its own state (a copy of
+   * the batch's state as the stages left it). Then a write that fails for a reason
+   * retrying cannot cure — a statement too large for Postgres or for a JS string, a
+   * timeout of a large batch (core/faults.ts, isTooLargeToWrite) — is split in halves by
+   * the runner instead of retried forever, and a single message that still fails is
+   * dead-lettered with its reason (TRIB_ERR_ENTRY_TOO_LARGE, TRIB_ERR_ENTRY_WRITE_TIMEOUT).
+   */
+  readonly splittable?: boolean;
   write(batch: Message<T>[], ctx: BatchContext): Promise<WriteResult>;
   close?(): Promise<void>;
 }
@@ -162,6 +171,12 @@ export interface DeadLetter<T = unknown> {
   message: Message<T>;
   code: ErrorCode;
   error: string;
+  /**
+   * Set for a message too large to copy as text (TRIB_ERR_ENTRY_TOO_LARGE): the store
+   * records this reason in place of its fields (never decoding them), and the source
+   * keeps the message's content as the bytes it has.
+   */
+  fieldsOmitted?: string;
 }
 
 /** Keeps dead letters durably (a table) before the source lets go of them. Idempotent. */

@@ -58,3 +58,26 @@ export function isOutOfMemory(err: unknown): boolean {
 export function plural(n: number, what: string): string {
   return `${n} ${what}${n === 1 ? '' : 's'}`;
 }
+
+/**
+ * A statement timeout (57014 with Postgres's "statement timeout" message; a cancel by
+ * an operator is not one): the write took longer than WRITE_TIMEOUT_MS.
+ */
+export function isWriteTimeout(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === '57014' && typeof e.message === 'string' && /statement timeout/i.test(e.message);
+}
+
+/**
+ * A write that failed for its size, which retrying the same batch cannot cure: a
+ * statement or value over a Postgres limit (54000 program_limit_exceeded, e.g. a jsonb
+ * over 256 MiB), a string longer than V8 can hold (RangeError 'Invalid string length',
+ * ERR_STRING_TOO_LONG), TRIB_ERR_BATCH_TOO_LARGE from a sink, or a statement timeout
+ * (isWriteTimeout). The runner splits such a batch instead of retrying it.
+ */
+export function isTooLargeToWrite(err: unknown): boolean {
+  if (err instanceof TributaryError) return err.code === 'TRIB_ERR_BATCH_TOO_LARGE';
+  if (err instanceof RangeError && /Invalid string length|Invalid array length/.test(err.message)) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ERR_STRING_TOO_LONG' || code === '54000' || isWriteTimeout(err);
+}

@@ -16,7 +16,7 @@
  */
 import { isTributaryError, TributaryError } from '../errors.js';
 import { ABORTED, sleep, untilAborted } from './backoff.js';
-import { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
+import { BatchPolicy, EntrySizeEstimate, prefixWithin, readCountFor, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
 import {
   ReadAgain,
   type DeadLetter,
@@ -32,7 +32,8 @@ import {
 } from './contracts.js';
 import { TypedEmitter } from './emitter.js';
 import { InFlight } from './in-flight.js';
-import { isFault, isOutOfMemory, plural } from './faults.js';
+import { isFault, isOutOfMemory, isTooLargeToWrite, isWriteTimeout, plural } from './faults.js';
+import { halves } from '../sinks/isolate.js';
 import { asError, ForcedStop, isRetryable, RetryPolicy, ServerHealth, type RetryPolicyOptions } from './retry.js';
 
 /** Why a batch was processed: a flush of new messages, or recovered work. */
@@ -44,6 +45,8 @@ export interface BatchReport {
   reason: BatchReason;
   /** Messages in the batch (dead-lettered ones included). */
   size: number;
+  /** Bytes of the batch's messages (at most BATCH_MAX_BYTES, unless it is one larger message). */
+  bytes: number;
   /** Messages newly written by the sink. */
   written: number;
   /** Messages the sink found written before (redeliveries). */
@@ -143,8 +146,17 @@ export interface RunnerOptions<T> {
   blockMs?: number;
   /** Messages read and not acknowledged, per runner (default: 4 batches per worker). */
   maxInFlight?: number;
-  /** Bytes of messages held, per runner, at which reads wait (default: no cap). */
+  /**
+   * Bytes of messages held, per runner, at which reads wait (default 256 MiB). Reads are
+   * also sized by it: a worker asks for no more than its share of the room left.
+   */
   maxInFlightBytes?: number;
+  /**
+   * A message larger than this many bytes is dead-lettered before any stage sees it
+   * (TRIB_ERR_ENTRY_TOO_LARGE; its fields are not decoded), its batch-mates processed
+   * (default 64 MiB).
+   */
+  maxEntryBytes?: number;
   /** A message delivered more often than this goes to the dead letters (default 5). */
   maxDeliveries?: number;
   /** How often held messages are kept alive, ms (default 20,000). */
@@ -209,6 +221,18 @@ interface Held<T> {
 
 const NOTHING_IN_WRITE: { readonly count: number; readonly bytes: number } = { count: 0, bytes: 0 };
 
+/** Default cap on the bytes a runner holds read and not acknowledged (MAX_IN_FLIGHT_BYTES). */
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024;
+/**
+ * Default size above which a message is dead-lettered unprocessed (MAX_ENTRY_BYTES). One
+ * entry's processing takes a few times its size (the bytes read, the text of the
+ * statement path, JSON.parse), which must stay far below V8's string limit (~512 MiB)
+ * and Postgres's jsonb limit (256 MiB).
+ */
+export const DEFAULT_MAX_ENTRY_BYTES = 64 * 1024 * 1024;
+/** A message written alone and larger than a batch is dead-lettered after this many timeouts in a row. */
+const LONE_TIMEOUTS = 3;
+
 /** Errors already emitted (a worker's permanent failure), so they are not emitted twice. */
 const REPORTED = new WeakSet<Error>();
 
@@ -222,6 +246,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
   readonly options: Readonly<RunnerOptions<T>>;
   readonly policy: BatchPolicy;
   private readonly inFlight: InFlight;
+  /** Bytes per message, learned from the reads: sizes every read so it fits the byte budgets. */
+  readonly sizes = new EntrySizeEstimate();
+  readonly maxEntryBytes: number;
   private readonly health: ServerHealth;
   private readonly retry: RetryPolicy;
   private readonly forceCtl = new AbortController();
@@ -270,6 +297,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     positive('reclaim.forgetIdleMs', options.reclaim?.forgetIdleMs);
     positive('keepAliveMs', options.keepAliveMs);
     positive('maxInFlightBytes', options.maxInFlightBytes);
+    positive('maxEntryBytes', options.maxEntryBytes);
     positive('readCount', options.readCount);
     positive('maxDeliveries', options.maxDeliveries);
     if (options.reclaim && options.keepAliveMs !== undefined && options.keepAliveMs >= options.reclaim.minIdleMs) {
@@ -277,7 +305,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     }
     this.options = { ...options };
     this.stages = options.stages ?? [];
-    this.inFlight = new InFlight(maxInFlight, options.maxInFlightBytes);
+    this.inFlight = new InFlight(maxInFlight, options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
+    this.maxEntryBytes = options.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
     this.health = new ServerHealth(({ server, up, error, downMs }) => {
       if (up) this.emit('serverUp', { server, downMs: downMs ?? 0 });
       else this.emit('serverDown', { server, error: error! });
@@ -536,7 +565,8 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     giveUpOn: AbortSignal,
     fetch: (max: number) => Promise<Recovered<T>>,
   ): Promise<Recovered<T> | null> {
-    const reserved = await this.inFlight.acquire(this.policy.maxCount, this.forceCtl.signal);
+    const wanted = readCountFor(this.policy.maxCount, this.readBudget(0), this.entryBytes, true);
+    const reserved = await this.inFlight.acquire(wanted, this.forceCtl.signal);
     if (reserved === 0) return null;
     let found: Recovered<T>;
     try {
@@ -547,6 +577,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     }
     const bytes = sum(found.messages);
     this.inFlight.received(reserved, found.messages.length, bytes);
+    this.sizes.observe(found.messages.length, bytes);
     try {
       if (found.deleted.length > 0) this.emit('deleted', { consumer, ids: found.deleted });
       if (found.messages.length > 0) {
@@ -554,7 +585,14 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
           this.counters.reclaimed += found.messages.length;
           this.emit('reclaimed', { count: found.messages.length, consumer });
         }
-        await this.processHolding(consumer, found.messages, reason, held);
+        // In batches of at most BATCH_MAX_BYTES (one larger message alone), everything not
+        // yet done kept alive meanwhile.
+        let rest = found.messages;
+        while (rest.length > 0) {
+          const n = prefixWithin(rest, this.policy.maxBytes);
+          await this.processHolding(consumer, n === rest.length ? rest : rest.slice(0, n), reason, held, rest);
+          rest = rest.slice(n);
+        }
       }
     } finally {
       this.inFlight.release(found.messages.length, bytes);
@@ -562,9 +600,9 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     return found;
   }
 
-  /** process(), with the batch in `held` meanwhile (what the consumer's keep-alive covers). */
-  private async processHolding(consumer: string, messages: Message<T>[], reason: BatchReason, held: Held<T>): Promise<void> {
-    held.current = messages;
+  /** process(), with the batch (or `holding`, which includes it) in `held` meanwhile (what the consumer's keep-alive covers). */
+  private async processHolding(consumer: string, messages: Message<T>[], reason: BatchReason, held: Held<T>, holding: Message<T>[] = messages): Promise<void> {
+    held.current = holding;
     try {
       // A forced stop does not wait for a write that ignores the signal.
       if ((await untilAborted(this.process(consumer, messages, reason), this.forceCtl.signal)) === ABORTED) throw new ForcedStop();
@@ -583,14 +621,20 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     let retries = 0;
     const onRetry = () => void retries++;
     let current: Message<any>[] = messages;
-    if (reason === 'pending' || reason === 'reclaim') {
+    const recovered = reason === 'pending' || reason === 'reclaim';
+    const maxEntryBytes = this.maxEntryBytes;
+    if (recovered || this.hasOversize(messages)) {
       current = [];
       for (const m of messages) {
-        if (m.deliveries <= maxDeliveries) current.push(m);
-        else {
+        if (m.bytes > maxEntryBytes) {
+          // Never decoded: its fields could make a string larger than V8 can hold.
+          const why = `${m.bytes} bytes, over MAX_ENTRY_BYTES (${maxEntryBytes})`;
+          const err = new TributaryError('TRIB_ERR_ENTRY_TOO_LARGE', [m.id, why]);
+          letters.push({ message: m, code: err.code, error: err.message, fieldsOmitted: `not copied: entry of ${why}` });
+        } else if (recovered && m.deliveries > maxDeliveries) {
           const err = new TributaryError('TRIB_ERR_ENTRY_MAX_DELIVERIES', [m.id, m.deliveries, maxDeliveries]);
           letters.push({ message: m, code: err.code, error: err.message });
-        }
+        } else current.push(m);
       }
     }
     let byId: Map<string, Message<T>> | undefined;
@@ -624,7 +668,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       current.length === 0 && !sink.writeEmpty
         ? { written: 0, duplicates: 0, rejected: [], statements: 0 }
         : // An empty write (writeEmpty) may not talk to its server: its success says nothing of the server's health.
-          await this.retry.run(current.length > 0 ? sink.server : undefined, (attempt) => sink.write(current, { consumer, signal, attempt, state }), { step: sink.name ?? 'write', onRetry });
+          await this.write(current, consumer, state, onRetry);
     const writeMs = performance.now() - started;
     timings.write = writeMs;
     const committedAt = Date.now();
@@ -663,6 +707,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       consumer,
       reason,
       size: messages.length,
+      bytes: sum(messages),
       written: written.written,
       duplicates: written.duplicates,
       deadLettered: letters.length,
@@ -675,6 +720,81 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
       producedAt,
       committedAt,
     };
+  }
+
+  /**
+   * The size reads are planned with: what the reads have shown, and before the first one,
+   * the largest an entry may be (maxEntryBytes) — so a process started on a backlog of
+   * large entries first reads one at a time.
+   * @internal
+   */
+  get entryBytes(): number {
+    return this.sizes.value ?? this.maxEntryBytes;
+  }
+
+  private hasOversize(messages: readonly Message<T>[]): boolean {
+    for (let i = 0; i < messages.length; i++) if (messages[i]!.bytes > this.maxEntryBytes) return true;
+    return false;
+  }
+
+  /**
+   * Bytes the next read of a worker whose batch holds `batchBytes` may bring: what the
+   * batch still has room for (BATCH_MAX_BYTES), and no more than the worker's share of
+   * the process's in-flight byte room.
+   * @internal
+   */
+  readBudget(batchBytes: number): number {
+    const batchRoom = this.policy.maxBytes - batchBytes;
+    const inFlightRoom = (this.inFlight.byteLimit - this.inFlight.heldBytes) / this.options.consumers.length;
+    return Math.min(batchRoom, inFlightRoom);
+  }
+
+  /**
+   * The sink's write of a batch, retried. A splittable sink's write that fails for a
+   * reason retrying cannot cure (isTooLargeToWrite: a statement or string too large, a
+   * statement timeout) is split in halves, each written with its own copy of the
+   * stages' state; a single message still refused for its size is rejected
+   * (TRIB_ERR_ENTRY_TOO_LARGE), and one larger than BATCH_MAX_BYTES that keeps timing
+   * out alone is rejected after LONE_TIMEOUTS timeouts (TRIB_ERR_ENTRY_WRITE_TIMEOUT). A
+   * small message timing out alone is retried like any failure (a lock, a slow server).
+   */
+  private async write(batch: Message<any>[], consumer: string, state: Record<string, unknown>, onRetry: (error: Error) => void): Promise<WriteResult> {
+    const sink = this.options.sink;
+    const signal = this.forceCtl.signal;
+    const server = batch.length > 0 ? sink.server : undefined;
+    const step = sink.name ?? 'write';
+    if (sink.splittable !== true || batch.length === 0) {
+      return this.retry.run(server, (attempt) => sink.write(batch, { consumer, signal, attempt, state }), { step, onRetry });
+    }
+    const before = { ...state };
+    const lone = batch.length === 1 ? batch[0]! : undefined;
+    const giant = lone !== undefined && lone.bytes > this.policy.maxBytes;
+    let timeouts = 0;
+    try {
+      return await this.retry.run(server, (attempt) => sink.write(batch, { consumer, signal, attempt, state }), {
+        step,
+        onRetry,
+        retryable: (err) => {
+          if (!isRetryable(err)) return false;
+          if (!isTooLargeToWrite(err)) return true;
+          if (!lone || !isWriteTimeout(err)) return false;
+          return !giant || ++timeouts < LONE_TIMEOUTS;
+        },
+      });
+    } catch (err) {
+      if (!isTooLargeToWrite(err) || err instanceof ForcedStop) throw err;
+      if (!lone) {
+        const [a, b] = halves(batch);
+        const first = await this.write(a, consumer, { ...before }, onRetry);
+        const second = await this.write(b, consumer, { ...before }, onRetry);
+        return combineWrites(first, second);
+      }
+      const reason = asError(err).message;
+      const e = isWriteTimeout(err)
+        ? new TributaryError('TRIB_ERR_ENTRY_WRITE_TIMEOUT', [lone.id, lone.bytes, timeouts, reason])
+        : new TributaryError('TRIB_ERR_ENTRY_TOO_LARGE', [lone.id, `even alone its write failed: ${reason}`]);
+      return { written: 0, duplicates: 0, rejected: [{ id: lone.id, code: e.code, error: e.message }], statements: 1 };
+    }
   }
 
   private recordBatch(report: BatchReport): void {
@@ -843,9 +963,18 @@ class Worker<T> {
     const maxBatches = o.maxBatches ?? Infinity;
     while (!this.stopping && this.batches < maxBatches) {
       const state = { count: this.batch.length, firstAt: this.firstAt };
-      const wanted = policy.nextReadCount(state, readCount);
+      const byCount = policy.nextReadCount(state, readCount);
+      // Sized by bytes too: the entries are expected to fit what the batch and the process
+      // have room for (Redis reads by count only).
+      const empty = this.batch.length === 0;
+      const wanted = readCountFor(byCount, runner.readBudget(this.batchBytes), runner.entryBytes, empty);
       let asked: number;
-      if (this.batch.length > 0) {
+      if (!empty) {
+        if (wanted === 0) {
+          const full = readCountFor(byCount, policy.maxBytes - this.batchBytes, runner.entryBytes, false) === 0;
+          await this.flush(full ? 'bytes' : 'capacity');
+          continue;
+        }
         asked = inFlight.tryAcquire(wanted);
         if (asked === 0) {
           await this.flush('capacity');
@@ -899,11 +1028,17 @@ class Worker<T> {
       this.heldBytes += bytes;
       inFlight.received(asked, got.length, bytes);
       if (got.length > 0) {
+        runner.sizes.observe(got.length, bytes);
         if (this.batch.length === 0) this.firstAt = Date.now();
         for (let i = 0; i < got.length; i++) this.batch.push(got[i]!);
         this.batchBytes += bytes;
         this.batchReadMs += performance.now() - readStarted;
         runner.countRead(got.length);
+        // A read may bring more than expected (larger entries than the last ones): no batch
+        // goes out above BATCH_MAX_BYTES, and an entry larger than that goes alone.
+        while (this.batch.length > 1 && this.batchBytes > policy.maxBytes) {
+          await this.flush('bytes', prefixWithin(this.batch, policy.maxBytes));
+        }
       } else if (o.untilEmpty && this.batch.length === 0) {
         break;
       }
@@ -921,17 +1056,27 @@ class Worker<T> {
    * read overlaps this batch's write and ack instead of waiting for them. The batch stays
    * kept alive while it waits.
    */
-  private async flush(reason: FlushReason): Promise<void> {
+  private async flush(reason: FlushReason, upTo?: number): Promise<void> {
     await this.settleWrite();
     if (this.batch.length === 0) return;
     this.batches++;
-    const messages = this.batch;
-    const bytes = this.batchBytes;
+    let messages: Message<T>[];
+    let bytes: number;
+    if (upTo === undefined || upTo >= this.batch.length) {
+      messages = this.batch;
+      bytes = this.batchBytes;
+      this.batch = [];
+      this.batchBytes = 0;
+      this.firstAt = undefined;
+    } else {
+      // The first `upTo` messages; the rest stay buffered (and kept alive) for the next batch.
+      messages = this.batch.slice(0, upTo);
+      this.batch = this.batch.slice(upTo);
+      bytes = sum(messages);
+      this.batchBytes -= bytes;
+    }
     const readMs = this.batchReadMs;
-    this.batch = [];
-    this.batchBytes = 0;
     this.batchReadMs = 0;
-    this.firstAt = undefined;
     this.held.current = messages;
     this.inWrite = { count: messages.length, bytes };
     const writing = (async () => {
@@ -964,6 +1109,25 @@ class Worker<T> {
     if ((await untilAborted(writing, this.runner.forceSignal)) === ABORTED) throw new ForcedStop();
     if (this.writing === writing) this.writing = undefined;
   }
+}
+
+/** Two parts' write results as one. */
+function combineWrites(a: WriteResult, b: WriteResult): WriteResult {
+  let details: Record<string, unknown> | undefined;
+  if (a.details || b.details) {
+    details = { ...a.details };
+    for (const [k, v] of Object.entries(b.details ?? {})) {
+      const prev = details[k];
+      details[k] = typeof prev === 'number' && typeof v === 'number' ? prev + v : v;
+    }
+  }
+  return {
+    written: a.written + b.written,
+    duplicates: a.duplicates + b.duplicates,
+    rejected: [...a.rejected, ...b.rejected],
+    statements: (a.statements ?? 1) + (b.statements ?? 1),
+    ...(details ? { details } : {}),
+  };
 }
 
 function invalid(option: string, why: string): TributaryError {

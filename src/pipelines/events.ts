@@ -136,6 +136,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
       readCount: c.xreadCount,
       blockMs: c.xreadBlockMs,
       maxInFlight: c.maxInFlight,
+      maxInFlightBytes: c.maxInFlightBytes,
+      maxEntryBytes: c.maxEntryBytes,
       maxDeliveries: c.maxDeliveries,
       reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
       retry: options.retry,

@@ -147,6 +147,37 @@ export function parseRawStreamReadReply(raw: RawBufferReply): { entries: RawStre
   return { entries, deletedIds };
 }
 
+/**
+ * A list of `[id, [f, v, ...]]` items read with blob strings as Buffers (XCLAIM,
+ * XAUTOCLAIM's second element): entries stay bytes (no decoding of a field that could be
+ * larger than a JS string may be); `[id, nil]` items are deleted entries, bare nils
+ * counted (Redis 6.2).
+ */
+export function parseRawEntryList(raw: RawBufferReply): { entries: RawStreamEntry[]; deletedIds: string[]; nilCount: number } {
+  const entries: RawStreamEntry[] = [];
+  const deletedIds: string[] = [];
+  let nilCount = 0;
+  if (!Array.isArray(raw)) return { entries, deletedIds, nilCount };
+  for (const item of raw) {
+    if (!Array.isArray(item)) {
+      nilCount++;
+      continue;
+    }
+    const id = String(item[0]);
+    if (Array.isArray(item[1])) entries.push(new RawStreamEntry(id, item[1] as Buffer[]));
+    else deletedIds.push(id);
+  }
+  return { entries, deletedIds, nilCount };
+}
+
+/** parseAutoClaimReply for a reply read with blob strings as Buffers: entries stay RawStreamEntries. */
+export function parseRawAutoClaimReply(raw: RawBufferReply): { cursor: string; entries: RawStreamEntry[]; deletedIds: string[]; nilCount: number } {
+  if (!Array.isArray(raw) || raw.length < 2) throw new TypeError('unexpected XAUTOCLAIM reply');
+  const parsed = parseRawEntryList(raw[1] ?? null);
+  if (Array.isArray(raw[2])) for (const id of raw[2]) parsed.deletedIds.push(String(id));
+  return { cursor: String(raw[0]), ...parsed };
+}
+
 export interface XAutoClaimOptions {
   key: string;
   group: string;

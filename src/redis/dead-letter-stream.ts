@@ -11,6 +11,11 @@ export interface DeadLetterTarget {
 export interface StreamDeadLetter {
   id: string;
   fields: Record<string, string>;
+  /**
+   * The entry's field/value pairs as the bytes Redis sent, copied as they are in place of
+   * `fields` (an entry too large to decode as text: TRIB_ERR_ENTRY_TOO_LARGE).
+   */
+  raw?: readonly Buffer[];
   code: string;
   error: string;
   deliveries: number;
@@ -30,9 +35,13 @@ export async function moveToDeadLetterStream(redis: RedisConnection, target: Dea
   const now = String(Date.now());
   const replies = await Promise.all(
     letters.map((l) => {
-      const args = [target.group, l.id];
-      const pairs = Object.entries(l.fields);
-      if (pairs.length > MAX_STREAM_FIELDS) {
+      const args: Array<string | Buffer> = [target.group, l.id];
+      const pairs = l.raw ? [] : Object.entries(l.fields);
+      if (l.raw && l.raw.length <= 2 * MAX_STREAM_FIELDS) {
+        for (let i = 0; i + 1 < l.raw.length; i += 2) args.push(l.raw[i]!, l.raw[i + 1]!);
+      } else if (l.raw) {
+        args.push('dlq_fields', `${l.raw.length / 2} fields, not copied (too many for one script call)`);
+      } else if (pairs.length > MAX_STREAM_FIELDS) {
         // Lua's unpack() takes ~8,000 values: a very wide entry travels as one JSON field.
         args.push('dlq_fields_json', JSON.stringify(l.fields));
       } else {
@@ -47,7 +56,8 @@ export async function moveToDeadLetterStream(redis: RedisConnection, target: Dea
         'dlq_deliveries', String(l.deliveries),
         'dlq_failed_at', now,
       );
-      return SCRIPT.run(redis, [target.streamKey, target.dlqStream], args);
+      // Buffers travel as they are (node-redis takes them as arguments).
+      return SCRIPT.run(redis, [target.streamKey, target.dlqStream], args as string[]);
     }),
   );
   return replies.filter((r) => r !== null).length;

@@ -124,7 +124,13 @@ export class PostgresDeadLetterStore implements DeadLetterStore {
 
   async record(letters: readonly RunnerDeadLetter[], describe: (m: Message<unknown>) => Record<string, string>): Promise<void> {
     await this.writer.record(
-      letters.map((l) => ({ entry: { id: l.message.id, fields: describe(l.message) }, code: l.code, error: l.error, deliveries: l.message.deliveries })),
+      letters.map((l) => ({
+        // A message too large to decode is recorded without its fields (the dead-letter stream keeps its bytes).
+        entry: { id: l.message.id, fields: l.fieldsOmitted !== undefined ? { [UNSTORED]: `${l.fieldsOmitted}; see the dead-letter stream` } : describe(l.message) },
+        code: l.code,
+        error: l.error,
+        deliveries: l.message.deliveries,
+      })),
     );
   }
 }

@@ -1,16 +1,31 @@
 import copyStreams from 'pg-copy-streams';
 import type { BatchContext, Message, Rejected, Sink, WriteResult } from '../core/contracts.js';
 import { parseEntry, type EventRow, type RawEventRow } from '../core/entry.js';
-import { TributaryError } from '../errors.js';
+import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
 import { isRowContentError, quoteIdent, withClient, type PgPool } from '../postgres/pool.js';
 import { halves, isolateByHalving } from './isolate.js';
 import { rejection, type EventRowBody } from '../stages/validate-event.js';
 
 export interface RejectedRow {
   row: EventRow;
-  /** SQLSTATE Postgres gave for this row alone. */
+  /** SQLSTATE Postgres gave for this row alone (empty when the sink refused it before sending). */
   sqlState: string;
   message: string;
+  /** TRIB_ERR_ENTRY_TOO_LARGE when the row is refused for its size; otherwise TRIB_ERR_ENTRY_REJECTED. */
+  code?: ErrorCode;
+}
+
+/**
+ * Most characters of one statement's JSON parameter (the statement path). V8 cannot hold
+ * a string over ~512 Mi characters (2^29 - 24) and Postgres refuses a jsonb over 256 MiB:
+ * a batch whose text would be larger is split before it is built, and one row larger
+ * than this alone is rejected (TRIB_ERR_ENTRY_TOO_LARGE).
+ */
+export const STATEMENT_MAX_CHARS = 128 * 1024 * 1024;
+
+/** Characters of a row in encodeRows' text, at most (JSON.stringify escapes may add more for the short fields: counted at 6 per character). Pure. */
+export function encodedLength(r: EventRow): number {
+  return 48 + r.payload.length + 6 * (r.eventId.length + r.eventType.length) + r.streamId.length + 24;
 }
 
 export interface SinkWriteResult {
@@ -51,6 +66,8 @@ export class PostgresEventsSink {
     private readonly pool: PgPool,
     schema = 'public',
     table = 'events',
+    /** The statement path's budget, characters of JSON per statement (default STATEMENT_MAX_CHARS). */
+    private readonly statementMaxChars = STATEMENT_MAX_CHARS,
   ) {
     const t = `${quoteIdent(schema)}.${quoteIdent(table)}`;
     this.sql =
@@ -108,16 +125,27 @@ export class PostgresEventsSink {
     if (rows.length === 0) return { inserted: 0, duplicates: 0, rejected: [], statements: 0 };
     return isolateByHalving<readonly EventRow[], SinkWriteResult>(rows, 'batch', {
       attempt: async (part) => {
+        // Never a string V8 cannot hold, nor a jsonb Postgres refuses: split first.
+        let chars = 2;
+        for (let i = 0; i < part.length; i++) chars += encodedLength(part[i]!) + 1;
+        if (chars > this.statementMaxChars) {
+          throw new TributaryError('TRIB_ERR_BATCH_TOO_LARGE', [`${part.length} rows make about ${chars} characters of statement, over ${this.statementMaxChars}`]);
+        }
         const res = await this.pool.query(this.sql, [encodeRows(part)]);
         const inserted = res.rowCount ?? 0;
         return { inserted, duplicates: part.length - inserted, rejected: [], statements: 1 };
       },
-      isContentError: isRowContentError,
+      isContentError: (err) => isRowContentError(err) || isTributaryError(err, 'TRIB_ERR_BATCH_TOO_LARGE'),
       size: (part) => part.length,
       split: (part) => halves(part),
       alone: async (part, _path, err) => {
+        if (isTributaryError(err, 'TRIB_ERR_BATCH_TOO_LARGE')) {
+          return { inserted: 0, duplicates: 0, rejected: [{ row: part[0]!, sqlState: '', message: err.message, code: 'TRIB_ERR_ENTRY_TOO_LARGE' }], statements: 0 };
+        }
         const e = err as { code: string; message: string };
-        return { inserted: 0, duplicates: 0, rejected: [{ row: part[0]!, sqlState: e.code, message: e.message }], statements: 1 };
+        // 54000 (program_limit_exceeded): the row alone is over a Postgres limit (a jsonb over 256 MiB).
+        const code: ErrorCode = e.code === '54000' ? 'TRIB_ERR_ENTRY_TOO_LARGE' : 'TRIB_ERR_ENTRY_REJECTED';
+        return { inserted: 0, duplicates: 0, rejected: [{ row: part[0]!, sqlState: e.code, message: e.message, code }], statements: 1 };
       },
       combine: (a, b) => ({
         inserted: a.inserted + b.inserted,
@@ -145,6 +173,8 @@ interface Fallback {
  */
 export class EventsTableSink implements Sink<EventRowBody> {
   readonly server = 'postgres' as const;
+  /** Any part of a batch can be written on its own (the runner splits a batch too large to write). */
+  readonly splittable = true;
 
   constructor(
     readonly table: PostgresEventsSink,
@@ -174,7 +204,10 @@ export class EventsTableSink implements Sink<EventRowBody> {
     const written = await this.table.write(fallback.rows);
     const rejected = [...fallback.rejected];
     for (const r of written.rejected) {
-      const err = new TributaryError('TRIB_ERR_ENTRY_REJECTED', [r.row.streamId, r.sqlState, r.message]);
+      const err =
+        r.code === 'TRIB_ERR_ENTRY_TOO_LARGE'
+          ? new TributaryError('TRIB_ERR_ENTRY_TOO_LARGE', [r.row.streamId, r.sqlState ? `[${r.sqlState}] ${r.message}` : r.message])
+          : new TributaryError('TRIB_ERR_ENTRY_REJECTED', [r.row.streamId, r.sqlState, r.message]);
       rejected.push({ id: r.row.streamId, code: err.code, error: err.message });
     }
     return { written: written.inserted, duplicates: written.duplicates, rejected, statements: statements + written.statements };

@@ -3,15 +3,16 @@ import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { blockingConnection, connectChecked, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 import {
-  parseAutoClaimReply,
-  parseEntryList,
   parsePendingRangeReply,
+  parseRawAutoClaimReply,
+  parseRawEntryList,
   parseRawStreamReadReply,
   redisErrorIs,
   xackArgs,
   xautoclaimArgs,
   xpendingRangeArgs,
   xreadgroupArgs,
+  RawStreamEntry,
   type RawBufferReply,
   type StreamEntry,
 } from '../redis/commands.js';
@@ -175,7 +176,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
     );
     if (pending.length === 0) return { messages: [], deleted: [], more: false };
     const ids = pending.map((p) => p.id);
-    const { entries } = parseEntryList(await send(this.commands, ['XCLAIM', this.key, this.group, consumer, '0', ...ids]));
+    const { entries } = parseRawEntryList(await this.sendRaw(['XCLAIM', this.key, this.group, consumer, '0', ...ids]));
     const found = new Set(entries.map((e) => e.id));
     const missing = ids.filter((id) => !found.has(id));
     // Redis 7 drops deleted entries from the PEL itself; on 6.2 they must be acknowledged.
@@ -186,9 +187,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
 
   /** XAUTOCLAIM of entries idle longer than `minIdleMs` to `consumer`, with their delivery counts. */
   async reclaim(consumer: string, max: number, minIdleMs: number, cursor: string): Promise<Recovered<StreamEntry>> {
-    const claimed = parseAutoClaimReply(
-      await send(this.commands, xautoclaimArgs({ key: this.key, group: this.group, consumer, minIdleMs, start: cursor, count: max })),
-    );
+    const claimed = parseRawAutoClaimReply(await this.sendRaw(xautoclaimArgs({ key: this.key, group: this.group, consumer, minIdleMs, start: cursor, count: max })));
     let deliveries = new Map<string, number>();
     if (claimed.entries.length > 0) {
       const first = claimed.entries[0]!.id;
@@ -243,7 +242,14 @@ export class RedisStreamSource implements Source<StreamEntry> {
     await moveToDeadLetterStream(
       this.commands,
       { streamKey: this.key, group: this.group, dlqStream: this.dlqStream },
-      letters.map((l) => ({ id: l.message.id, fields: l.message.body.fields, code: l.code, error: l.error, deliveries: l.message.deliveries })),
+      letters.map((l) => {
+        const body = l.message.body;
+        // Too large to decode: its bytes are copied as Redis sent them.
+        if (l.fieldsOmitted !== undefined && body instanceof RawStreamEntry) {
+          return { id: l.message.id, fields: {}, raw: body.raw, code: l.code, error: l.error, deliveries: l.message.deliveries };
+        }
+        return { id: l.message.id, fields: body.fields, code: l.code, error: l.error, deliveries: l.message.deliveries };
+      }),
     );
   }
 
@@ -265,6 +271,15 @@ export class RedisStreamSource implements Source<StreamEntry> {
     for (const r of this.readers.values()) destroyQuietly(r.conn);
     this.readers.clear();
     if (this.ownsCommands) destroyQuietly(this.commands);
+  }
+
+  /**
+   * A command whose reply carries entries, read with blob strings as Buffers: recovered
+   * entries stay bytes, like first reads (a field larger than a JS string can hold would
+   * otherwise fail the decoding, and with it every recovery of that entry).
+   */
+  private async sendRaw(args: string[]): Promise<RawBufferReply> {
+    return (await this.commands.sendCommand(args, { typeMapping: BUFFERS })) as RawBufferReply;
   }
 
   /** The consumer's own connection, connected. */

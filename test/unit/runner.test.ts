@@ -589,8 +589,18 @@ describe('Runner: batch policy', () => {
     const bytes = harness({ batch: { maxCount: 10, maxBytes: 25, periodMs: 1000 } });
     bytes.source.push(3); // 10 bytes each
     await bytes.runner.start();
-    await waitFor(() => bytes.batches().length === 1, 'the batch');
-    expect(bytes.batches()[0]).toMatchObject({ reason: 'bytes', size: 3 });
+    await waitFor(() => bytes.source.ackedIds().length === 3, 'three acks');
+    // Reads are sized by bytes too: no batch goes above maxBytes (two entries, 20 bytes), the third goes next.
+    expect(bytes.batches().map((r) => [r.reason, r.size, r.bytes])).toEqual([
+      ['bytes', 2, 20],
+      ['caught_up', 1, 10],
+    ]);
+    // The first read asks for one entry (their size is not known yet: as large as maxEntryBytes), the next ones for what fits.
+    expect(bytes.source.reads.filter((r) => r.got.length > 0).map((r) => [r.count, r.got.length])).toEqual([
+      [1, 1],
+      [1, 1],
+      [2, 1],
+    ]);
 
     // 4 held by the write, 1 permit left: the next read gets 1 and the one after none.
     const h = harness({ batch: { maxCount: 4, periodMs: 1000 }, readCount: 2, maxInFlight: 5 });
@@ -852,7 +862,9 @@ describe('Runner: in-flight caps', () => {
       await sleep(100);
       expect(h.runner.stats().read).toBe(2);
       expect(h.runner.stats().inFlightBytes).toBe(20);
-      expect(h.source.reads.filter((r) => r.got.length > 0)).toHaveLength(1);
+      // Each read is sized to the room left under the cap (one entry of 10 bytes), and a
+      // batch that would need more than the cap allows goes out by capacity.
+      expect(h.source.reads.filter((r) => r.got.length > 0).map((r) => r.count)).toEqual([1, 1]);
 
       h.sink.release();
       await waitFor(() => h.source.ackedIds().length === 6, 'six acks');
@@ -861,11 +873,9 @@ describe('Runner: in-flight caps', () => {
     }
     // Over the cap by at most one read.
     expect(maxBytes).toBe(20);
-    expect(h.sink.written).toEqual([
-      ['m1', 'm2'],
-      ['m3', 'm4'],
-      ['m5', 'm6'],
-    ]);
+    expect(h.sink.written).toEqual([['m1'], ['m2'], ['m3'], ['m4'], ['m5'], ['m6']]);
+    // A second entry would take the held bytes over the cap: each batch goes out alone, by capacity.
+    expect(new Set(h.batches().map((b) => b.reason))).toEqual(new Set(['capacity']));
   });
 });
 

@@ -181,6 +181,34 @@ export function registerBench(program: Command): void {
     });
 
   bench
+    .command('large-entries')
+    .description('memory on a backlog of large entries: N events of about --payload-bytes each pre-loaded with the engine stopped, then `tributary start` as a child process with the settings given (default: the defaults); the engine\'s peak RSS (VmHWM) and the drain rate')
+    .option('--count <n>', 'events to drain', '250')
+    .option('--payload-bytes <n>', 'bytes of JSON payload per event', '2000000')
+    .option('--timeout <s>', 'give up after this many seconds', '600')
+    .option('--engine-cli <path>', 'run this build\'s CLI as the engine instead (e.g. a checkout of an earlier commit, to compare): `node <path> start`')
+    .option('--label <text>', 'a name for the engine in the result (default: "this build", or the --engine-cli path)')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const payloadBytes = parsePositiveInt('--payload-bytes', String(opts.payloadBytes));
+      const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const cliPath = typeof opts.engineCli === 'string' ? opts.engineCli : undefined;
+      if (cliPath !== undefined && !existsSync(cliPath)) throw new TributaryError('TRIB_ERR_CLI_USAGE', [`--engine-cli ${cliPath}: no such file`, 'bench large-entries ']);
+      const label = typeof opts.label === 'string' ? opts.label : (cliPath ?? 'this build');
+      const config = configFrom(opts);
+      const dir = resultsDir(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const run = await runDrain({ config, count, payloadBytes, timeoutMs, cliPath, onProgress: (m) => print(m) });
+      print('');
+      print(drainResults(run.figures, run.settings));
+      print(`Payload: ${payloadBytes} bytes per event (${((count * payloadBytes) / 1024 / 1024).toFixed(0)} MiB backlog), engine: ${label}`);
+      saved(writeResult(dir, buildResult('large-entries', { at, machine, settings: { ...run.settings, engine: label }, figures: run.figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
     .command('ceiling')
     .description('on the same N events: one COPY into a table like events, the engine\'s INSERT alone, pipelined XADD, XREADGROUP+XACK, produceBatch, and the engine\'s drain as a fraction of the ceiling')
     .option('--count <n>', 'events', '100000')

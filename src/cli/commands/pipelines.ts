@@ -12,7 +12,7 @@ import { configFrom } from '../options.js';
 import { createLogger, print, type Logger } from '../output.js';
 import { logOutages, stopOnSignals } from './start.js';
 
-const RUN_SETTINGS: readonly ConfigKey[] = ['redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel'];
+const RUN_SETTINGS: readonly ConfigKey[] = ['redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'maxInFlightBytes', 'maxEntryBytes', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel'];
 
 /** Every file's spec, or every problem of every file. */
 function loadAll(files: readonly string[]): { specs: PipelineSpec[]; problems: FileProblem[] } {
@@ -84,6 +84,8 @@ export function registerRun(program: Command): void {
           consumer: `${config.consumerName}-${spec.name}`,
           deadLetterSchema: config.pgSchema,
           maxInFlight: config.maxInFlight,
+          maxInFlightBytes: config.maxInFlightBytes,
+          maxEntryBytes: config.maxEntryBytes,
           claimIdleMs: config.claimIdleMs,
           claimIntervalMs: config.claimIntervalMs,
           writeTimeoutMs: config.writeTimeoutMs,
