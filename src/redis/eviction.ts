@@ -26,15 +26,23 @@ export async function redisEvictionWarning(conn: RedisConnection): Promise<strin
   return evictionWarning(policy, Number(field('maxmemory') ?? 0));
 }
 
-/** The same, on a connection of its own to `url`; undefined when Redis cannot be asked. */
-export async function checkRedisEviction(url: string): Promise<string | undefined> {
-  const conn = createRedisConnection(url);
+/**
+ * The same, on a connection of its own to `url`; undefined when Redis cannot be asked
+ * within `timeoutMs` (node-redis would otherwise retry its first connection for ever,
+ * and a command stopping during an outage waited on it).
+ */
+export async function checkRedisEviction(url: string, timeoutMs = 2000): Promise<string | undefined> {
+  const conn = createRedisConnection(url, { connectTimeoutMs: timeoutMs });
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await conn.connect();
-    return await redisEvictionWarning(conn);
+    return await Promise.race([
+      conn.connect().then(() => redisEvictionWarning(conn)),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs))),
+    ]);
   } catch {
     return undefined;
   } finally {
+    clearTimeout(timer);
     destroyQuietly(conn);
   }
 }

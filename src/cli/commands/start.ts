@@ -192,8 +192,11 @@ export function registerStart(program: Command): void {
     });
     engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${plural(consumers.length, 'worker')} reading`));
     await engine.start();
-    const eviction = await checkRedisEviction(config.redisUrl);
-    if (eviction) log.warn({ redis: redactUrl(config.redisUrl) }, eviction);
+    // Only once running: start() also returns when a signal stopped the wait for the servers.
+    if (engine.runner.status === 'running') {
+      const eviction = await checkRedisEviction(config.redisUrl);
+      if (eviction) log.warn({ redis: redactUrl(config.redisUrl) }, eviction);
+    }
     await engine.done;
     await engine.close();
     if (engine.runner.failure) {
