@@ -200,7 +200,7 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   const large = of(results, 'large-entries');
   if (large.length) {
     out.push(
-      '**Large entries** (`tributary bench large-entries --count N --payload-bytes B`): N events of about B bytes each pre-loaded with the engine stopped, then `tributary start` (or, to compare, an earlier build\'s CLI: `--engine-cli`) as a child process with the settings shown; the engine\'s peak RSS (VmHWM) until every row is in Postgres.',
+      '**Large entries** (`tributary bench large-entries --count N --payload-bytes B`): N events of about B bytes each pre-loaded with the engine stopped, then `tributary start` (or, to compare, an earlier build\'s CLI: `--engine-cli`) as a child process with the settings shown (a build from before a setting existed ignores it: c4b3e55 had no MAX_IN_FLIGHT_BYTES, and read 500 entries at a time whatever their size); the engine\'s peak RSS (VmHWM) until every row is in Postgres.',
       '',
       ...largeEntriesTable(dir, large),
       '',
