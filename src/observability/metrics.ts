@@ -119,5 +119,14 @@ export function createPipelineMetrics(pipeline: ObservedPipeline, registry = new
       this.set(labels, engine.stats().inFlight);
     },
   });
+  new Gauge({
+    name: 'tributary_in_flight_bytes',
+    help: 'Bytes of the entries read by this process and not yet acknowledged (capped near MAX_IN_FLIGHT_BYTES).',
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.set(labels, engine.stats().inFlightBytes);
+    },
+  });
   return registry;
 }

@@ -9,6 +9,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BatchReport } from '../../src/core/runner.js';
+import { createPipelineMetrics } from '../../src/observability/metrics.js';
 import { Engine } from '../../src/pipelines/events.js';
 import { ensureEventsTable, migrate } from '../../src/postgres/migrate.js';
 import { quoteIdent } from '../../src/postgres/pool.js';
@@ -147,6 +148,11 @@ describe('memory bounded in bytes', () => {
     // The cap is checked before each read, and each read is sized to a worker's share of the room left.
     expect(w.peakHeldBytes).toBeLessThanOrEqual(6 * MB + 3 * 1.1 * MB);
     expect(engine.stats().read).toBeLessThan(30);
+    // What the engine holds, as /metrics serves it.
+    const metrics = await createPipelineMetrics(engine).metrics();
+    const held = Number(/^tributary_in_flight_bytes\{[^}]*\} (\d+)$/m.exec(metrics)?.[1]);
+    expect(held).toBe(engine.stats().inFlightBytes);
+    expect(held).toBeGreaterThanOrEqual(5 * MB);
     await locker.query('ROLLBACK');
     locked = false;
     await waitFor(async () => (await eventRows(env)) === 30, 20_000, '30 rows');
