@@ -1319,3 +1319,66 @@ describe('Runner: review fixes', () => {
     expect(() => make()).not.toThrow();
   });
 });
+
+describe('Runner: sizes (issue 11, item 4)', () => {
+  /** A sink that cannot build a statement for more than `limit` messages, nor for `giant` alone (V8's string limit, say). */
+  class SizedSink extends FakeSink {
+    splittable = true;
+    refusals = 0;
+    constructor(
+      private readonly limit: number,
+      private readonly giant?: string,
+    ) {
+      super();
+    }
+    override async write(batch: Message<Body>[], ctx: BatchContext): Promise<WriteResult> {
+      if (batch.length > this.limit || batch.some((m) => m.id === this.giant)) {
+        this.refusals++;
+        throw new RangeError('Invalid string length');
+      }
+      return super.write(batch, ctx);
+    }
+  }
+
+  it('a splittable sink\'s batch too large to write is split in halves, not retried; a message still refused alone → TRIB_ERR_ENTRY_TOO_LARGE', async () => {
+    const sink = new SizedSink(2, 'm3');
+    const h = harness({ batch: { maxCount: 8, periodMs: 1000 } }, { sink });
+    h.source.push(8);
+    await h.runner.start();
+    await waitFor(() => h.source.ackedIds().length + h.source.deadLetters.flatMap((d) => d.letters).length === 8, 'every message settled');
+    expect(sink.writtenIds().sort()).toEqual(['m1', 'm2', 'm4', 'm5', 'm6', 'm7', 'm8']);
+    expect(h.source.deadLetters.flatMap((d) => d.letters)).toMatchObject([{ id: 'm3', code: 'TRIB_ERR_ENTRY_TOO_LARGE' }]);
+    expect(h.of('retry')).toEqual([]); // split at once: retrying the same batch could not help
+    const sizes = h.batches().map((b) => [b.size, b.written, b.deadLettered]);
+    expect(sizes.reduce((n, [size]) => n + size!, 0)).toBe(8);
+  });
+
+  it('a sink that is not splittable keeps its batch whole: the failure is retried, as before', async () => {
+    const sink = new SizedSink(2);
+    sink.splittable = false;
+    const h = harness({ batch: { maxCount: 4, periodMs: 1000 } }, { sink });
+    h.source.push(4);
+    await h.runner.start();
+    await waitFor(() => h.of('retry').length >= 3, 'retries');
+    expect(sink.written).toEqual([]);
+    expect(h.source.deadLetters).toEqual([]);
+    await within(h.runner.close({ force: true }), 'the forced close');
+  });
+
+  it('a message over maxEntryBytes is dead-lettered before any stage, with no fields to decode; its batch-mates are written', async () => {
+    const stageSaw: string[] = [];
+    const h = harness({
+      batch: { maxCount: 4, periodMs: 1000 },
+      maxEntryBytes: 100,
+      stages: [{ name: 'look', run: (batch: Message<Body>[]) => (stageSaw.push(...batch.map((m) => m.id)), { keep: batch }) }],
+    });
+    h.source.push(3);
+    h.source.entries[1]!.bytes = 101;
+    await h.runner.start();
+    await waitFor(() => h.source.ackedIds().length === 2 && h.source.deadLetters.length === 1, 'two acks and a dead letter');
+    expect(stageSaw).toEqual(['m1', 'm3']);
+    expect(h.sink.writtenIds()).toEqual(['m1', 'm3']);
+    expect(h.source.deadLetters[0]!.letters).toMatchObject([{ id: 'm2', code: 'TRIB_ERR_ENTRY_TOO_LARGE' }]);
+    expect(h.source.deadLetters[0]!.letters[0]!.error).toContain('MAX_ENTRY_BYTES');
+  });
+});
