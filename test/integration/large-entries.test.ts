@@ -189,6 +189,28 @@ describe('memory bounded in bytes', () => {
   });
 });
 
+describe('recovered work', () => {
+  it('entries a dead run left pending are taken back in batches within BATCH_MAX_BYTES, read as bytes, one over MAX_ENTRY_BYTES dead-lettered', async () => {
+    const env = await envs.setup('large_resume', { batchMaxBytes: 5 * MB, maxEntryBytes: 3 * MB, numWorkers: 1 });
+    const sizes = [2 * MB, 2 * MB, 2 * MB, 4 * MB, 2 * MB, 2 * MB, 1000, 1000];
+    const ids = await produce(env, sizes);
+    // An earlier run of the same consumer read them all and died holding them.
+    await send(env.redis, ['XGROUP', 'CREATE', env.config.streamKey, env.config.group, '0']);
+    await send(env.redis, ['XREADGROUP', 'GROUP', env.config.group, `${env.config.consumerName}-1`, 'COUNT', '100', 'STREAMS', env.config.streamKey, '>']);
+    engine = new Engine(env.config, RETRY);
+    const w = watch(engine);
+    await engine.start();
+    await waitFor(async () => w.dead.length === 1 && (await eventRows(env)) === 7, 20_000, 'seven rows and one dead letter');
+    expect(w.errors).toEqual([]);
+    expect(w.dead).toEqual([{ id: ids[3], code: 'TRIB_ERR_ENTRY_TOO_LARGE' }]);
+    const pending = w.batches.filter((b) => b.reason === 'pending');
+    expect(pending.reduce((n, b) => n + b.size, 0)).toBe(8);
+    for (const b of pending) expect(b.size === 1 || b.bytes <= 5 * MB, `batch of ${b.size} entries, ${b.bytes} bytes`).toBe(true);
+    const dead = (await send(env.redis, ['XRANGE', env.config.dlqStream, '-', '+'])) as Array<[string, string[]]>;
+    expect(dead[0]![1][dead[0]![1].indexOf('payload') + 1]).toBe(payload(3, 4 * MB));
+  });
+});
+
 describe('the statement path', () => {
   it('splits a batch whose JSON would exceed its budget, and rejects a row larger than the budget alone with TRIB_ERR_ENTRY_TOO_LARGE', async () => {
     const env = await envs.setup('statement_budget');
