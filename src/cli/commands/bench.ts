@@ -69,7 +69,7 @@ function allOptions(command: Command): Record<string, unknown> {
 
 /**
  * `tributary bench <rate> <duration-s> [--with-engine]` and its sub-commands `drain`,
- * `ceiling`, `sweep` and `produce`. Settings flags and --results-dir go on `bench`
+ * `ceiling`, `sweep`, `produce` and `large-entries`. Settings flags and --results-dir go on `bench`
  * and apply to every sub-command; each writes `<bench>-<timestamp>.json` to the
  * results directory (default bench/results, or BENCH_RESULTS_DIR).
  */
@@ -80,7 +80,7 @@ export function registerBench(program: Command): void {
       .alias('benchmark') // the original's `./run.sh benchmark <rate> <duration>`
       .description(
         'benchmarks: produce <rate> events/s for <duration-s> seconds and report (with --with-engine: end-to-end latency and lag); ' +
-          'sub-commands drain, ceiling, sweep, produce. Every bench uses its own stream and schema and writes a JSON result',
+          'sub-commands drain, ceiling, sweep, produce, large-entries. Every bench uses its own stream and schema and writes a JSON result',
       )
       .argument('<rate>', 'target rate, events/s')
       .argument('<duration-s>', 'how long to produce, seconds')
