@@ -251,6 +251,11 @@ export const ERRORS = {
     retryable: false,
     description: 'A staging batch is not well-formed (a column array whose length differs from the batch length, or an empty batch id); nothing was staged.',
   },
+  TRIB_ERR_ORDERS_FENCED: {
+    message: 'worker %s was fenced: its %s was refused (epoch %s, now %s)',
+    retryable: false,
+    description: 'An orders worker stalled past ORDERS_STALE_MS (a pause, a frozen process, a lost connection) and its processing list went back to the queue: its late take, promote or ack is refused, its batch is left to the worker that took the orders since, and it goes on with a new fencing epoch.',
+  },
   TRIB_ERR_ORDERS_PROMOTE_CONTENDED: {
     message: 'promote of %s gave up after %s attempts: %s',
     retryable: true,

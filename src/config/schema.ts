@@ -226,11 +226,11 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   ordersBlockMs: { env: 'ORDERS_BLOCK_MS', doc: 'Orders pipeline: how long an idle worker waits for orders (BLMOVE timeout).' },
   ordersStaleMs: {
     env: 'ORDERS_STALE_MS',
-    doc: 'Orders pipeline: a worker whose heartbeat is this old is dead and its processing list goes back to the queue.',
+    doc: 'Orders pipeline: a worker whose heartbeat is this old is dead and its processing list goes back to the queue (one only stalled is fenced: its late promote and ack are refused).',
   },
   ordersRecoverIntervalMs: { env: 'ORDERS_RECOVER_INTERVAL_MS', doc: 'Orders pipeline: how often dead workers are looked for.' },
   dedupWindowS: { env: 'DEDUP_WINDOW_S', doc: 'Orders pipeline: an order whose order_id was processed this many seconds ago or less is a duplicate.' },
-  dedupBucketS: { env: 'DEDUP_BUCKET_S', doc: 'Orders pipeline: width of one dedup bucket (a Redis set that expires by itself), seconds.' },
+  dedupBucketS: { env: 'DEDUP_BUCKET_S', doc: 'Orders pipeline: width of one dedup bucket (a Redis set, UNLINKed once it left the window), seconds.' },
   maxQueueDepth: {
     env: 'MAX_QUEUE_DEPTH',
     doc: 'Orders pipeline: `orders generate` waits while the queue holds this many orders or more (queued plus in processing).',

@@ -6,7 +6,7 @@
  */
 import { isRowContentError, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { isolateByHalving, type Halving } from '../sinks/isolate.js';
-import { promote, recordMalformed } from './pg/promote.js';
+import { promote, recordMalformed, type WorkerFence } from './pg/promote.js';
 import { stageBatch } from './pg/staging.js';
 import type { LookupCache } from './redis/cache.js';
 import type { RevenueEntry } from './redis/revenue.js';
@@ -125,6 +125,7 @@ export async function stageAndPromote(
   cols: StagingColumns,
   malformed: readonly MalformedOrder[],
   state: StagePromoteState,
+  fence?: WorkerFence,
 ): Promise<StagePromoteResult> {
   let stageMs = 0;
   let promoteMs = 0;
@@ -140,8 +141,12 @@ export async function stageAndPromote(
   }
   if (state.maybeStaged) {
     const t1 = performance.now();
-    const leftover = await promote(pool, schema, { batchId });
+    const leftover = await promote(pool, schema, { batchId, fence });
     promoteMs += performance.now() - t1;
+    if (leftover.fenced) {
+      state.maybeStaged = false;
+      return { ...leftover, stagedRows: 0, malformedRecorded, landedEarlier: false, stageMs, promoteMs };
+    }
     if (leftover.staged === cols.length) {
       state.maybeStaged = false;
       return { ...leftover, stagedRows: leftover.staged, malformedRecorded, landedEarlier: false, stageMs, promoteMs };
@@ -158,8 +163,14 @@ export async function stageAndPromote(
   const stagedRows = await stageBatch(pool, schema, batchId, cols);
   stageMs += performance.now() - t2;
   const t3 = performance.now();
-  const result = await promote(pool, schema, { batchId });
+  const result = await promote(pool, schema, { batchId, fence });
   promoteMs += performance.now() - t3;
+  if (result.fenced) {
+    // The worker was fenced (stalled past staleMs; its orders went back to the queue and
+    // another worker promotes them): refused, its staged rows dropped, nothing to retry.
+    state.maybeStaged = false;
+    return { ...result, stagedRows, malformedRecorded, landedEarlier: false, stageMs, promoteMs };
+  }
   if (result.staged !== stagedRows) {
     // Part of the batch may just have been promoted (committed): a retry that promoted
     // the leftovers would find none, see batchLanded and ack the vanished part unsaved.
@@ -195,7 +206,11 @@ export function newIsolationState(): IsolationState {
 function addResults(a: StagePromoteResult, b: StagePromoteResult): StagePromoteResult {
   const rejected = { ...a.rejected };
   for (const [r, n] of Object.entries(b.rejected) as [RejectReason, number][]) rejected[r] = (rejected[r] ?? 0) + n;
+  const rejectedIds = [...(a.rejectedIds ?? []), ...(b.rejectedIds ?? [])];
+  const fenced = a.fenced ?? b.fenced;
   return {
+    ...(rejectedIds.length > 0 ? { rejectedIds } : {}),
+    ...(fenced ? { fenced } : {}),
     promoted: a.promoted + b.promoted,
     duplicates: a.duplicates + b.duplicates,
     rejected,
@@ -230,10 +245,11 @@ export async function stageAndPromoteIsolating(
   malformed: readonly MalformedOrder[],
   state: StagePromoteState,
   isolation: IsolationState,
+  fence?: WorkerFence,
 ): Promise<StagePromoteResult> {
   if (!isolation.active) {
     try {
-      return await stageAndPromote(pool, schema, batchId, cols, malformed, state);
+      return await stageAndPromote(pool, schema, batchId, cols, malformed, state, fence);
     } catch (err) {
       if (!isRowContentError(err) || !state.malformedRecorded) throw err;
       isolation.active = true;
@@ -250,7 +266,7 @@ export async function stageAndPromoteIsolating(
       if (part.cols.length === 0) return empty;
       let sub = isolation.states.get(id);
       if (!sub) isolation.states.set(id, (sub = { malformedRecorded: true, maybeStaged: false, malformedMaybeRecorded: false }));
-      return stageAndPromote(pool, schema, id, part.cols, [], sub);
+      return stageAndPromote(pool, schema, id, part.cols, [], sub, fence);
     },
     isContentError: isRowContentError,
     size: (part) => part.cols.length,
@@ -269,7 +285,7 @@ export async function stageAndPromoteIsolating(
     alone: async (part, id, err) => {
       const message = `Postgres refused the order: ${(err as Error).message} (SQLSTATE ${String((err as { code?: unknown }).code)})`;
       await recordMalformedOnce(pool, schema, id, [{ raw: asciiJson(part.orders[0]), error: message }], isolation.states.get(id)!);
-      return { ...empty, staged: 1, stagedRows: 1, rejected: { malformed: 1 } };
+      return { ...empty, staged: 1, stagedRows: 1, rejected: { malformed: 1 }, rejectedIds: [part.orders[0]!.order_id] };
     },
     combine: addResults,
   };

@@ -179,6 +179,8 @@ export interface OrdersPipelineStats {
   retries: number;
   /** Orders returned to the queue from dead workers' processing lists. */
   recovered: number;
+  /** Takes, promotes and acks of this process's workers refused because the worker was fenced (stalled past staleMs). */
+  fenced: number;
   viewRefreshes: number;
   cachePublishes: number;
 }
@@ -189,6 +191,12 @@ export interface OrdersPipelineEvents {
   batch: OrdersBatchReport;
   /** Dead workers' processing lists went back to the queue; their staged rows were dropped. */
   recovered: RecoverResult & { stagingRowsDropped: number };
+  /**
+   * A worker of this process was fenced: stalled past staleMs, its processing list went
+   * back to the queue (another worker processes those orders), and its take, promote or
+   * ack was refused (code TRIB_ERR_ORDERS_FENCED). It returns what it holds and goes on.
+   */
+  fenced: { worker: string; step: 'take' | 'promote' | 'ack'; epoch: number; current: number; items: number; batchId?: string; code: 'TRIB_ERR_ORDERS_FENCED' };
   /** The pipeline published the lookup cache from Postgres (it was empty or expired). */
   cachePublished: PublishResult;
   /** A view refresh ran (status 'refreshed' or 'failed'). */

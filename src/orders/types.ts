@@ -112,4 +112,12 @@ export interface PromoteResult {
   rejected: Partial<Record<RejectReason, number>>;
   /** Staging rows consumed (deleted). */
   staged: number;
+  /** The order_ids of the rejected rows (set only when some were rejected): they are not marked seen in the dedup window. */
+  rejectedIds?: string[];
+  /**
+   * Set when the promote was refused because the worker was fenced after it took the
+   * batch (its list went back to the queue as stale): nothing was promoted, the batch's
+   * staged rows were dropped.
+   */
+  fenced?: { epoch: number; current: number };
 }

@@ -28,7 +28,7 @@ import { lookupFor, rejectedTotal } from '../orders/batch.js';
 import { resolveOptions, type OrdersPipelineEvents, type OrdersPipelineOptions, type OrdersPipelineStats, type Resolved } from '../orders/options.js';
 import { analyzeReferenceTables } from '../orders/pg/analyze.js';
 import { migrateOrders } from '../orders/pg/migrate.js';
-import { inTransaction, promoteLockKey } from '../orders/pg/promote.js';
+import { fenceWorker } from '../orders/pg/promote.js';
 import { refreshViews, type ViewRefresh } from '../orders/pg/views.js';
 import { LookupCache } from '../orders/redis/cache.js';
 import { DedupWindow } from '../orders/redis/dedup.js';
@@ -76,6 +76,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
   private refresher: ViewRefresher<ViewRefresh[]> | undefined;
   private unsubscribe: Unsubscribe | undefined;
   private vacuumTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private vacuuming: Promise<void> | undefined;
   private lastRefreshStart = 0;
   private promotedSinceRefresh = false;
@@ -96,6 +97,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     pgDuplicates: 0,
     rejected: {} as Partial<Record<RejectReason, number>>,
     recovered: 0,
+    fenced: 0,
     viewRefreshes: 0,
     cachePublishes: 0,
   };
@@ -125,7 +127,9 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       staleMs: o.staleMs,
       connectTimeoutMs: o.connectTimeoutMs,
       connectionName: (worker) => `tributary:orders:${worker}`,
-      onRecovered: (result) => this.dropStaged(result),
+      fence: (worker, epoch) => this.fence(worker, epoch),
+      onRecovered: async (result) => this.onRecovered(result),
+      onFenced: (e) => this.onFenced({ worker: e.consumer, step: e.step, epoch: e.epoch, current: e.current, items: e.items }),
       scanOrphansEvery: Math.max(1, Math.round(60_000 / o.recoverIntervalMs)),
     });
     const stages = ordersStages({
@@ -137,7 +141,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.runner = new Runner<string>({
       source: this.source,
       stages,
-      sink: new PostgresStagingSink(this.pool, o.schema),
+      sink: new PostgresStagingSink(this.pool, o.schema, o.prefix),
       consumers: Array.from({ length: Math.max(1, o.workers) }, (_, i) => `${o.workerPrefix}-${i + 1}`),
       batch: { maxCount: o.batchSize, periodMs: Math.max(1, o.blockMs) },
       blockMs: o.blockMs,
@@ -257,6 +261,13 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       this.vacuumTimer = setInterval(() => void this.vacuum(), o.vacuumIntervalMs);
       this.vacuumTimer.unref();
     }
+    // Dedup buckets that left the window are UNLINKed (freed off Redis's main thread)
+    // before their EXPIRE backstop would free them in it, busy or idle.
+    const dedup = new DedupWindow({ client: this.control, prefix: o.prefix, windowSeconds: o.dedupWindowSeconds, bucketSeconds: o.dedupBucketSeconds });
+    this.sweepTimer = setInterval(() => {
+      if (this.control.isReady) dedup.sweep().catch((err: unknown) => this.emit('retry', { server: 'redis', step: 'sweep dedup buckets', error: asError(err), attempt: 1 }));
+    }, Math.max(500, o.dedupBucketSeconds * 500));
+    this.sweepTimer.unref();
     this.emit('started', { workers: o.workers > 0 ? this.workerNames : [] });
   }
 
@@ -310,6 +321,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     const wasRunning = this.state === 'running';
     this.state = 'closing';
     clearInterval(this.vacuumTimer);
+    clearInterval(this.sweepTimer);
     await this.runner.close();
     await this.publisher.stop();
     // Forced now, whether by this call or by a second one while this one was stopping.
@@ -405,6 +417,11 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     const d = report.details as unknown as StagingDetails | undefined;
     const r = d?.result;
     const c = this.counters;
+    if (r?.fenced) {
+      // Refused: the worker that now holds these orders counts them.
+      this.onFenced({ worker: report.consumer, step: 'promote', epoch: r.fenced.epoch, current: r.fenced.current, items: report.size, batchId: d?.batchId });
+      return;
+    }
     const malformed = d?.malformed ?? 0;
     c.batches++;
     c.taken += report.size;
@@ -499,25 +516,37 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     return this.vacuuming;
   }
 
+  /** Staged rows dropped by fence() since the last 'recovered' event, per worker. */
+  private readonly droppedByFence = new Map<string, number>();
+
   /**
-   * After dead workers' processing lists went back to the queue: drops the rows they had
-   * staged (never promoted: their orders are back in the queue and will be staged again).
+   * A stale worker was fenced in Redis; before its list goes back to the queue: its
+   * fence in Postgres (its later promotes are refused) and the rows it had staged dropped
+   * (never promoted: its orders will be staged again by whoever takes them), under the
+   * promote lock exclusively. Throws (the list stays; the next recovery tries again) when
+   * Postgres does not answer.
    */
-  private async dropStaged(result: RecoverResult): Promise<void> {
-    let stagingRowsDropped = 0;
-    const s = quoteIdent(this.options.schema);
+  private async fence(worker: string, epoch: number): Promise<void> {
     try {
-      for (const worker of Object.keys(result.byWorker)) {
-        // Under the promote lock, exclusively: a promote of this worker's batch (still
-        // running, if the worker was only slow) sees all of its rows or none, never part.
-        stagingRowsDropped += await inTransaction(this.pool, async (client) => {
-          await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [promoteLockKey(this.options.schema)]);
-          const res = await client.query(`DELETE FROM ${s}.orders_staging WHERE starts_with(batch_id, $1)`, [`${worker}:`]);
-          return res.rowCount ?? 0;
-        });
-      }
+      const dropped = await fenceWorker(this.pool, this.options.schema, { prefix: this.options.prefix, worker, epoch });
+      this.droppedByFence.set(worker, (this.droppedByFence.get(worker) ?? 0) + dropped);
     } catch (err) {
-      this.emit('retry', { server: 'postgres', step: 'recover', error: asError(err), attempt: 1 });
+      this.emit('retry', { server: 'postgres', step: 'fence stale worker', error: asError(err), attempt: 1 });
+      throw err;
+    }
+  }
+
+  private onFenced(e: Omit<OrdersPipelineEvents['fenced'], 'code'>): void {
+    this.counters.fenced++;
+    this.emit('fenced', { ...e, code: 'TRIB_ERR_ORDERS_FENCED' });
+  }
+
+  /** Dead workers' processing lists went back to the queue (each fenced first). */
+  private onRecovered(result: RecoverResult): void {
+    let stagingRowsDropped = 0;
+    for (const worker of Object.keys(result.byWorker)) {
+      stagingRowsDropped += this.droppedByFence.get(worker) ?? 0;
+      this.droppedByFence.delete(worker);
     }
     this.counters.recovered += result.items;
     this.emit('recovered', { ...result, stagingRowsDropped });

@@ -37,9 +37,15 @@ export class PostgresStagingSink implements Sink<Order> {
   private readonly runToken = randomBytes(3).toString('hex');
   private seq = 0;
 
+  /**
+   * `prefix`: the Redis key prefix of the queue. With it, each batch's promote carries its
+   * worker's fencing epoch (set by the parse stage) and is refused once the worker was
+   * fenced (PromoteOptions.fence).
+   */
   constructor(
     private readonly pool: PgPool,
     private readonly schema: string,
+    private readonly prefix?: string,
   ) {}
 
   async write(batch: Message<Order>[], ctx: BatchContext): Promise<WriteResult> {
@@ -50,7 +56,9 @@ export class PostgresStagingSink implements Sink<Order> {
     st.isolation ??= newIsolationState();
     const list = batch.map((m) => m.body);
     const cols = orders.cols ?? transformBatch(list, orders.lookup ?? { version: 0, products: new Map(), currencies: new Map(), zipCodes: new Map() });
-    const result = await stageAndPromoteIsolating(this.pool, this.schema, st.batchId, cols, list, orders.malformed ?? [], st.stage, st.isolation);
+    const epoch = orders.fenceEpoch;
+    const fence = this.prefix !== undefined && epoch !== undefined ? { prefix: this.prefix, worker: ctx.consumer, epoch } : undefined;
+    const result = await stageAndPromoteIsolating(this.pool, this.schema, st.batchId, cols, list, orders.malformed ?? [], st.stage, st.isolation, fence);
     st.result = result;
     const details: StagingDetails = {
       batchId: st.batchId,

@@ -2,7 +2,7 @@ import { ClientOfflineError } from '@redis/client';
 import { sleep } from '../core/backoff.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { TributaryError } from '../errors.js';
-import { OrderQueue, type RecoverResult } from '../orders/redis/queue.js';
+import { fencedReply, OrderQueue, type FenceHook, type Fenced, type RecoverResult } from '../orders/redis/queue.js';
 import { blockingConnection, connectChecked, destroyQuietly, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 
 export interface RedisListSourceOptions {
@@ -22,6 +22,21 @@ export interface RedisListSourceOptions {
   connectionName?: (consumer: string) => string;
   /** Connection timeout of the consumers' connections, ms (default 5000). */
   connectTimeoutMs?: number;
+  /**
+   * Raises a stale consumer's fence where its batches are written (Postgres), after it
+   * was fenced in Redis and before its list goes back to the queue (OrderQueue.recover).
+   */
+  fence?: FenceHook;
+  /** A take or an ack of a consumer was refused: it was fenced (its list went back to the queue) since it took the batch. */
+  onFenced?: (event: FencedEvent) => void;
+}
+
+/** A consumer's take or ack refused because it was fenced. */
+export interface FencedEvent extends Fenced {
+  consumer: string;
+  step: 'take' | 'ack';
+  /** Items of the refused ack (0 for a take). */
+  items: number;
 }
 
 /** An item taken from the list; its ID (`<take>.<position>`) is made only when asked for. */
@@ -32,6 +47,8 @@ class ListMessage implements Message<string> {
     readonly body: string,
     private readonly take: number,
     private readonly index: number,
+    /** The consumer's fencing epoch when it took the item. */
+    readonly epoch: number,
   ) {}
 
   get id(): string {
@@ -41,6 +58,11 @@ class ListMessage implements Message<string> {
   get bytes(): number {
     return this.body.length;
   }
+}
+
+/** The fencing epoch a list item was taken under (undefined for a message of another source). */
+export function fenceEpochOf(message: Message<unknown> | undefined): number | undefined {
+  return message instanceof ListMessage ? message.epoch : undefined;
 }
 
 interface Reader extends BlockingConnection {
@@ -70,6 +92,8 @@ export class RedisListSource implements Source<string> {
   readonly server = 'redis' as const;
   readonly queue: OrderQueue;
   private readonly readers = new Map<string, Reader>();
+  /** Each consumer's fencing epoch, adopted when it last returned its own list to the queue. */
+  private readonly epochs = new Map<string, number>();
   private recoveries = 0;
   private closed = false;
 
@@ -89,21 +113,29 @@ export class RedisListSource implements Source<string> {
 
   async read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<Message<string>[]> {
     const r = await this.reader(consumer);
-    if (r.suspect) {
-      // The list may hold items nobody saw (a failed take): take nothing more until the
-      // consumer holds nothing, then return the whole list to the queue.
+    if (r.suspect || !this.epochs.has(consumer)) {
+      // The list may hold items nobody saw (a failed take), or the consumer was fenced:
+      // take nothing more until the consumer holds nothing, then return the whole list to
+      // the queue and adopt the new fencing epoch.
       if (r.outstanding > 0) {
         await sleep(100, signal);
         throw new ReadAgain('waiting for held batches before returning the processing list to the queue');
       }
-      await r.queue.release(consumer);
+      this.epochs.set(consumer, (await r.queue.releaseOwn(consumer)).epoch);
       r.suspect = false;
     }
+    const epoch = this.epochs.get(consumer)!;
     let items: string[];
     try {
-      items = await r.queue.take(consumer, count, blockMs ?? 0);
+      items = await r.queue.take(consumer, count, blockMs ?? 0, epoch);
     } catch (err) {
       r.suspect = true;
+      const fenced = fencedReply(err);
+      if (fenced) {
+        // Stalled past staleMs, this consumer's list went back to the queue: start afresh.
+        this.options.onFenced?.({ consumer, step: 'take', items: 0, ...fenced });
+        throw new ReadAgain('the consumer was fenced: returning its processing list to the queue');
+      }
       if (err instanceof ClientOfflineError) {
         // Reconnecting: the read its break failed reported it; wait rather than report again.
         await untilReady(r.conn, 1000, signal);
@@ -114,7 +146,7 @@ export class RedisListSource implements Source<string> {
     r.outstanding += items.length;
     const seq = ++r.seq;
     const out = new Array<Message<string>>(items.length);
-    for (let i = 0; i < items.length; i++) out[i] = new ListMessage(items[i]!, seq, i);
+    for (let i = 0; i < items.length; i++) out[i] = new ListMessage(items[i]!, seq, i, epoch);
     return out;
   }
 
@@ -125,12 +157,20 @@ export class RedisListSource implements Source<string> {
    */
   async ack(consumer: string, messages: readonly Message<string>[]): Promise<void> {
     const r = this.readers.get(consumer);
+    const epoch = fenceEpochOf(messages[0]);
+    let fenced: Fenced | undefined;
     try {
-      if (r && !r.suspect) await this.queue.ack(consumer, messages.length);
-      else await this.queue.ack(consumer, messages.map((m) => m.body));
+      const result = r && !r.suspect ? await this.queue.ack(consumer, messages.length, epoch) : await this.queue.ack(consumer, messages.map((m) => m.body), epoch);
+      fenced = result.fenced;
     } catch (err) {
       if (r) r.suspect = true;
       throw err;
+    }
+    if (fenced) {
+      // Refused for good: the batch's items went back to the queue when the consumer was
+      // fenced (another worker takes them); its list may hold newer items it took since.
+      if (r) r.suspect = true;
+      this.options.onFenced?.({ consumer, step: 'ack', items: messages.length, ...fenced });
     }
     this.settled(consumer, messages.length);
   }
@@ -153,7 +193,7 @@ export class RedisListSource implements Source<string> {
 
   /** What an earlier run under this name left in its processing list goes back to the queue. */
   async resume(consumer: string): Promise<Recovered<string>> {
-    await this.queue.release(consumer);
+    this.epochs.set(consumer, (await this.queue.releaseOwn(consumer)).epoch);
     return { messages: [], deleted: [], more: false };
   }
 
@@ -161,7 +201,7 @@ export class RedisListSource implements Source<string> {
   async reclaim(_consumer: string, _max: number, minIdleMs: number): Promise<Recovered<string>> {
     const every = this.options.scanOrphansEvery ?? 12;
     const scanOrphans = this.recoveries++ % Math.max(1, every) === 0;
-    const result = await this.queue.recover({ staleMs: Math.max(minIdleMs, this.options.staleMs), scanOrphans });
+    const result = await this.queue.recover({ staleMs: Math.max(minIdleMs, this.options.staleMs), scanOrphans, fence: this.options.fence });
     if (result.workers > 0) await this.options.onRecovered?.(result);
     return { messages: [], deleted: [], more: false, cursor: '0-0' };
   }
@@ -171,7 +211,16 @@ export class RedisListSource implements Source<string> {
     if (letters.length === 0) return;
     const dead = `${this.queue.keys.queue.slice(0, -':queue'.length)}:dead`;
     await send(this.options.commands, ['LPUSH', dead, ...letters.map((l) => JSON.stringify({ item: l.message.body, code: l.code, error: l.error, at: Date.now() }))]);
-    await this.queue.ack(consumer, letters.map((l) => l.message.body));
+    const acked = await this.queue.ack(
+      consumer,
+      letters.map((l) => l.message.body),
+      fenceEpochOf(letters[0]!.message),
+    );
+    if (acked.fenced) {
+      const r = this.readers.get(consumer);
+      if (r) r.suspect = true;
+      this.options.onFenced?.({ consumer, step: 'ack', items: letters.length, ...acked.fenced });
+    }
     this.settled(consumer, letters.length);
   }
 

@@ -21,6 +21,7 @@ import type { DedupWindow } from '../orders/redis/dedup.js';
 import type { RevenueWindow } from '../orders/redis/revenue.js';
 import { revenueEntries } from '../orders/batch.js';
 import { parseOrder, transformBatch, type MalformedOrder } from '../orders/transform.js';
+import { fenceEpochOf } from '../sources/redis-list.js';
 import type { LookupResult, Order, StagingColumns } from '../orders/types.js';
 
 /** What the orders stages learn about a batch (kept in BatchContext.state). */
@@ -32,6 +33,14 @@ export interface OrdersBatchState {
   duplicates?: number;
   lookup?: LookupResult;
   cols?: StagingColumns;
+  /** The fencing epoch the batch was taken under (list items only): the promote carries it. */
+  fenceEpoch?: number;
+}
+
+/** The sink's result, once it wrote: fenced (refused), and the order_ids it rejected. */
+function written(ctx: BatchContext): { fenced: boolean; rejected: ReadonlySet<string> } {
+  const r = (ctx.state as { result?: StagingDetails['result'] }).result;
+  return { fenced: r?.fenced !== undefined, rejected: new Set(r?.rejectedIds ?? []) };
 }
 
 export function ordersState(ctx: BatchContext): OrdersBatchState {
@@ -75,6 +84,7 @@ export function parseOrdersStage(): Stage<string, Order> {
       const state = ordersState(ctx);
       state.malformed = malformed;
       state.taken = batch.length;
+      state.fenceEpoch = fenceEpochOf(batch[0]);
       return { keep };
     },
   };
@@ -94,7 +104,12 @@ export function dedupStage(dedupFor: (ctx: BatchContext) => DedupWindow): Stage<
       return { keep };
     },
     async afterCommit(kept, ctx) {
-      if (kept.length > 0) await dedupFor(ctx).markSeen(kept.map((m) => m.body.order_id));
+      // A fenced batch was not promoted (another worker has its orders); a rejected order
+      // is not seen: its corrected resend must pass the window.
+      const w = written(ctx);
+      if (w.fenced) return;
+      const ids = kept.map((m) => m.body.order_id).filter((id) => !w.rejected.has(id));
+      if (ids.length > 0) await dedupFor(ctx).markSeen(ids);
     },
   };
 }
@@ -128,8 +143,9 @@ export function transformStage(revenueFor: (ctx: BatchContext) => RevenueWindow)
     },
     async afterCommit(_kept, ctx) {
       const cols = ordersState(ctx).cols;
-      if (!cols) return;
-      const entries = revenueEntries(cols);
+      const w = written(ctx);
+      if (!cols || w.fenced) return;
+      const entries = w.rejected.size === 0 ? revenueEntries(cols) : revenueEntries(cols).filter((e) => !w.rejected.has(e.orderId));
       if (entries.length > 0) await revenueFor(ctx).add(entries);
     },
   };
@@ -169,6 +185,8 @@ export function ordersStages(p: OrdersStageParts): Stage<any, any>[] {
   announce.afterCommit = async (_kept, ctx) => {
     const w = p.worker(ctx.consumer);
     const details = ctx.state as { result?: StagingDetails['result']; batchId?: string };
+    // A fenced batch counts nowhere: the worker that now holds its orders counts them.
+    if (details.result?.fenced) return;
     await countBatch(w.client, p.keys, ctx.state);
     const r = details.result;
     if (r && (r.stagedRows > 0 || r.landedEarlier)) {

@@ -27,6 +27,7 @@ describe('orders schema and reference data', () => {
     expect(Object.fromEntries(rels.map((r) => [r.relname, `${r.relkind}${r.relpersistence}`]))).toEqual({
       currencies: 'rp',
       orders: 'rp',
+      orders_fences: 'rp',
       orders_rejected: 'rp',
       orders_staging: 'ru',
       product_performance_daily: 'mp',
@@ -177,7 +178,9 @@ describe('promote', () => {
       duplicates: 0,
       rejected: { malformed: 4, unknown_product: 2, unknown_currency: 1, unknown_zip: 1, non_positive_quantity: 2, bad_timestamp: 1 },
       staged: 12,
+      rejectedIds: expect.arrayContaining(['r-product', 'r-currency', 'r-zip', 'r-zero', 'r-negative', 'r-many']),
     });
+    expect(result.rejectedIds).toHaveLength(11);
     const rejects = await rows<{ order_id: string; reason: string; detail: string; batch_id: string }>(
       t,
       `SELECT order_id, reason, detail, batch_id FROM $s.orders_rejected ORDER BY order_id`,

@@ -384,7 +384,7 @@ describe('OrdersPipeline', () => {
     const name = p.workerNames[0]!;
     const retries: string[] = [];
     p.on('retry', (r) => retries.push(`${r.step}: ${r.error.message}`));
-    const spy = vi.spyOn(OrderQueue.prototype, 'release').mockRejectedValueOnce(new Error('release failed'));
+    const spy = vi.spyOn(OrderQueue.prototype, 'releaseOwn').mockRejectedValueOnce(new Error('release failed'));
     try {
       await p.start();
       await waitFor(async () => (await env.count('orders')) === 50, 10_000, 'the batch after the retried release');

@@ -5,6 +5,7 @@ import { resolveConfig } from '../../src/config/index.js';
 import { createRedisConnection, destroyQuietly, RedisScript, send, type RedisConnection } from '../../src/redis/client.js';
 import {
   Backpressure,
+  CACHE_TABLES,
   DedupWindow,
   escapeGlob,
   LookupCache,
@@ -268,7 +269,7 @@ describe('DedupWindow', () => {
     expect(await dedup.size()).toBe(2);
     const ttl = Number(await send(client, ['TTL', dedup.liveBucketKeys().at(-1)!]));
     expect(ttl).toBeGreaterThan(3600);
-    expect(ttl).toBeLessThanOrEqual(3900);
+    expect(ttl).toBeLessThanOrEqual(3600 + 2 * 300); // the EXPIRE backstop: window + 2 buckets
   });
 
   it('checks a whole batch in one round trip (one script call), thousands of ids at a time', async () => {
@@ -284,7 +285,7 @@ describe('DedupWindow', () => {
     expect(keep).toEqual(ids.map((_, i) => i % 2 === 1));
   });
 
-  it('forgets ids after the window: buckets leave the live range and expire by themselves', async () => {
+  it('forgets ids after the window: buckets leave the live range and are swept (UNLINK)', async () => {
     const { client, prefix } = await setup('dedupexp');
     let now = 1_700_000_000_000;
     const dedup = new DedupWindow({ client, prefix, windowSeconds: 60, bucketSeconds: 10, now: () => now });
@@ -296,13 +297,14 @@ describe('DedupWindow', () => {
     expect(await dedup.filterUnseen(['a', 'b'])).toEqual([true, false]);
     expect(await dedup.size()).toBe(1);
 
-    // Real expiry with a short window: the bucket keys vanish.
+    // A short window: the bucket keys vanish (swept; the TTL is a backstop).
     const short = new DedupWindow({ client, prefix: `${prefix}:short`, windowSeconds: 1, bucketSeconds: 1 });
     await short.markSeen(['z']);
     expect(await short.filterUnseen(['z'])).toEqual([false]);
     const key = short.liveBucketKeys().at(-1)!;
-    expect(Number(await send(client, ['TTL', key]))).toBeLessThanOrEqual(2);
+    expect(Number(await send(client, ['TTL', key]))).toBeLessThanOrEqual(3);
     await sleep(2300);
+    await short.sweep();
     expect(await send(client, ['EXISTS', key])).toBe(0);
     expect(await short.filterUnseen(['z'])).toEqual([true]);
   });
@@ -385,9 +387,14 @@ describe('LookupCache', () => {
     await send(client, ['INCR', cache.keys.cacheSeq]); // version 1: a slow publisher still writing
     await cache.publish(referenceData(1)); // version 2 current
     const swap = new RedisScript('orders-cache-swap');
-    const run = (v: number) => swap.run(client, [cache.keys.cacheVersion, cache.keys.cacheMeta(v)], [String(v), '5000', cache.keys.cacheVersionPrefix]);
+    // Every key the script touches is in KEYS: the version's own keys (retired when refused).
+    const keysOf = (v: number) => [...CACHE_TABLES.map((t) => cache.keys.cache(v, t)), cache.keys.cacheMeta(v)];
+    const run = (v: number, current = 2) =>
+      swap.run(client, [cache.keys.cacheVersion, cache.keys.cacheMeta(v), ...keysOf(v)], [String(v), '5000', String(current), String(v)]);
     expect(await run(1)).toEqual([-1, 0]); // no meta yet: incomplete
     await send(client, ['HSET', cache.keys.cacheMeta(1), 'version', '1']);
+    expect(await run(1, 1)).toEqual([-3, 2]); // read before version 2 was current: refused, nothing done
+    expect(Number(await send(client, ['PTTL', cache.keys.cacheMeta(1)]))).toBe(-1);
     expect(await run(1)).toEqual([0, 2]); // the slow publisher finishes: refused, retired
     expect(Number(await send(client, ['PTTL', cache.keys.cacheMeta(1)]))).toBeLessThanOrEqual(5000);
     expect(await run(2)).toEqual([1, 2]); // swapping the current again is a no-op

@@ -211,6 +211,12 @@ export function attachOrdersLogging(pipeline: OrdersPipeline, log: Logger, every
   pipeline.on('recovered', ({ items, workers, byWorker, stagingRowsDropped }) =>
     log.info({ items, workers, byWorker, stagingRowsDropped }, `recovered ${items} orders from ${plural(workers, 'dead worker')} (${Object.keys(byWorker).join(', ')}) back to the queue`),
   );
+  pipeline.on('fenced', ({ worker, step, epoch, current, items, batchId, code }) =>
+    log.warn(
+      { code, worker, step, epoch, current, items, batchId },
+      `${code}: ${new TributaryError(code, [worker, step, epoch, current]).message}; ${items} orders left to the worker that holds them now`,
+    ),
+  );
   pipeline.on('cachePublished', ({ version }) => log.info({ version }, `lookup cache was empty or expired: published version ${version} from Postgres`));
   pipeline.on('viewsRefreshed', (o) => {
     if (o.status === 'failed') log.warn({ err: o.error?.message }, `view refresh failed: ${o.error?.message}`);

@@ -8,6 +8,20 @@ export interface PromoteOptions {
   batchId?: string;
   /** Attempts when concurrent promoters deadlock (SQLSTATE 40P01) or fail serialisation (40001). Default 3. */
   attempts?: number;
+  /**
+   * The worker's fence (needs batchId): the promote is refused (PromoteResult.fenced, its
+   * staged rows dropped) when `<schema>.orders_fences` holds a higher epoch for the worker
+   * (see fenceWorker). Checked under the promote lock, in the promote's transaction.
+   */
+  fence?: WorkerFence;
+}
+
+/** Who promotes a batch, and the fencing epoch it took the batch under. */
+export interface WorkerFence {
+  /** The Redis key prefix of the queue. */
+  prefix: string;
+  worker: string;
+  epoch: number;
 }
 
 /**
@@ -75,11 +89,14 @@ judged AS (
 rejected AS (
   INSERT INTO ${s}.orders_rejected
          (order_id, batch_id, customer_id, product_id, quantity, currency, zip_code, order_ts,
-          reason, detail, staged_at)
+          reason, detail, staged_at, reject_key)
   SELECT order_id, batch_id, customer_id, product_id, quantity, currency, zip_code, order_ts,
-         reason, detail, staged_at
+         reason, detail, staged_at,
+         md5(row(order_id, customer_id, product_id, quantity, currency, zip_code, order_ts, stage_error)::text)
   FROM judged
   WHERE reason IS NOT NULL
+  -- The same item rejected again (a redelivered batch): no second row.
+  ON CONFLICT (reject_key, reason) DO NOTHING
   RETURNING reason
 ),
 inserted AS (
@@ -100,8 +117,10 @@ inserted AS (
 SELECT (SELECT count(*) FROM moved)::int                      AS staged,
        (SELECT count(*) FROM judged WHERE reason IS NULL)::int AS valid,
        (SELECT count(*) FROM inserted)::int                   AS promoted,
+       -- Counted from what was judged: a reject already recorded (ON CONFLICT) is still this batch's reject.
        (SELECT coalesce(json_object_agg(reason, n), '{}')
-        FROM (SELECT reason, count(*)::int AS n FROM rejected GROUP BY reason) AS r) AS rejected`;
+        FROM (SELECT reason, count(*)::int AS n FROM judged WHERE reason IS NOT NULL GROUP BY reason) AS r) AS rejected,
+       (SELECT coalesce(array_agg(order_id), '{}') FROM judged WHERE reason IS NOT NULL AND order_id IS NOT NULL) AS rejected_ids`;
 }
 
 /** The advisory lock key (hashtext) every promote of the schema holds for its transaction. */
@@ -152,6 +171,10 @@ export async function promote(pool: PgPool, schema: string, options: PromoteOpti
     try {
       return await inTransaction(pool, async (client) => {
         await client.query(lockSql, [lockKey]);
+        if (options.fence && byBatch) {
+          const refused = await refuseFenced(client, schema, options.batchId!, options.fence);
+          if (refused) return refused;
+        }
         const res = await client.query<PromoteRow>(sql, byBatch ? [options.batchId] : []);
         return promoteResult(res.rows[0]!);
       });
@@ -174,6 +197,43 @@ interface PromoteRow {
   valid: number;
   promoted: number;
   rejected: Record<string, number>;
+  rejected_ids?: string[];
+}
+
+/**
+ * Inside a promote's transaction, under the promote lock: when the worker was fenced
+ * (orders_fences holds a higher epoch than the batch's), drops the batch's staged rows
+ * and returns the refusal; undefined when the worker may promote.
+ */
+async function refuseFenced(client: PoolClient, schema: string, batchId: string, fence: WorkerFence): Promise<PromoteResult | undefined> {
+  const s = quoteIdent(schema);
+  const res = await client.query<{ epoch: string }>(`SELECT epoch FROM ${s}.orders_fences WHERE prefix = $1 AND worker = $2`, [fence.prefix, fence.worker]);
+  const current = res.rows[0] ? Number(res.rows[0].epoch) : 0;
+  if (current <= fence.epoch) return undefined;
+  await client.query(`DELETE FROM ${s}.orders_staging WHERE batch_id = $1`, [batchId]);
+  return { promoted: 0, duplicates: 0, rejected: {}, staged: 0, fenced: { epoch: fence.epoch, current } };
+}
+
+/**
+ * Fences a worker in Postgres: records its new epoch (never lowering it) and drops every
+ * row it staged, in one transaction holding the promote lock exclusively, so a promote of
+ * its batches has either committed before or is refused after (refuseFenced). Waits at
+ * most `lockTimeoutMs` for the lock (a promote of a frozen process may hold it): then it
+ * throws and the caller tries again later. Returns the staged rows dropped.
+ */
+export async function fenceWorker(pool: PgPool, schema: string, fence: WorkerFence, lockTimeoutMs = 5000): Promise<number> {
+  const s = quoteIdent(schema);
+  return inTransaction(pool, async (client) => {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [promoteLockKey(schema)]);
+    await client.query(
+      `INSERT INTO ${s}.orders_fences (prefix, worker, epoch) VALUES ($1, $2, $3)
+       ON CONFLICT (prefix, worker) DO UPDATE SET epoch = greatest(${s}.orders_fences.epoch, excluded.epoch), fenced_at = now()`,
+      [fence.prefix, fence.worker, fence.epoch],
+    );
+    const res = await client.query(`DELETE FROM ${s}.orders_staging WHERE starts_with(batch_id, $1)`, [`${fence.worker}:`]);
+    return res.rowCount ?? 0;
+  });
 }
 
 /** The statement's one row → PromoteResult (reasons in REJECT_REASONS order). Pure. */
@@ -183,7 +243,9 @@ export function promoteResult(row: PromoteRow): PromoteResult {
     const n = row.rejected[reason];
     if (n) rejected[reason] = n;
   }
-  return { promoted: row.promoted, duplicates: row.valid - row.promoted, rejected, staged: row.staged };
+  const out: PromoteResult = { promoted: row.promoted, duplicates: row.valid - row.promoted, rejected, staged: row.staged };
+  if (row.rejected_ids && row.rejected_ids.length > 0) out.rejectedIds = row.rejected_ids;
+  return out;
 }
 
 /** Runs fn in BEGIN ... COMMIT on one pooled client (ROLLBACK on error; a broken client is destroyed). */
@@ -248,10 +310,12 @@ function pgText(value: string): string {
  */
 export async function recordMalformed(pool: PgPool, schema: string, batchId: string, items: readonly MalformedItem[]): Promise<number> {
   if (items.length === 0) return 0;
+  // The same item recorded again (a redelivered batch) adds no second row.
   const res = await pool.query(
-    `INSERT INTO ${quoteIdent(schema)}.orders_rejected (order_id, batch_id, raw, reason, detail)
-     SELECT order_id, $1, raw, 'malformed', detail
-     FROM unnest($2::text[], $3::text[], $4::text[]) AS m(order_id, raw, detail)`,
+    `INSERT INTO ${quoteIdent(schema)}.orders_rejected (order_id, batch_id, raw, reason, detail, reject_key)
+     SELECT order_id, $1, raw, 'malformed', detail, md5(raw)
+     FROM unnest($2::text[], $3::text[], $4::text[]) AS m(order_id, raw, detail)
+     ON CONFLICT (reject_key, reason) DO NOTHING`,
     [
       pgText(batchId),
       items.map((m) => {

@@ -1,9 +1,15 @@
 /**
  * The dedup window: drops an order whose order_id was committed in the last
  * `windowSeconds`. Ids live in time-bucketed sets `<p>:dedup:<bucket>` (bucket =
- * floor(ms / 1000 / bucketSeconds)); each set expires `windowSeconds + bucketSeconds`
- * after its last write, so memory holds about one window of ids and cleans itself up.
- * An id is remembered at least `windowSeconds` and at most `windowSeconds + bucketSeconds`.
+ * floor(ms / 1000 / bucketSeconds)), so memory holds about one window of ids. An id is
+ * remembered at least `windowSeconds` and at most `windowSeconds + bucketSeconds`.
+ *
+ * A bucket that left the window is deleted with UNLINK (`sweep`, run by every markSeen
+ * and by the pipeline's timer): Redis frees a big set in a background thread. Left to
+ * expire, Redis would free it in its main thread (unless `lazyfree-lazy-expire yes`),
+ * blocking every client for as long as freeing a set of a whole bucket's ids takes. The
+ * EXPIRE each set still gets (`windowSeconds + 2 × bucketSeconds` after its last write)
+ * is only the backstop for a window nobody sweeps any more.
  *
  * Checking and marking are two steps on purpose. `filterUnseen` only reads; `markSeen`
  * runs after the batch is committed. Were the check to mark ids (the Python original's
@@ -19,11 +25,14 @@
  * Buckets are picked by this process's clock: keep machines NTP-synced (a skew of s
  * seconds moves the window's edges by s seconds for that machine's checks).
  */
-import { RedisScript, type RedisConnection } from '../../redis/client.js';
+import { RedisScript, send, type RedisConnection } from '../../redis/client.js';
 import { orderKeys, type OrderKeys } from './keys.js';
 import { checkInteger, chunks, toArray, toNumber } from './reply.js';
 
 const CHECK = new RedisScript('orders-dedup-check');
+
+/** Buckets past the window a sweep deletes (the EXPIRE backstop fires 2 buckets after a bucket left the window, at the earliest). */
+const SWEPT_BUCKETS = 3;
 
 /** Ids per SADD inside markSeen()'s single MULTI. */
 const MARK_CHUNK = 10_000;
@@ -104,8 +113,8 @@ export class DedupWindow {
 
   /**
    * Marks ids seen now (SADD to the current bucket and its EXPIRE, in one MULTI: one
-   * round trip). Call after the batch is committed. Returns how many were new to the
-   * current bucket.
+   * round trip), and sweeps (see `sweep`). Call after the batch is committed. Returns how
+   * many were new to the current bucket.
    */
   async markSeen(ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
@@ -113,9 +122,27 @@ export class DedupWindow {
     const key = this.keys.dedup(Math.floor(this.now() / 1000 / this.bucketSeconds));
     const multi = this.client.multi();
     for (const chunk of chunks(distinct, MARK_CHUNK)) multi.addCommand(['SADD', key, ...chunk]);
-    multi.addCommand(['EXPIRE', key, String(this.windowSeconds + this.bucketSeconds)]);
+    multi.addCommand(['EXPIRE', key, String(this.windowSeconds + 2 * this.bucketSeconds)]);
+    multi.addCommand(['UNLINK', ...this.deadBucketKeys()]);
     const replies = (await multi.exec()) as unknown as unknown[];
-    return replies.slice(0, -1).reduce<number>((sum, r) => sum + toNumber(r as number), 0);
+    return replies.slice(0, -2).reduce<number>((sum, r) => sum + toNumber(r as number), 0);
+  }
+
+  /**
+   * Deletes, with UNLINK (freed off Redis's main thread), the buckets that left the
+   * window lately: the SWEPT_BUCKETS buckets just older than the oldest live one. Every
+   * id in them was marked more than `windowSeconds` ago. Run at least every
+   * `bucketSeconds`, this deletes each bucket before its EXPIRE backstop fires. Returns
+   * how many keys it deleted.
+   */
+  async sweep(): Promise<number> {
+    return toNumber(await send(this.client, ['UNLINK', ...this.deadBucketKeys()]));
+  }
+
+  /** Keys of the buckets just past the window (the sweep's targets). */
+  private deadBucketKeys(): string[] {
+    const oldest = liveBuckets(this.now(), this.windowSeconds, this.bucketSeconds)[0]!;
+    return Array.from({ length: SWEPT_BUCKETS }, (_, i) => this.keys.dedup(oldest - 1 - i));
   }
 
   /**

@@ -22,6 +22,12 @@ export interface OrderKeys {
   readonly depth: string;
   /** Sorted set of worker names scored by their last heartbeat (ms, Redis clock). */
   readonly workers: string;
+  /**
+   * Hash of worker name → fencing epoch: raised each time the worker's processing list is
+   * taken from it (recovered as stale, or released). Takes and acks carry the epoch the
+   * worker last adopted; the scripts refuse them once it was raised (the worker was fenced).
+   */
+  readonly fence: string;
   /** A worker's processing list: what it took and has not acknowledged yet. */
   processing(worker: string): string;
   /** Every processing key starts with this (the worker name follows). */
@@ -68,6 +74,7 @@ export function orderKeys(prefix: string = DEFAULT_ORDERS_PREFIX): OrderKeys {
     queue: `${p}:queue`,
     depth: `${p}:depth`,
     workers: `${p}:workers`,
+    fence: `${p}:fence`,
     processing: (worker: string) => `${p}:processing:${worker}`,
     processingPrefix: `${p}:processing:`,
     processingPattern: `${escapeGlob(p)}:processing:*`,

@@ -30,6 +30,7 @@ const HEARTBEAT = new RedisScript('orders-heartbeat');
 const TAKE = new RedisScript('orders-take');
 const ACK = new RedisScript('orders-ack');
 const RECOVER = new RedisScript('orders-recover');
+const FENCE = new RedisScript('orders-fence');
 const DEPTH_RESYNC = new RedisScript('orders-depth-resync');
 
 /** Orders per LPUSH inside push()'s single MULTI (keeps each command's argument count modest). */
@@ -45,6 +46,23 @@ export interface OrderQueueOptions {
   prefix?: string;
 }
 
+/** Raises a fenced worker's fence in Postgres before its list goes back to the queue (see OrderQueue.recover). */
+export type FenceHook = (worker: string, epoch: number) => Promise<void>;
+
+/** The worker was fenced (its list returned to the queue) after it took what it tried to take or acknowledge. */
+export interface Fenced {
+  /** The epoch the worker held. */
+  epoch: number;
+  /** The worker's epoch now. */
+  current: number;
+}
+
+/** The FENCED error reply of the take and heartbeat scripts, parsed; undefined for any other error. */
+export function fencedReply(err: unknown): Fenced | undefined {
+  const m = /^FENCED worker .* holds epoch (\d+), current (\d+)/.exec(err instanceof Error ? err.message : '');
+  return m ? { epoch: Number(m[1]), current: Number(m[2]) } : undefined;
+}
+
 export interface AckResult {
   /** Orders removed from the processing list (and from the depth counter). */
   acked: number;
@@ -56,6 +74,8 @@ export interface AckResult {
   missing: number;
   /** The depth counter after the ack. */
   depth: number;
+  /** Set when the ack was refused (nothing removed): the worker was fenced after it took the batch. */
+  fenced?: Fenced;
 }
 
 export interface RecoverOptions {
@@ -71,6 +91,13 @@ export interface RecoverOptions {
    * deleted by hand, say). Costs one SCAN of the keyspace (default true).
    */
   scanOrphans?: boolean;
+  /**
+   * Called for each dead worker after its fence was raised in Redis and before its list
+   * moves (the pipeline raises the fence in Postgres there, so a promote of the fenced
+   * worker's batches can no longer commit). When it throws, that worker's list stays
+   * where it is (the next recovery fences it again).
+   */
+  fence?: FenceHook;
 }
 
 export interface RecoverResult {
@@ -122,20 +149,27 @@ export class OrderQueue {
    * If take (or ack) fails with a connection error, what this worker's processing list
    * holds is unknown: call `release(worker)` before taking again.
    */
-  async take(worker: string, max: number, blockMs: number): Promise<string[]> {
+  async take(worker: string, max: number, blockMs: number, epoch?: number): Promise<string[]> {
     checkWorkerName(worker);
     checkInteger('take max', max, 1);
     checkNumber('take blockMs', blockMs, 0);
-    const keys = [this.keys.queue, this.keys.processing(worker), this.keys.workers];
-    if (blockMs === 0) return toStrings(await TAKE.run(this.client, keys, [worker, String(max)]));
+    // With the worker's fencing epoch, the scripts refuse the take (a FENCED error, see
+    // fencedReply) once the worker was fenced: what it holds went back to the queue.
+    const fenced = epoch === undefined ? [] : [this.keys.fence];
+    const at = epoch === undefined ? [] : [String(epoch)];
+    const keys = [this.keys.queue, this.keys.processing(worker), this.keys.workers, ...fenced];
+    if (blockMs === 0) return toStrings(await TAKE.run(this.client, keys, [worker, String(max), ...at]));
     // Heartbeat first, so a worker holding orders is always in the heartbeat set.
-    const beat = HEARTBEAT.run(this.client, [this.keys.workers], [worker]);
+    const beat = HEARTBEAT.run(this.client, [this.keys.workers, ...fenced], [worker, ...at]);
     const timeout = (Math.max(blockMs, 1) / 1000).toFixed(3); // never "0": BLMOVE 0 blocks forever
     const first = send(this.client, ['BLMOVE', this.keys.queue, this.keys.processing(worker), 'RIGHT', 'LEFT', timeout]);
-    const rest = max > 1 ? TAKE.run(this.client, keys, [worker, String(max - 1)]) : Promise.resolve([]);
-    const [, item, more] = await Promise.all([beat, first, rest]);
+    const rest = max > 1 ? TAKE.run(this.client, keys, [worker, String(max - 1), ...at]) : Promise.resolve([]);
+    // All three settle before this returns: the connection is free for the next command.
+    const [beaten, one, more] = await Promise.allSettled([beat, first, rest]);
+    for (const r of [beaten, one, more]) if (r.status === 'rejected') throw r.reason;
+    const item = (one as PromiseFulfilledResult<unknown>).value;
     const taken = item === null ? [] : [String(item)];
-    return taken.concat(toStrings(more));
+    return taken.concat(toStrings((more as PromiseFulfilledResult<unknown>).value as string[]));
   }
 
   /**
@@ -144,20 +178,31 @@ export class OrderQueue {
    * orders (the usual case: the whole batch, in take order); `items`: exactly these
    * orders (each removes one equal element). Call only after the batch is committed.
    */
-  async ack(worker: string, countOrItems: number | readonly string[]): Promise<AckResult> {
+  async ack(worker: string, countOrItems: number | readonly string[], epoch?: number): Promise<AckResult> {
     checkWorkerName(worker);
-    const keys = [this.keys.processing(worker), this.keys.depth];
+    // With the fencing epoch the batch was taken under: refused (nothing removed) once
+    // the worker was fenced since, whatever its list holds now.
+    const keys = [this.keys.processing(worker), this.keys.depth, ...(epoch === undefined ? [] : [this.keys.fence])];
+    const fence = epoch === undefined ? [] : [String(epoch), worker];
     let asked: number;
     let reply;
     if (typeof countOrItems === 'number') {
       asked = checkInteger('ack count', countOrItems, 0);
-      reply = await ACK.run(this.client, keys, ['count', String(asked)]);
+      reply = await ACK.run(this.client, keys, ['count', ...fence, String(asked)]);
     } else {
       asked = countOrItems.length;
-      reply = await ACK.run(this.client, keys, ['items', ...countOrItems]);
+      reply = await ACK.run(this.client, keys, ['items', ...fence, ...countOrItems]);
     }
-    const [acked, depth] = toArray(reply).map((v) => toNumber(v));
+    const parts = toArray(reply);
+    const [acked, depth] = parts.slice(0, 2).map((v) => toNumber(v));
+    if (String(parts[2]) === 'fenced') return { acked: 0, missing: asked, depth: depth!, fenced: { epoch: epoch!, current: toNumber(parts[3]) } };
     return { acked: acked!, missing: asked - acked!, depth: depth! };
+  }
+
+  /** The worker's fencing epoch (0 when it was never fenced). */
+  async epoch(worker: string): Promise<number> {
+    checkWorkerName(worker);
+    return toNumber(await send(this.client, ['HGET', this.keys.fence, worker]));
   }
 
   /** Records this worker's heartbeat now (Redis clock); returns it in ms. take() does it too. */
@@ -186,6 +231,11 @@ export class OrderQueue {
    * they are processed next) and forgets their heartbeats, atomically per worker. Dead:
    * last heartbeat at least `staleMs` old, or (with `scanOrphans`) a processing list and
    * no heartbeat. The depth counter is unchanged: the orders are still uncommitted.
+   *
+   * A worker judged dead may only be stalled (a pause, a frozen process): it is fenced
+   * first (its epoch raised, so its later takes and acks are refused), then `fence` runs
+   * (the pipeline refuses its promotes in Postgres), and only then does its list move,
+   * provided its epoch is still the one raised.
    */
   async recover(options: RecoverOptions): Promise<RecoverResult> {
     const staleMs = checkNumber('recover staleMs', options?.staleMs, 1);
@@ -198,10 +248,20 @@ export class OrderQueue {
     }
     const result: RecoverResult = { items: 0, workers: 0, byWorker: {} };
     for (const worker of candidates) {
+      const fenced = toArray(await FENCE.run(this.client, [this.keys.workers, this.keys.fence], [worker, String(staleMs)]));
+      if (String(fenced[1]) !== 'fenced') continue; // it beat since we looked
+      const epoch = toNumber(fenced[0]);
+      if (options.fence) {
+        try {
+          await options.fence(worker, epoch);
+        } catch {
+          continue; // fenced in Redis only (the hook reports why): its list stays, and the next recovery tries again
+        }
+      }
       const reply = toArray(
-        await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue], [worker, String(staleMs)]),
+        await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue, this.keys.fence], [worker, String(staleMs), String(epoch)]),
       );
-      if (String(reply[1]) !== 'recovered') continue; // it beat since we looked
+      if (String(reply[1]) !== 'recovered') continue; // it beat or released its list since
       const moved = toNumber(reply[0]);
       result.items += moved;
       result.workers++;
@@ -217,9 +277,21 @@ export class OrderQueue {
    * many orders went back.
    */
   async release(worker: string): Promise<number> {
+    return (await this.releaseOwn(worker)).moved;
+  }
+
+  /**
+   * release(), returning also the worker's new fencing epoch: the worker's takes and acks
+   * carry it from now on (any batch it took under an older epoch is refused).
+   */
+  async releaseOwn(worker: string): Promise<{ moved: number; epoch: number }> {
     checkWorkerName(worker);
-    const reply = toArray(await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue], [worker, '0']));
-    return toNumber(reply[0]);
+    const fenced = toArray(await FENCE.run(this.client, [this.keys.workers, this.keys.fence], [worker, '0']));
+    const epoch = toNumber(fenced[0]);
+    const reply = toArray(
+      await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue, this.keys.fence], [worker, '0', String(epoch)]),
+    );
+    return { moved: toNumber(reply[0]), epoch };
   }
 
   /** The depth counter: orders queued plus taken-but-unacknowledged (0 when unset). */
@@ -233,11 +305,21 @@ export class OrderQueue {
    * something wrote the lists behind the queue's back (see the module comment).
    */
   async resyncDepth(): Promise<{ before: number; after: number }> {
-    const found = (await this.processingWorkers()).map((w) => this.keys.processing(w));
-    const reply = toArray(
-      await DEPTH_RESYNC.run(this.client, [this.keys.depth, this.keys.queue, this.keys.workers, ...found], [this.keys.processingPrefix]),
-    );
-    return { before: toNumber(reply[0]), after: toNumber(reply[1]) };
+    // Every list the script reads is named in KEYS (a cluster routes by them): those SCAN
+    // finds and those of the workers with a heartbeat. A worker that appears in between is
+    // reported by the script, and its list added.
+    const found = new Set((await this.processingWorkers()).map((w) => this.keys.processing(w)));
+    for (const w of toStrings(await send(this.client, ['ZRANGE', this.keys.workers, '0', '-1']))) found.add(this.keys.processing(w));
+    for (;;) {
+      const reply = toArray(
+        await DEPTH_RESYNC.run(this.client, [this.keys.depth, this.keys.queue, this.keys.workers, ...found], [this.keys.processingPrefix]),
+      );
+      if (String(reply[0]) === 'missing') {
+        found.add(this.keys.processing(String(reply[1])));
+        continue;
+      }
+      return { before: toNumber(reply[0]), after: toNumber(reply[1]) };
+    }
   }
 
   /** Orders waiting in the queue (LLEN; excludes those being processed). */

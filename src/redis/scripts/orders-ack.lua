@@ -5,21 +5,33 @@
 --
 -- KEYS[1]  the worker's processing list (<p>:processing:<worker>)
 -- KEYS[2]  the depth counter (<p>:depth)
+-- KEYS[3]  optional: the fence hash (<p>:fence); then ARGV[2] is the fencing epoch the
+--          batch was taken under and ARGV[3] the worker name, and the rest follows
 -- ARGV[1]  'count' or 'items'
--- ARGV[2]  mode 'count': how many of the oldest taken orders to remove (RPOP)
--- ARGV[2..] mode 'items': the orders; each removes one equal element, searching from
---           the oldest end (LREM -1), so acknowledging in take order costs O(1) each
+-- ARGV[..] mode 'count': how many of the oldest taken orders to remove (RPOP)
+-- ARGV[..] mode 'items': the orders; each removes one equal element, searching from
+--          the oldest end (LREM -1), so acknowledging in take order costs O(1) each
 --
--- Reply: {removed, depth counter after}
+-- Reply: {removed, depth counter after}, or {0, depth, 'fenced', current epoch} when the
+-- worker was fenced since it took the batch (its list went back to the queue, maybe
+-- with newer orders in it since): nothing is removed.
+local first = 2
+if KEYS[3] then
+  local epoch = redis.call('HGET', KEYS[3], ARGV[3]) or '0'
+  if tonumber(epoch) ~= tonumber(ARGV[2]) then
+    return {0, tonumber(redis.call('GET', KEYS[2]) or '0'), 'fenced', tonumber(epoch)}
+  end
+  first = 4
+end
 local removed = 0
 if ARGV[1] == 'count' then
-  local n = tonumber(ARGV[2])
+  local n = tonumber(ARGV[first])
   if n > 0 then
     local popped = redis.call('RPOP', KEYS[1], n)
     if popped then removed = #popped end
   end
 else
-  for i = 2, #ARGV do
+  for i = first, #ARGV do
     removed = removed + redis.call('LREM', KEYS[1], -1, ARGV[i])
   end
 end

@@ -10,8 +10,19 @@
 -- KEYS[3]  the queue (<p>:queue)
 -- ARGV[1]  the worker name
 -- ARGV[2]  stale after (ms); 0 recovers unconditionally (a worker releasing its own work)
+-- KEYS[4]  optional: the fence hash (<p>:fence), with
+-- ARGV[3]  the epoch orders-fence returned: when the worker's epoch is no longer that
+--          (it released its list itself, or another recoverer fenced it again), nothing
+--          is moved
 --
--- Reply: {moved, 'recovered'}, or {0, 'alive'} when the heartbeat is fresh.
+-- Reply: {moved, 'recovered'}, {0, 'alive'} when the heartbeat is fresh, or
+-- {0, 'moved-on'} when the epoch changed.
+if KEYS[4] then
+  local epoch = redis.call('HGET', KEYS[4], ARGV[1]) or '0'
+  if tonumber(epoch) ~= tonumber(ARGV[3]) then
+    return {0, 'moved-on'}
+  end
+end
 local stale = tonumber(ARGV[2])
 if stale > 0 then
   local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])

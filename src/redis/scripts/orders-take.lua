@@ -13,7 +13,17 @@
 -- ARGV[1]  the worker name
 -- ARGV[2]  the most orders to move (0 or more)
 --
+-- KEYS[4]  optional: the fence hash (<p>:fence), with
+-- ARGV[3]  the fencing epoch the worker holds: when the worker was fenced since, the
+--          take is refused with a FENCED error (nothing moved)
+--
 -- Reply: the moved orders, oldest first (an empty array when the queue was empty).
+if KEYS[4] then
+  local epoch = redis.call('HGET', KEYS[4], ARGV[1]) or '0'
+  if tonumber(epoch) ~= tonumber(ARGV[3]) then
+    return redis.error_reply('FENCED worker ' .. ARGV[1] .. ' holds epoch ' .. ARGV[3] .. ', current ' .. epoch)
+  end
+end
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
 local n = math.min(tonumber(ARGV[2]), redis.call('LLEN', KEYS[1]))
