@@ -75,6 +75,7 @@ export const configSchema = z
     pgSchema: identifier.default('public'),
     eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
+    pgQueryTimeoutMs: wholeNumber(0).default(120_000),
     metricsPort: wholeNumber(0, 65535).optional(),
     metricsHost: z.string().min(1).default('127.0.0.1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -119,6 +120,10 @@ export const configSchema = z
         path: ['claimIdleMs'],
         message: `must be at least twice BATCH_TIMEOUT_MS (${c.batchTimeoutMs}) so in-flight batches are not reclaimed`,
       });
+    }
+    // The client-side limit must leave the server's statement timeout room to cancel a write first.
+    if (c.pgQueryTimeoutMs > 0 && c.pgQueryTimeoutMs <= c.writeTimeoutMs) {
+      ctx.addIssue({ code: 'custom', path: ['pgQueryTimeoutMs'], message: `must exceed WRITE_TIMEOUT_MS (${c.writeTimeoutMs}), or 0 for no limit` });
     }
     if (c.claimIdleMs < 3 * 1000) {
       ctx.addIssue({ code: 'custom', path: ['claimIdleMs'], message: 'must be at least 3000 ms' });
@@ -218,6 +223,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   writeTimeoutMs: {
     env: 'WRITE_TIMEOUT_MS',
     doc: 'Postgres statement timeout for a batch write; a timed-out write is retried, not acknowledged.',
+  },
+  pgQueryTimeoutMs: {
+    env: 'PG_QUERY_TIMEOUT_MS',
+    doc: 'A Postgres query with no reply within this long drops its connection and is retried (a black-holed or half-dead server), instead of waiting for the kernel to give up on the socket (~15 min). Must exceed WRITE_TIMEOUT_MS and the longest COPY, view refresh or migration; 0: no limit.',
   },
   ordersSchema: { env: 'ORDERS_SCHEMA', doc: 'Orders pipeline: Postgres schema of its tables (reference data, staging, orders, rejects, views).' },
   ordersPrefix: { env: 'ORDERS_PREFIX', doc: 'Orders pipeline: prefix of its Redis keys (`<prefix>:queue`, `<prefix>:dedup:*`, `<prefix>:cache:*`, ...).' },

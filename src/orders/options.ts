@@ -83,6 +83,12 @@ export interface OrdersPipelineOptions {
   /** How long start() waits for each server to answer, ms (default 5000), unless waitForServers. */
   connectTimeoutMs?: number;
   /**
+   * A Postgres query with no reply within this long drops its connection and is retried
+   * (PG_QUERY_TIMEOUT_MS; default 120000, 0: no limit). Must exceed the longest COPY,
+   * promote, view refresh and migration. Ignored with `pool` (the pool has its own).
+   */
+  queryTimeoutMs?: number;
+  /**
    * Wait out servers that are not up yet at start (a long-running process: `orders
    * process`), reporting serverDown once, instead of failing after connectTimeoutMs with
    * a coded error (a one-shot run; the default).
@@ -112,6 +118,7 @@ const DEFAULTS = {
   retryBaseMs: 100,
   retryMaxMs: 5000,
   connectTimeoutMs: 5000,
+  queryTimeoutMs: 120_000,
   waitForServers: false,
 };
 
@@ -252,6 +259,7 @@ export function resolveOptions(options: OrdersPipelineOptions): Resolved {
   checkInt('retryBaseMs', o.retryBaseMs, 1, MAX_TIMER_MS);
   checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs, MAX_TIMER_MS);
   checkInt('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS);
+  checkInt('queryTimeoutMs', o.queryTimeoutMs, 0, MAX_TIMER_MS);
   checkInt('maxBatchesPerWorker', o.maxBatchesPerWorker, 0);
   if (!o.schema || !o.prefix) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline schema / prefix', 'must be non-empty']);
   return o;

@@ -106,6 +106,7 @@ export class Engine extends TypedEmitter<EngineEvents> {
       createPgPool(c.databaseUrl, {
         max: c.numWorkers + 2,
         statementTimeoutMs: c.writeTimeoutMs,
+        queryTimeoutMs: c.pgQueryTimeoutMs,
         applicationName: `tributary:${c.consumerName}`,
         onError: (err) => this.runner.reportFailure('postgres', err),
       });

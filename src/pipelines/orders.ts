@@ -107,7 +107,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     const o = (this.options = resolveOptions(options));
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.ownsPool = o.pool === undefined;
-    this.pool = o.pool ?? createPgPool(o.databaseUrl!, { max: o.workers + 3, applicationName: `tributary:orders:${o.workerPrefix}`.slice(0, 63) });
+    this.pool = o.pool ?? createPgPool(o.databaseUrl!, { max: o.workers + 3, queryTimeoutMs: o.queryTimeoutMs, applicationName: `tributary:orders:${o.workerPrefix}`.slice(0, 63) });
     this.control = createRedisConnection(o.redisUrl, {
       name: `tributary:orders:${o.workerPrefix}`,
       failFast: true,

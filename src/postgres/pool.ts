@@ -5,10 +5,25 @@ import { TributaryError } from '../errors.js';
 
 export type PgPool = pg.Pool;
 
+/**
+ * Default of PgPoolOptions.queryTimeoutMs (PG_QUERY_TIMEOUT_MS): above the 30 s write
+ * statement timeout, a COPY of a big batch, a view refresh or a migration on a loaded
+ * server; far below the ~15 min a kernel retransmits into a black hole before it gives up.
+ */
+export const DEFAULT_PG_QUERY_TIMEOUT_MS = 120_000;
+
 export interface PgPoolOptions {
   max?: number;
   /** statement_timeout for every connection (ms). */
   statementTimeoutMs?: number;
+  /**
+   * A query (a COPY included) with no reply from the server within this long drops its
+   * connection (the query fails as a lost connection: retried, the server reported down),
+   * so a black-holed or half-dead server cannot stall a pipeline until the kernel gives
+   * up on the socket. Must exceed the longest legitimate statement (statement_timeout
+   * cancels a write server-side first). 0: no limit. Default DEFAULT_PG_QUERY_TIMEOUT_MS.
+   */
+  queryTimeoutMs?: number;
   applicationName?: string;
   onError?: (err: Error) => void;
 }
@@ -27,7 +42,9 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
     application_name: options.applicationName ?? 'tributary',
     keepAlive: true,
     Client: DurableClient as unknown as typeof pg.Client,
-  });
+    // Passed by the pool to each client it makes (DurableClient reads it).
+    queryTimeoutMs: options.queryTimeoutMs ?? DEFAULT_PG_QUERY_TIMEOUT_MS,
+  } as pg.PoolConfig);
   pool.on('error', (err) => options.onError?.(err));
   pool.on('connect', (client) => {
     // Nagle off: a batch write is one small request waiting on one reply.
@@ -45,18 +62,61 @@ export function createPgPool(databaseUrl: string, options: PgPoolOptions = {}): 
  * setting does not follow the client: set it on the role or the server there.
  */
 class DurableClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
+  private readonly queryTimeoutMs: number;
+  private watchdog: NodeJS.Timeout | undefined;
+
+  constructor(config?: string | (pg.ClientConfig & { queryTimeoutMs?: number })) {
     super(config);
+    this.queryTimeoutMs = typeof config === 'object' ? (config.queryTimeoutMs ?? 0) : 0;
     // A backend that dies at any moment of this client's life (between connecting and
     // the SET, while checked out, as it is handed out) makes it emit 'error'; pg-pool
     // listens only while the client is idle, and an unheard 'error' would crash the
     // process. The query in progress fails on its own, and the pool drops the client.
     this.on('error', () => {});
+    this.on('end', () => clearTimeout(this.watchdog));
+  }
+
+  /**
+   * Every query is watched: with no ReadyForQuery from the server within
+   * queryTimeoutMs, the socket is destroyed. pg's own query_timeout only fails the
+   * query and leaves the client waiting on the dead socket (and pool.end() waiting on
+   * it, until the kernel gives up); destroying fails everything queued on it as a lost
+   * connection, and the pool drops the client.
+   */
+  override query(...args: unknown[]): any {
+    this.arm();
+    return (super.query as (...a: unknown[]) => unknown).apply(this, args);
+  }
+
+  private arm(): void {
+    if (this.queryTimeoutMs <= 0 || this.watchdog) return;
+    this.watchdog = setTimeout(() => this.expire(), this.queryTimeoutMs);
+    this.watchdog.unref();
+  }
+
+  /** A reply completed (ReadyForQuery): the next query queued, if any, gets a full timeout. */
+  private replied(): void {
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    if (this.busy()) this.arm();
+  }
+
+  private busy(): boolean {
+    const self = this as unknown as { _activeQuery?: unknown; _queryQueue?: unknown[]; _sentQueryQueue?: unknown[] };
+    return Boolean(self._activeQuery) || (self._queryQueue?.length ?? 0) > 0 || (self._sentQueryQueue?.length ?? 0) > 0;
+  }
+
+  private expire(): void {
+    this.watchdog = undefined;
+    if (!this.busy()) return;
+    const stream = (this as unknown as { connection?: { stream?: { destroy(err?: Error): void } } }).connection?.stream;
+    stream?.destroy(new Error(`no reply from Postgres within ${this.queryTimeoutMs} ms (PG_QUERY_TIMEOUT_MS): connection dropped`));
   }
 
   // pg-pool calls connect(callback); a direct user may await connect().
   override connect(callback?: (...args: any[]) => void): any {
     const ready = super.connect().then(async () => {
+      (this as unknown as { connection: NodeJS.EventEmitter }).connection.on('readyForQuery', () => this.replied());
       await this.query('SET synchronous_commit = on');
       return this;
     });

@@ -1,4 +1,4 @@
-import { ClientOfflineError, RESP_TYPES } from '@redis/client';
+import { ClientOfflineError, ErrorReply, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { blockingConnection, connectChecked, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
@@ -47,7 +47,16 @@ export interface RedisStreamSourceOptions {
 }
 
 /** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
-type Reader = BlockingConnection;
+type Reader = BlockingConnection & {
+  /** The highest ID a `>` read of this consumer returned. */
+  lastId?: string;
+  /**
+   * A read failed without a reply from Redis (a reset, a timeout): Redis may have
+   * delivered entries to this consumer that never arrived. They are pending on it, newer
+   * than lastId, and are claimed back before the next new read.
+   */
+  lostRead?: boolean;
+};
 
 /** A stream entry as a message: first reads keep the bytes Redis sent (RawStreamEntry). */
 export type StreamMessage = Message<StreamEntry>;
@@ -106,6 +115,10 @@ export class RedisStreamSource implements Source<StreamEntry> {
 
   async read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<StreamMessage[]> {
     const reader = await this.reader(consumer);
+    if (reader.lostRead) {
+      const lost = await this.claimLostRead(consumer, reader, count);
+      if (lost.length > 0) return lost;
+    }
     let reply: RawBufferReply;
     try {
       reply = (await reader.conn.sendCommand(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), {
@@ -118,6 +131,9 @@ export class RedisStreamSource implements Source<StreamEntry> {
         if (await this.ensureGroup('0')) this.options.onGroupRecreated?.({ key: this.key, group: this.group, startId: '0' });
         throw new ReadAgain('the group was recreated');
       }
+      // No reply (the connection broke, or the command was sent and never answered):
+      // what Redis delivered, if anything, is pending on this consumer unseen.
+      if (!(err instanceof ErrorReply)) reader.lostRead = true;
       if (err instanceof ClientOfflineError) {
         // The reader is reconnecting; its break was reported already (the read it broke
         // failed). Wait for it rather than report Redis down again while other consumers
@@ -128,7 +144,39 @@ export class RedisStreamSource implements Source<StreamEntry> {
       throw err;
     }
     // A RawStreamEntry is its own message (deliveries 1, body itself, bytes measured once).
-    return parseRawStreamReadReply(reply).entries;
+    const entries = parseRawStreamReadReply(reply).entries;
+    if (entries.length > 0) reader.lastId = entries.at(-1)!.id;
+    return entries;
+  }
+
+  /**
+   * After a read that got no reply: the entries Redis delivered to this consumer by it
+   * (pending on the consumer, newer than anything it received) are claimed back and
+   * handed out now, counted as one more delivery, instead of waiting CLAIM_IDLE_MS for
+   * the reclaim loop. Up to `count` at a time; the flag clears once none is left.
+   */
+  private async claimLostRead(consumer: string, reader: Reader, count: number): Promise<StreamMessage[]> {
+    const start = reader.lastId ? `(${reader.lastId}` : '-';
+    let pending: ReturnType<typeof parsePendingRangeReply>;
+    try {
+      pending = parsePendingRangeReply(await send(this.commands, xpendingRangeArgs({ key: this.key, group: this.group, start, count, consumer })));
+    } catch (err) {
+      // The group is gone (Redis restarted empty): so is its pending list; the read recreates it.
+      if (!redisErrorIs(err, 'NOGROUP')) throw err;
+      pending = [];
+    }
+    if (pending.length === 0) {
+      reader.lostRead = false;
+      return [];
+    }
+    const ids = pending.map((p) => p.id);
+    reader.lastId = ids.at(-1);
+    const { entries } = parseRawEntryList(await this.sendRaw(['XCLAIM', this.key, this.group, consumer, '0', ...ids]));
+    const found = new Set(entries.map((e) => e.id));
+    const missing = ids.filter((id) => !found.has(id));
+    if (missing.length > 0) await this.ackIds(missing);
+    const deliveries = new Map(pending.map((p) => [p.id, p.deliveries + 1]));
+    return entries.map((e) => message(e, deliveries.get(e.id) ?? 1));
   }
 
   async ack(_consumer: string, messages: readonly StreamMessage[]): Promise<void> {

@@ -73,6 +73,7 @@ export function pipelineOptions(config: TributaryConfig): OrdersPipelineOptions 
     batchSize: config.ordersBatchSize,
     blockMs: config.ordersBlockMs,
     staleMs: config.ordersStaleMs,
+    queryTimeoutMs: config.pgQueryTimeoutMs,
     recoverIntervalMs: config.ordersRecoverIntervalMs,
     dedupWindowSeconds: config.dedupWindowS,
     dedupBucketSeconds: config.dedupBucketS,
