@@ -7,6 +7,7 @@ import { redactUrl } from '../config/index.js';
 import { backoffDelay } from '../core/backoff.js';
 import { TributaryError } from '../errors.js';
 import { redisErrorIs, type RawReply } from './commands.js';
+import { asCluster, ClusterConnection, clusterNodes, isClusterConnection } from './cluster.js';
 
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- no modules, functions or scripts attached
 export type RedisConnection = RedisClientType<{}, {}, {}, 2, {}>;
@@ -26,6 +27,18 @@ export interface RedisConnectionOptions {
  * reconnects forever with capped, jittered backoff. It is not connected yet.
  */
 export function createRedisConnection(url: string, options: RedisConnectionOptions = {}): RedisConnection {
+  const nodes = clusterNodes(url);
+  if (nodes) {
+    // A Redis Cluster (cluster.ts): node-redis's cluster client behind the same surface.
+    const cluster = new ClusterConnection(url, nodes, {
+      name: options.name,
+      failFast: options.failFast,
+      connectTimeoutMs: options.connectTimeoutMs,
+      reconnect: (retries: number) => backoffDelay(retries, { baseMs: 100, maxMs: 5000 }),
+    });
+    cluster.on('error', (err: Error) => options.onError?.(err));
+    return cluster as unknown as RedisConnection;
+  }
   const clientOptions = {
     url,
     name: options.name,
@@ -155,11 +168,18 @@ export interface BlockingConnection {
   id: string | undefined;
 }
 
-/** A blocking-read connection, not connected yet (`openBlocking` connects it). */
+/**
+ * A blocking-read connection, not connected yet (`openBlocking` connects it). On a Redis
+ * Cluster it is a cluster client of its own (cluster.ts), never the shared one: a blocked
+ * command holds its node connection, which every other command to that node would
+ * otherwise wait behind. It connects only to the node owning the key it reads, and
+ * follows MOVED/ASK there (a resharded slot) as node-redis does for any command.
+ */
 export function blockingConnection(url: string, options: RedisConnectionOptions = {}): BlockingConnection {
   // A break fails the read in progress, which its caller reports: no listener of its own needed.
   const conn = createRedisConnection(url, { onError: () => {}, ...options });
   const b: BlockingConnection = { conn, id: undefined };
+  if (isClusterConnection(conn)) return b; // no single CLIENT ID: unblock finds it by name
   conn.on('ready', () => {
     send(conn, ['CLIENT', 'ID']).then(
       (id) => (b.id = String(id)),
@@ -173,10 +193,18 @@ export function blockingConnection(url: string, options: RedisConnectionOptions 
 export async function openBlocking(b: BlockingConnection): Promise<void> {
   if (b.conn.isOpen) return;
   await b.conn.connect();
-  b.id = String(await send(b.conn, ['CLIENT', 'ID']));
+  if (!isClusterConnection(b.conn)) b.id = String(await send(b.conn, ['CLIENT', 'ID']));
 }
 
 /** Releases a blocked read of `b` (CLIENT UNBLOCK from another connection); a no-op when either is down. */
 export async function unblock(commands: RedisConnection, b: BlockingConnection | undefined): Promise<void> {
-  if (b?.id && b.conn.isOpen && commands.isReady) await send(commands, ['CLIENT', 'UNBLOCK', b.id]);
+  if (!b || !b.conn.isOpen) return;
+  const reader = asCluster(b.conn);
+  if (reader) {
+    // On a cluster the reader's connection is found by its name on every master.
+    const cluster = asCluster(commands);
+    if (cluster?.isReady) await cluster.unblockByName(reader.name);
+    return;
+  }
+  if (b.id && commands.isReady) await send(commands, ['CLIENT', 'UNBLOCK', b.id]);
 }

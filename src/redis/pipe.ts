@@ -2,6 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { TributaryError } from '../errors.js';
 import { isRedisAuthError } from './client.js';
+import { clusterNodes, parseRedirection, retargetUrl } from './cluster.js';
 import { writeUuidv7 } from '../producer/uuidv7.js';
 
 /**
@@ -23,6 +24,16 @@ export interface RespPipeOptions {
   name?: string;
   /** Give up connecting after this long (default 5000 ms). */
   connectTimeoutMs?: number;
+}
+
+/** One socket and the replies it still owes, in order. */
+interface Conn {
+  socket: net.Socket;
+  waiting: Waiting[];
+  /** Bytes of a reply not complete yet. */
+  pending: Buffer | undefined;
+  /** Replaced (its node no longer owns the slot): closed once it owes nothing. */
+  retired: boolean;
 }
 
 interface Waiting {
@@ -143,20 +154,21 @@ function writeDigits(b: Buffer, p: number, n: number): number {
  * and the next call connects again.
  */
 export class RespPipe {
-  private socket: net.Socket | undefined;
-  private connecting: Promise<net.Socket> | undefined;
-  private readonly waiting: Waiting[] = [];
-  private pending: Buffer | undefined;
+  private conn: Conn | undefined;
+  private connecting: Promise<Conn> | undefined;
   private closed = false;
   private readonly inFlight = new Set<Promise<RespReply[]>>();
+  /** Where commands go: the URL, or on a Redis Cluster the node MOVED last named. */
+  private url: string;
 
   constructor(private readonly options: RespPipeOptions) {
     parseRedisUrl(options.url); // a bad URL fails here, not at the first command
+    this.url = clusterNodes(options.url)?.[0] ?? options.url;
   }
 
   /** Connects now (otherwise the first command does). */
   async connect(): Promise<void> {
-    if (!this.socket) await this.connectOnce();
+    if (!this.conn) await this.connectOnce();
   }
 
   /** One command. */
@@ -165,13 +177,28 @@ export class RespPipe {
     return reply!;
   }
 
-  /** `count` commands, already encoded back to back in `encoded`; their replies in order. */
+  /**
+   * `count` commands, already encoded back to back in `encoded`; their replies in order.
+   * On a Redis Cluster, commands refused with MOVED are sent again to the node it names
+   * (which later commands then go to), and those refused with ASK (a slot being migrated)
+   * are sent to the node it names once, each after ASKING. Neither ran where it was
+   * refused, so nothing runs twice.
+   */
   async pipeline(encoded: string | Buffer, count: number): Promise<RespReply[]> {
+    const replies = await this.send(encoded, count);
+    for (let i = 0; i < replies.length; i++) {
+      const r = replies[i];
+      if (r instanceof RespError && (r.message.startsWith('MOVED ') || r.message.startsWith('ASK '))) return this.redirect(encoded, replies, 0);
+    }
+    return replies;
+  }
+
+  private async send(encoded: string | Buffer, count: number): Promise<RespReply[]> {
     if (this.closed) throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', ['connection closed']);
     if (count === 0) return [];
     const call = (async () => {
-      const socket = this.socket ?? (await this.connectOnce());
-      return this.enqueue(socket, encoded, count);
+      const conn = this.conn ?? (await this.connectOnce());
+      return this.enqueue(conn, encoded, count);
     })();
     this.inFlight.add(call);
     try {
@@ -181,34 +208,85 @@ export class RespPipe {
     }
   }
 
+  /** Sends again the commands of `encoded` whose replies are redirections; the replies merged. */
+  private async redirect(encoded: string | Buffer, replies: RespReply[], depth: number): Promise<RespReply[]> {
+    const frames = splitCommands(typeof encoded === 'string' ? Buffer.from(encoded) : encoded);
+    const moved: number[] = [];
+    const asked = new Map<string, number[]>();
+    for (let i = 0; i < replies.length; i++) {
+      const r = replies[i];
+      const to = r instanceof RespError ? parseRedirection(r.message) : undefined;
+      if (!to) continue;
+      if (to.kind === 'MOVED') {
+        moved.push(i);
+        this.moveTo(to.host, to.port);
+      } else {
+        const target = `${to.host}:${to.port}`;
+        asked.set(target, [...(asked.get(target) ?? []), i]);
+      }
+    }
+    const out = [...replies];
+    if (moved.length > 0) {
+      const again = await this.send(Buffer.concat(moved.map((i) => frames[i]!)), moved.length);
+      moved.forEach((i, k) => (out[i] = again[k]!));
+    }
+    for (const [target, indexes] of asked) {
+      const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+      const once = new RespPipe({ ...this.options, url: retargetUrl(this.url, host, port) });
+      try {
+        const asking = Buffer.from(encodeCommand(['ASKING']));
+        const again = await once.send(Buffer.concat(indexes.flatMap((i) => [asking, frames[i]!])), indexes.length * 2);
+        indexes.forEach((i, k) => (out[i] = again[k * 2 + 1]!));
+      } finally {
+        once.destroy();
+      }
+    }
+    const still = out.some((r) => r instanceof RespError && (r.message.startsWith('MOVED ') || r.message.startsWith('ASK ')));
+    if (still && depth < 16) return this.redirect(encoded, out, depth + 1);
+    return out;
+  }
+
+  /** Points later commands at `host:port`; the current socket closes once it owes no reply. */
+  private moveTo(host: string, port: number): void {
+    const url = retargetUrl(this.url, host, port);
+    if (url === this.url) return;
+    this.url = url;
+    const old = this.conn;
+    this.conn = undefined;
+    if (old) {
+      old.retired = true;
+      if (old.waiting.length === 0) old.socket.end();
+    }
+  }
+
   /** Takes no new commands, waits for those already given (connecting included), then closes. Safe to call twice. */
   async close(): Promise<void> {
     this.closed = true;
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
-    this.socket?.end();
-    this.socket = undefined;
+    this.conn?.socket.end();
+    this.conn = undefined;
   }
 
   /** Drops the connection now; commands in flight fail. */
   destroy(): void {
     this.closed = true;
-    this.socket?.destroy();
+    this.conn?.socket.destroy();
   }
 
-  private enqueue(socket: net.Socket, encoded: string | Buffer, count: number): Promise<RespReply[]> {
+  private enqueue(conn: Conn, encoded: string | Buffer, count: number): Promise<RespReply[]> {
     return new Promise<RespReply[]>((resolve, reject) => {
-      this.waiting.push({ count, replies: [], resolve, reject });
-      socket.write(encoded);
+      conn.waiting.push({ count, replies: [], resolve, reject });
+      conn.socket.write(encoded);
     });
   }
 
-  private connectOnce(): Promise<net.Socket> {
+  private connectOnce(): Promise<Conn> {
     this.connecting ??= this.open().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
 
-  private async open(): Promise<net.Socket> {
-    const url = parseRedisUrl(this.options.url);
+  private async open(): Promise<Conn> {
+    const url = parseRedisUrl(this.url);
     const timeoutMs = this.options.connectTimeoutMs ?? 5000;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s = url.tls
@@ -228,17 +306,17 @@ export class RespPipe {
     });
     socket.setNoDelay(true);
     socket.setKeepAlive(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const conn: Conn = { socket, waiting: [], pending: undefined, retired: false };
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('error', () => {}); // 'close' follows, and fails what is in flight
-    socket.on('close', () => this.onClose(socket));
-    this.pending = undefined;
+    socket.on('close', () => this.onClose(conn));
     // The hand-shake goes first, as one pipeline: AUTH, SELECT, CLIENT SETNAME.
     const hello: string[][] = [];
     if (url.password !== undefined) hello.push(url.username ? ['AUTH', url.username, url.password] : ['AUTH', url.password]);
     if (url.db !== 0) hello.push(['SELECT', String(url.db)]);
     if (this.options.name) hello.push(['CLIENT', 'SETNAME', this.options.name]);
     if (hello.length > 0) {
-      const replies = await this.enqueue(socket, hello.map(encodeCommand).join(''), hello.length).catch((err: Error) => {
+      const replies = await this.enqueue(conn, hello.map(encodeCommand).join(''), hello.length).catch((err: Error) => {
         socket.destroy();
         throw err;
       });
@@ -250,34 +328,61 @@ export class RespPipe {
         throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${refused.message}`]);
       }
     }
-    this.socket = socket;
-    return socket;
+    this.conn = conn;
+    return conn;
   }
 
-  private onClose(socket: net.Socket): void {
-    if (this.socket === socket) this.socket = undefined;
-    this.pending = undefined;
+  private onClose(conn: Conn): void {
+    if (this.conn === conn) this.conn = undefined;
+    conn.pending = undefined;
     const err = new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', ['connection closed with commands in flight; some of them may have run']);
-    for (const w of this.waiting.splice(0)) w.reject(err);
+    for (const w of conn.waiting.splice(0)) w.reject(err);
   }
 
-  private onData(chunk: Buffer): void {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+  private onData(conn: Conn, chunk: Buffer): void {
+    let buf = conn.pending ? Buffer.concat([conn.pending, chunk]) : chunk;
     let pos = 0;
-    while (pos < buf.length && this.waiting.length > 0) {
+    const waiting = conn.waiting;
+    while (pos < buf.length && waiting.length > 0) {
       const parsed = parseReply(buf, pos);
       if (parsed === undefined) break; // incomplete: wait for more bytes
       pos = parsed.next;
-      const w = this.waiting[0]!;
+      const w = waiting[0]!;
       w.replies.push(parsed.value);
       if (--w.count === 0) {
-        this.waiting.shift();
+        waiting.shift();
         w.resolve(w.replies);
       }
     }
     buf = buf.subarray(pos);
-    this.pending = buf.length > 0 ? buf : undefined;
+    conn.pending = buf.length > 0 ? buf : undefined;
+    if (conn.retired && waiting.length === 0) conn.socket.end();
   }
+}
+
+/**
+ * The commands of a RESP buffer of commands (arrays of bulk strings, as encodeCommand
+ * and RespWriter write them), each as its own slice. Pure.
+ */
+export function splitCommands(buf: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let pos = 0;
+  const line = (at: number) => {
+    const eol = buf.indexOf(CRLF, at);
+    if (eol < 0) throw new RangeError('truncated RESP command');
+    return { value: Number(buf.toString('latin1', at + 1, eol)), next: eol + 2 };
+  };
+  while (pos < buf.length) {
+    const start = pos;
+    const head = line(pos);
+    pos = head.next;
+    for (let i = 0; i < head.value; i++) {
+      const len = line(pos);
+      pos = len.next + len.value + 2;
+    }
+    out.push(buf.subarray(start, pos));
+  }
+  return out;
 }
 
 /**

@@ -16,7 +16,8 @@
 import { TributaryError } from '../../errors.js';
 import { RedisScript, send, type RedisConnection } from '../../redis/client.js';
 import type { Currency, LookupResult, Product, ReferenceData, ZipCode } from '../types.js';
-import { orderKeys, type CacheTable, type OrderKeys } from './keys.js';
+import { CACHE_TABLES, orderKeys, type CacheTable, type OrderKeys } from './keys.js';
+import type { RawReply } from '../../redis/commands.js';
 import { checkInteger, chunks, toArray, toNumber } from './reply.js';
 
 const SWAP = new RedisScript('orders-cache-swap');
@@ -105,6 +106,8 @@ export class LookupCache {
   readonly keys: OrderKeys;
   private readonly client: RedisConnection;
   private readonly options: Required<Omit<LookupCacheOptions, 'client' | 'prefix'>>;
+  /** The version the last lookup found current: the one the next lookup expects. */
+  private lastVersion: number | undefined;
 
   constructor(options: LookupCacheOptions) {
     if (!options?.client) throw new RangeError('LookupCache client is required');
@@ -151,9 +154,7 @@ export class LookupCache {
     multi.addCommand(['HSET', meta, ...Object.entries(fields).flatMap(([f, v]) => [f, String(v)])]);
     multi.addCommand(['PEXPIRE', meta, ttl]);
     await multi.exec();
-    const reply = toArray(
-      await SWAP.run(this.client, [this.keys.cacheVersion, meta], [String(version), String(this.options.retiredTtlMs), this.keys.cacheVersionPrefix]),
-    );
+    const reply = await this.swap(version, meta);
     const status = toNumber(reply[0]);
     if (status < 0) {
       // The meta hash vanished between its write and the swap (a FLUSH, say): nothing was made current.
@@ -162,6 +163,30 @@ export class LookupCache {
     const swapped = status === 1;
     const other = toNumber(reply[1]);
     return { version, current: swapped ? version : other, replaced: swapped ? other : 0, swapped, sizes, durationMs: performance.now() - started };
+  }
+
+  /**
+   * Runs the swap script with every key it may touch in KEYS (a cluster routes by them):
+   * the versions it retires are known from the current one, read first, and the script
+   * refuses (-3) when that changed meanwhile; then it is read again.
+   */
+  private async swap(version: number, meta: string): Promise<RawReply[]> {
+    let current = toNumber(await send(this.client, ['GET', this.keys.cacheVersion]));
+    for (;;) {
+      const keysOf = (v: number) => [...CACHE_TABLES.map((t) => this.keys.cache(v, t)), this.keys.cacheMeta(v)];
+      const first = Math.max(1, current, version - 100);
+      const retired: string[] = [];
+      for (let v = first; v < version; v++) retired.push(...keysOf(v));
+      const reply = toArray(
+        await SWAP.run(
+          this.client,
+          [this.keys.cacheVersion, meta, ...keysOf(version), ...retired],
+          [String(version), String(this.options.retiredTtlMs), String(current), String(first)],
+        ),
+      );
+      if (toNumber(reply[0]) !== -3) return reply;
+      current = toNumber(reply[1]);
+    }
   }
 
   /**
@@ -174,10 +199,19 @@ export class LookupCache {
     const p = [...new Set(productIds)];
     const c = [...new Set(currencies)];
     const z = [...new Set(zips)];
-    const reply = toArray(
-      await LOOKUP.run(this.client, [this.keys.cacheVersion], [this.keys.cacheVersionPrefix, String(p.length), String(c.length), ...p, ...c, ...z]),
-    );
+    // The script reads the keys of the version it is told (all in KEYS: a cluster routes by
+    // them); the one current at the last lookup, else read now. When another is current it
+    // says which (-3), and is asked again for that one.
+    let expected = this.lastVersion ?? toNumber(await send(this.client, ['GET', this.keys.cacheVersion]));
+    let reply: RawReply[];
+    for (;;) {
+      const keys = [this.keys.cacheVersion, this.keys.cacheMeta(expected), ...CACHE_TABLES.map((t) => this.keys.cache(expected, t))];
+      reply = toArray(await LOOKUP.run(this.client, keys, [String(expected), String(p.length), String(c.length), ...p, ...c, ...z]));
+      if (toNumber(reply[0]) !== -3) break;
+      expected = toNumber(reply[1]);
+    }
     const version = toNumber(reply[0]);
+    if (version > 0) this.lastVersion = version;
     if (version === -1) throw new TributaryError('TRIB_ERR_ORDERS_CACHE_EMPTY', [this.keys.prefix]);
     if (version === -2) throw new TributaryError('TRIB_ERR_ORDERS_CACHE_EXPIRED', [this.keys.prefix, toNumber(reply[1])]);
     return {
