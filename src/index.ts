@@ -15,6 +15,7 @@ export { sampleEvent, SAMPLE_EVENT_TYPES } from './producer/sample.js';
 export { migrate, loadMigrations } from './postgres/migrate.js';
 export { createPgPool } from './postgres/pool.js';
 export { createRedisConnection } from './redis/client.js';
+export { detectRedisCluster, registerRedisCluster, keySlot, hashTag } from './redis/cluster.js';
 export { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from './observability/monitor.js';
 export { createPipelineMetrics, type ObservedPipeline } from './observability/metrics.js';
 export { startOpsServer } from './http/server.js';

@@ -6,6 +6,8 @@
 // peak RSS +25 MiB.
 import { Command, CommanderError } from 'commander';
 import { redactSecrets } from '../config/index.js';
+import { detectRedisCluster } from '../redis/cluster.js';
+import { configFrom } from './options.js';
 import { isTributaryError, TributaryError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerClean } from './commands/clean.js';
@@ -31,7 +33,19 @@ program
   .version('0.1.0')
   .exitOverride()
   // Parse errors are printed once, coded, below (not also by commander).
-  .configureOutput({ outputError: () => {} });
+  .configureOutput({ outputError: () => {} })
+  // A command that talks to Redis first learns whether it is a Redis Cluster (INFO cluster),
+  // so the connections it builds are cluster connections (src/redis/cluster.ts).
+  .hook('preAction', async (_program, action) => {
+    if (!action.options.some((o) => o.attributeName() === 'redisUrl')) return;
+    let redisUrl: string;
+    try {
+      redisUrl = configFrom(action.optsWithGlobals()).redisUrl;
+    } catch {
+      return; // a bad setting: the command itself reports it
+    }
+    await detectRedisCluster(redisUrl);
+  });
 
 registerServices(program);
 registerMigrate(program);

@@ -1,3 +1,4 @@
+import { clusterConfig } from '../redis/cluster.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -83,7 +84,8 @@ export function resolveConfig(options: ResolveConfigOptions = {}): TributaryConf
     const given = key !== undefined && raw[key] !== undefined ? ` (got ${redactSecrets(JSON.stringify(raw[key]))})` : '';
     throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, redactSecrets(issue.message + given)]);
   }
-  return parsed.data;
+  // On a Redis Cluster: keys that go together share a hash slot (src/redis/cluster.ts).
+  return clusterConfig(parsed.data);
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

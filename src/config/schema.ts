@@ -47,6 +47,10 @@ const identifier = z
 export const configSchema = z
   .object({
     redisUrl: redisUrl.default('redis://127.0.0.1:6379'),
+    redisClusterNodes: z
+      .string()
+      .regex(/^[^\s,]+(,[^\s,]+)*$/, 'must be Redis URLs (or host:port) separated by commas, without spaces')
+      .optional(),
     databaseUrl: postgresUrl.default('postgres://127.0.0.1:5432/tributary'),
     streamKey: z.string().min(1).default('events'),
     group: z.string().min(1).default('tributary'),
@@ -151,6 +155,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   redisUrl: {
     env: 'REDIS_URL',
     doc: 'Redis URL (`redis://` or `rediss://` for TLS). Unset: the server found by `tributary up`, else redis://127.0.0.1:6379.',
+  },
+  redisClusterNodes: {
+    env: 'REDIS_CLUSTER_NODES',
+    doc: 'Redis Cluster seed nodes, comma-separated (`redis://host:port` or `host:port`). Unset: REDIS_URL is asked (`INFO cluster`) and used as the seed when it is a cluster node.',
   },
   databaseUrl: {
     env: 'DATABASE_URL',
@@ -270,4 +278,4 @@ export const ORDERS_SETTINGS = [
 ] as const satisfies readonly ConfigKey[];
 
 /** Settings both pipelines read. */
-export const SHARED_SETTINGS = ['redisUrl', 'databaseUrl', 'consumerName', 'logLevel'] as const satisfies readonly ConfigKey[];
+export const SHARED_SETTINGS = ['redisUrl', 'redisClusterNodes', 'databaseUrl', 'consumerName', 'logLevel'] as const satisfies readonly ConfigKey[];

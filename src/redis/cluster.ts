@@ -292,12 +292,17 @@ export class ClusterConnection {
   ) {
     this.cluster = createCluster({
       rootNodes: nodes.map((u) => ({ url: u })),
-      // Credentials, TLS and the database come with each node's URL: the seeds' URL is the template.
+      // Every node is reached with the first seed's credentials and TLS (a `url` here would
+      // send every node's connection to that one address).
       defaults: {
-        url: nodes[0],
+        ...nodeCredentials(nodes[0]!),
         name: options.name,
         disableOfflineQueue: options.failFast ?? true,
-        socket: { connectTimeout: options.connectTimeoutMs ?? 5000, ...(options.reconnect ? { reconnectStrategy: options.reconnect } : {}) },
+        socket: {
+          connectTimeout: options.connectTimeoutMs ?? 5000,
+          ...(options.reconnect ? { reconnectStrategy: options.reconnect } : {}),
+          ...(new URL(nodes[0]!).protocol === 'rediss:' ? { tls: true as const } : {}),
+        },
       },
       minimizeConnections: true,
     }) as unknown as Cluster;
@@ -493,6 +498,15 @@ export class ClusterConnection {
     this.pinned = undefined;
     if (this.cluster.isOpen) this.cluster.destroy();
   }
+}
+
+/** The credentials and TLS of a node URL, as node-redis client options. */
+function nodeCredentials(url: string): { username?: string; password?: string } {
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+  };
 }
 
 function sameLoopback(a: string, b: string): boolean {
