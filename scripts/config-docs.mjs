@@ -1,7 +1,7 @@
 // Prints the configuration documentation generated from src/config/schema.ts (built into dist/):
 //   node scripts/config-docs.mjs env    -> .env.example
 //   node scripts/config-docs.mjs table  -> the README's configuration table
-import { configSchema, SETTINGS } from '../dist/config/schema.js';
+import { configSchema, SECRET_SETTINGS, SETTINGS } from '../dist/config/schema.js';
 
 const defaults = configSchema.parse({});
 const shown = (key) => (key === 'consumerName' ? '(host-pid-random)' : defaults[key] === undefined ? '(unset)' : String(defaults[key]));
@@ -9,14 +9,15 @@ const mode = process.argv[2];
 if (mode === 'env') {
   const lines = ['# Tributary settings. Copy to .env and uncomment what you change; real environment variables win over this file.', ''];
   for (const [key, spec] of Object.entries(SETTINGS)) {
-    lines.push(`# ${spec.doc} Flag: --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    lines.push(SECRET_SETTINGS.includes(key) ? `# ${spec.doc}` : `# ${spec.doc} Flag: --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
     lines.push(`# ${spec.env}=${key === 'consumerName' || defaults[key] === undefined ? '' : shown(key)}`, '');
   }
   process.stdout.write(lines.join('\n'));
 } else if (mode === 'table') {
   const rows = ['| Variable | Flag | Default | Meaning |', '|---|---|---|---|'];
   for (const [key, spec] of Object.entries(SETTINGS)) {
-    rows.push(`| \`${spec.env}\` | \`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}\` | \`${shown(key)}\` | ${spec.doc.replace(/\|/g, '\\|')} |`);
+    const flag = SECRET_SETTINGS.includes(key) ? '(none)' : `\`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}\``;
+    rows.push(`| \`${spec.env}\` | ${flag} | \`${shown(key)}\` | ${spec.doc.replace(/\|/g, '\\|')} |`);
   }
   process.stdout.write(rows.join('\n') + '\n');
 } else {

@@ -150,6 +150,63 @@ export const ERRORS = {
     description: 'A numbered SQL migration failed; nothing after it was applied.',
   },
 
+  // HTTP server and ingest API (src/http): each answered as { error: { code, message } }
+  TRIB_ERR_HTTP_UNAUTHORIZED: {
+    message: 'a bearer token is required: send Authorization: Bearer <HTTP_TOKEN>%s',
+    retryable: false,
+    description: 'HTTP 401: a write (ingest, an action) came without the bearer token HTTP_TOKEN, or with another one.',
+  },
+  TRIB_ERR_HTTP_READ_ONLY: {
+    message: 'this server is read-only: it has no HTTP_TOKEN, so it refuses every write; set HTTP_TOKEN (16 characters or more) and restart it',
+    retryable: false,
+    description: 'HTTP 401: the server was started without HTTP_TOKEN, so it serves reads only and refuses ingest and every action.',
+  },
+  TRIB_ERR_HTTP_NOT_FOUND: {
+    message: 'no such route: %s',
+    retryable: false,
+    description: 'HTTP 404: no route has this method and path (try /metrics, /healthz, /readyz, POST /v1/streams/{stream}/events).',
+  },
+  TRIB_ERR_HTTP_BAD_REQUEST: {
+    message: 'bad request: %s',
+    retryable: false,
+    description: 'HTTP 400: the body is not what the route takes (not JSON, not an array of events, no events, nested too deeply); nothing of it was added.',
+  },
+  TRIB_ERR_HTTP_BODY_TOO_LARGE: {
+    message: 'the body is larger than %s bytes (INGEST_MAX_BODY_BYTES); send fewer events per request',
+    retryable: false,
+    description: 'HTTP 413: the request body is over INGEST_MAX_BODY_BYTES; nothing of it was added.',
+  },
+  TRIB_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: {
+    message: 'Content-Type %s is not taken here: send application/json (an array of events) or application/x-ndjson (one event per line)',
+    retryable: false,
+    description: 'HTTP 415: the ingest API takes application/json or application/x-ndjson bodies only.',
+  },
+  TRIB_ERR_HTTP_INTERNAL: {
+    message: 'internal error (%s); the server log has the details',
+    retryable: true,
+    description: 'HTTP 500: an unexpected failure; the response says nothing more, the server log names it.',
+  },
+  TRIB_ERR_INGEST_UNKNOWN_STREAM: {
+    message: 'stream %s is not open to ingest (allowed: %s; INGEST_STREAMS)',
+    retryable: false,
+    description: 'HTTP 404: the stream of POST /v1/streams/{stream}/events is not one this server writes (STREAM_KEY, or those listed in INGEST_STREAMS).',
+  },
+  TRIB_ERR_INGEST_TOO_MANY_EVENTS: {
+    message: 'the request holds %s events, more than %s (INGEST_MAX_EVENTS); split it',
+    retryable: false,
+    description: 'HTTP 413: one request holds more events than INGEST_MAX_EVENTS; nothing of it was added.',
+  },
+  TRIB_ERR_INGEST_INVALID: {
+    message: '%s of %s events break the stream contract; nothing of this request was added',
+    retryable: false,
+    description: 'HTTP 400: events of the request break the stream contract; `errors` lists each one\'s index and code (TRIB_ERR_ENTRY_*), and nothing of the request was added.',
+  },
+  TRIB_ERR_INGEST_BACKPRESSURE: {
+    message: 'stream %s has %s entries its group %s has not been delivered yet, over INGEST_MAX_LAG (%s); try again after Retry-After',
+    retryable: true,
+    description: 'HTTP 429 with Retry-After: the consumer group is behind by more than INGEST_MAX_LAG entries; nothing of the request was added.',
+  },
+
   // Services (tributary up/down)
   TRIB_ERR_SERVICES_START: {
     message: 'cannot start %s: %s',

@@ -18,7 +18,8 @@ export { createRedisConnection } from './redis/client.js';
 export { detectRedisCluster, registerRedisCluster, keySlot, hashTag } from './redis/cluster.js';
 export { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from './observability/monitor.js';
 export { createPipelineMetrics, type ObservedPipeline } from './observability/metrics.js';
-export { startOpsServer } from './http/server.js';
+export { startOpsServer, startHttpServer, type HttpServer, type HttpServerOptions, type HttpRoutes, type HttpRouteContext, type HttpLogger } from './http/server.js';
+export type { IngestOptions, IngestStream } from './http/ingest.js';
 export { trimStream, safeTrimPoint } from './ops/retention.js';
 export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';
 

@@ -21,6 +21,7 @@ import { registerCheck, registerRun } from './commands/pipelines.js';
 import { registerClaim, registerPending } from './commands/pending.js';
 import { registerProduce } from './commands/produce.js';
 import { registerReplay } from './commands/replay.js';
+import { registerServe } from './commands/serve.js';
 import { registerServices } from './commands/services.js';
 import { registerStart } from './commands/start.js';
 import { registerTail } from './commands/tail.js';
@@ -50,6 +51,7 @@ program
 registerServices(program);
 registerMigrate(program);
 registerStart(program);
+registerServe(program);
 registerRun(program);
 registerCheck(program);
 registerProduce(program);

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { kebab, resolveConfig, type ResolveConfigOptions } from '../config/index.js';
-import { configSchema, ORDERS_SETTINGS, SETTINGS, SHARED_SETTINGS, type ConfigKey, type TributaryConfig } from '../config/schema.js';
+import { configSchema, ORDERS_SETTINGS, SECRET_SETTINGS, SETTINGS, SHARED_SETTINGS, type ConfigKey, type TributaryConfig } from '../config/schema.js';
 
 const ORDERS_ONLY = new Set<ConfigKey>(ORDERS_SETTINGS);
+/** A secret is never a flag: a command line shows in `ps`. */
+const NO_FLAG = new Set<ConfigKey>(SECRET_SETTINGS);
 
 /**
  * Adds a flag for every setting of the command's pipeline (`--stream-key`,
@@ -11,7 +13,7 @@ const ORDERS_ONLY = new Set<ConfigKey>(ORDERS_SETTINGS);
  */
 export function withConfigOptions(command: Command, pipeline: 'events' | 'orders' = 'events'): Command {
   const keys =
-    pipeline === 'orders' ? [...SHARED_SETTINGS, ...ORDERS_SETTINGS] : (Object.keys(SETTINGS) as ConfigKey[]).filter((k) => !ORDERS_ONLY.has(k));
+    pipeline === 'orders' ? [...SHARED_SETTINGS, ...ORDERS_SETTINGS] : (Object.keys(SETTINGS) as ConfigKey[]).filter((k) => !ORDERS_ONLY.has(k) && !NO_FLAG.has(k));
   const defaults = settingDefaults();
   for (const key of keys) {
     const shown = defaults[key] === undefined ? '' : ` (default: ${defaults[key]})`;

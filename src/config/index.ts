@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { TributaryError } from '../errors.js';
-import { configSchema, SETTINGS, type ConfigKey, type TributaryConfig } from './schema.js';
+import { configSchema, SECRET_SETTINGS, SETTINGS, type ConfigKey, type TributaryConfig } from './schema.js';
 
 export { configSchema, SETTINGS, type ConfigKey, type TributaryConfig } from './schema.js';
 
@@ -81,7 +81,9 @@ export function resolveConfig(options: ResolveConfigOptions = {}): TributaryConf
     const issue = parsed.error.issues[0]!;
     const key = issue.path[0] as ConfigKey | undefined;
     const name = key && SETTINGS[key] ? `${SETTINGS[key].env} (--${kebab(key)})` : String(key ?? '?');
-    const given = key !== undefined && raw[key] !== undefined ? ` (got ${redactSecrets(JSON.stringify(raw[key]))})` : '';
+    // A secret's value is never echoed, not even masked in part.
+    const secret = key !== undefined && (SECRET_SETTINGS as readonly string[]).includes(key);
+    const given = key !== undefined && raw[key] !== undefined && !secret ? ` (got ${redactSecrets(JSON.stringify(raw[key]))})` : '';
     throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [name, redactSecrets(issue.message + given)]);
   }
   // On a Redis Cluster: keys that go together share a hash slot (src/redis/cluster.ts).

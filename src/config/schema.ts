@@ -83,6 +83,21 @@ export const configSchema = z
     metricsPort: wholeNumber(0, 65535).optional(),
     metricsHost: z.string().min(1).default('127.0.0.1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    httpPort: wholeNumber(0, 65535).optional(),
+    httpHost: z.string().min(1).optional(),
+    httpToken: z
+      .string()
+      .min(16, 'must be at least 16 characters (a long random string: openssl rand -hex 32)')
+      .max(4096, 'must be at most 4096 characters')
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+      .optional(),
+    ingestStreams: z
+      .string()
+      .regex(/^[^\s,]+(,[^\s,]+)*$/, 'must be stream keys separated by commas, without spaces')
+      .optional(),
+    ingestMaxLag: positiveInt().default(100_000),
+    ingestMaxBodyBytes: positiveInt(1024 * 1024 * 1024).default(4 * 1024 * 1024),
+    ingestMaxEvents: positiveInt(1_000_000).default(1000),
     trimMaxLen: positiveInt().optional(),
     trimMaxAge: z
       .string()
@@ -212,13 +227,35 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   },
   metricsPort: {
     env: 'METRICS_PORT',
-    doc: '`tributary start` serves Prometheus /metrics, /healthz and /readyz on this port (unset: no HTTP server).',
+    doc: 'Alias of HTTP_PORT, kept from before the ingest API (HTTP_PORT wins when both are set).',
   },
   metricsHost: {
     env: 'METRICS_HOST',
-    doc: 'Address the metrics/health server binds: 127.0.0.1 (this machine only) by default; `0.0.0.0` or `::` to serve other machines.',
+    doc: 'Alias of HTTP_HOST (HTTP_HOST wins when both are set): 127.0.0.1 (this machine only) by default.',
+  },
+  httpPort: {
+    env: 'HTTP_PORT',
+    doc: '`start`, `run` and `orders process` serve /metrics, /healthz, /readyz and the ingest API on this port (0: any free port; unset: no HTTP server). `tributary serve --port` is the same server alone.',
+  },
+  httpHost: {
+    env: 'HTTP_HOST',
+    doc: 'Address the HTTP server binds: 127.0.0.1 (this machine only) when unset; `0.0.0.0` or `::` to serve other machines (set HTTP_TOKEN first).',
   },
   logLevel: { env: 'LOG_LEVEL', doc: 'CLI log level: trace, debug, info, warn, error, fatal or silent.' },
+  httpToken: {
+    env: 'HTTP_TOKEN',
+    doc: 'Bearer token every write of the HTTP server needs (ingest, actions); unset: the server is read-only and refuses writes with 401. At least 16 characters; environment or .env only, never a flag (flags show in `ps`).',
+  },
+  ingestStreams: {
+    env: 'INGEST_STREAMS',
+    doc: 'Streams the ingest API may write, separated by commas (unset: STREAM_KEY for `serve` and `start`, the files\' streams for `run`, none for `orders process`); any other stream is 404.',
+  },
+  ingestMaxLag: {
+    env: 'INGEST_MAX_LAG',
+    doc: 'Ingest answers 429 with Retry-After while the consumer group has more than this many entries not yet delivered to it (XINFO GROUPS lag; the stream length when Redis cannot tell, or no group exists).',
+  },
+  ingestMaxBodyBytes: { env: 'INGEST_MAX_BODY_BYTES', doc: 'Largest ingest request body, bytes; a larger one is refused with 413 before it is read whole.' },
+  ingestMaxEvents: { env: 'INGEST_MAX_EVENTS', doc: 'Most events in one ingest request; more is refused with 413 (TRIB_ERR_INGEST_TOO_MANY_EVENTS).' },
   trimMaxLen: {
     env: 'TRIM_MAXLEN',
     doc: 'The engine trims the stream to about this many entries, never past what a group has not yet acknowledged (unset: no trimming).',
@@ -279,3 +316,6 @@ export const ORDERS_SETTINGS = [
 
 /** Settings both pipelines read. */
 export const SHARED_SETTINGS = ['redisUrl', 'redisClusterNodes', 'databaseUrl', 'consumerName', 'logLevel'] as const satisfies readonly ConfigKey[];
+/** Secrets: never a flag (a command line shows in `ps`), never echoed in an error. */
+export const SECRET_SETTINGS = ['httpToken'] as const satisfies readonly ConfigKey[];
+

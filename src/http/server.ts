@@ -1,19 +1,79 @@
-import { createServer, type Server } from 'node:http';
+/**
+ * Tributary's HTTP server (fastify), one port for everything: `/metrics` (Prometheus),
+ * `/healthz`, `/readyz`, the ingest API (`POST /v1/streams/{stream}/events`, see
+ * ingest.ts) and whatever `routes` a caller registers (the dashboard's `/api/...`).
+ *
+ * Binds 127.0.0.1 unless told otherwise. Writes need the bearer token HTTP_TOKEN
+ * (auth.ts); without one the server is read-only. Every error is coded JSON
+ * (`{ error: { code, message } }`) and never carries a driver's message, a URL or a
+ * secret. It logs only through the logger it is given (one line per request: method,
+ * path, status, time; never a body or a header); the library itself prints nothing.
+ */
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
+import { Counter, Registry } from 'prom-client';
+import { TokenCheck } from './auth.js';
+import { HttpError, sendError } from './errors.js';
+import { Ingest, type IngestOptions } from './ingest.js';
+
 /** Anything that can say whether it is ready (a pipeline). */
 export interface Probed {
   probe(): Promise<{ ready: boolean }>;
 }
 
-export interface OpsServerOptions {
-  /** How long one probe's answer serves /readyz (ms, default 1000): a flood of requests makes at most one probe per period. */
-  probeCacheMs?: number;
+/** The logging the server does: pino's shape (the CLI passes its pino logger). */
+export interface HttpLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }
 
-export interface OpsServer {
-  server: Server;
+/** What a `routes` function gets besides the app: the write guard and the server's state. */
+export interface HttpRouteContext {
+  /** `onRequest` hook for a write route: 401 without the bearer token (or always, read-only). */
+  requireToken: onRequestHookHandler;
+  /** No HTTP_TOKEN: every write is refused. */
+  readOnly: boolean;
+  log: HttpLogger;
+}
+
+/** A registration point: adds routes (e.g. the dashboard's `/api/...` JSON and its static files). */
+export type HttpRoutes = (app: FastifyInstance, context: HttpRouteContext) => void | Promise<void>;
+
+export interface HttpServerOptions {
+  /** Port to listen on (0: any free port). */
   port: number;
+  /** Address to bind (default 127.0.0.1: this machine only). */
+  host?: string;
+  /** What /readyz asks (absent: /readyz answers ready while the server runs). */
+  probe?: Probed;
+  /** How long one probe's answer serves /readyz (ms, default 1000): a flood of requests makes at most one probe per period. */
+  probeCacheMs?: number;
+  /** Registries served at /metrics (several are merged family by family), with the server's own. */
+  metrics?: Registry | readonly Registry[];
+  /** The ingest API (absent: no ingest route). */
+  ingest?: IngestOptions;
+  /** HTTP_TOKEN: the bearer token of every write; absent or empty: read-only. */
+  token?: string;
+  /** Where request and failure lines go (default: nowhere). */
+  log?: HttpLogger;
+  /** More routes, registered after the built-in ones. */
+  routes?: readonly HttpRoutes[];
+  /** Largest body of routes other than ingest, bytes (default 1 MiB). */
+  bodyLimit?: number;
+}
+
+export interface HttpServer {
+  app: FastifyInstance;
+  server: Server;
+  host: string;
+  port: number;
+  /** http://host:port */
+  url: string;
+  readOnly: boolean;
+  ingest: Ingest | undefined;
   close(): Promise<void>;
 }
 
@@ -85,20 +145,109 @@ export function servedProbe(probe: { ready: boolean } & Record<string, unknown>)
 }
 
 /**
- * A pipeline's HTTP surface: `/metrics` (Prometheus text), `/healthz` (the process is
- * alive: always 200 while it serves), `/readyz` (200 when the pipeline's probe says ready
- * — its servers answer, its group exists — else 503 with the failing checks as codes and
- * short reasons). Binds 127.0.0.1 unless told otherwise. One probe serves /readyz for
- * `probeCacheMs` (concurrent requests share the probe in progress), so a flood of
- * requests cannot queue probes ahead of the pipeline's own queries.
+ * Several Prometheus texts as one: the lines of each metric family together, its HELP
+ * and TYPE once (two pipelines' registries hold the same family names, with their own
+ * `pipeline` labels). Pure.
  */
-export async function startOpsServer(engine: Probed, registry: Registry, port: number, host = '127.0.0.1', options: OpsServerOptions = {}): Promise<OpsServer> {
+export function mergeExposition(texts: readonly string[]): string {
+  const families = new Map<string, string[]>();
+  for (const text of texts) {
+    let current: string[] | undefined;
+    const mine = new Set<string>(); // families this text introduced: their HELP and TYPE are kept
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      const head = /^# (?:HELP|TYPE) (\S+)/.exec(line);
+      if (head) {
+        const name = head[1]!;
+        const known = families.get(name);
+        if (known) {
+          current = known;
+          if (!mine.has(name)) continue; // HELP and TYPE once
+        } else {
+          current = [];
+          families.set(name, current);
+          mine.add(name);
+        }
+      }
+      current?.push(line);
+    }
+  }
+  return `${[...families.values()].map((lines) => lines.join('\n')).join('\n')}\n`;
+}
+
+/** Where a request went, for the log: the path without its query, at most 200 characters. */
+function pathOf(request: FastifyRequest): string {
+  const path = request.url.split('?')[0] ?? '/';
+  return path.length > 200 ? `${path.slice(0, 200)}...` : path;
+}
+
+/** Starts the server and resolves once it listens. */
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const host = options.host ?? '127.0.0.1';
+  const log = options.log;
+  const auth = new TokenCheck(options.token);
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    routerOptions: { maxParamLength: 256 },
+    requestTimeout: 60_000,
+    trustProxy: false,
+    return503OnClosing: true,
+    // Errors found before routing, coded like the rest: a path segment over 256 characters
+    // (no route takes it: a stream of that name is not open to ingest) and a malformed URL.
+    frameworkErrors: (err, request, reply) => {
+      if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendError(reply, new HttpError(404, 'TRIB_ERR_HTTP_NOT_FOUND', [`${request.method} (a path segment over 256 characters)`]));
+      return sendError(reply, new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', [`the URL cannot be read (${err.code ?? 'bad URL'})`]));
+    },
+  });
+
+  const own = new Registry();
+  const requests = new Counter({ name: 'tributary_http_requests_total', help: 'HTTP requests answered, by route and status.', labelNames: ['route', 'status'], registers: [own] });
+  const ingested = new Counter({ name: 'tributary_ingest_events_total', help: 'Events added to a stream by the ingest API.', labelNames: ['stream'], registers: [own] });
+  const registries = [own, ...(options.metrics === undefined ? [] : Array.isArray(options.metrics) ? options.metrics : [options.metrics as Registry])];
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    requests.inc({ route, status: String(reply.statusCode) });
+    if (!log) return;
+    const fields = { method: request.method, path: pathOf(request), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip };
+    const line = `${request.method} ${fields.path} ${reply.statusCode} ${fields.ms} ms`;
+    // Probes and scrapes at debug: a load balancer polls them all day.
+    if (request.method === 'GET' && reply.statusCode < 400 && route !== '/v1/streams/:stream/events') log.debug(fields, line);
+    else if (reply.statusCode >= 500) log.warn(fields, line);
+    else log.info(fields, line);
+  });
+
+  app.setNotFoundHandler((request, reply) => sendError(reply, new HttpError(404, 'TRIB_ERR_HTTP_NOT_FOUND', [`${request.method} ${JSON.stringify(pathOf(request))}`])));
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, request, reply) => {
+    if (err instanceof HttpError) return sendError(reply, err);
+    switch (err.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return sendError(reply, new HttpError(413, 'TRIB_ERR_HTTP_BODY_TOO_LARGE', [request.routeOptions.bodyLimit ?? options.bodyLimit ?? 1024 * 1024]));
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+        const type = request.headers['content-type'];
+        return sendError(reply, new HttpError(415, 'TRIB_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE', [type === undefined ? '(none)' : JSON.stringify(type.slice(0, 80))]));
+      }
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return sendError(reply, new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', ['the body is empty']));
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+        return sendError(reply, new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', ['the body is not JSON']));
+    }
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return sendError(reply, new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', [`the request was refused (${err.code ?? err.statusCode})`]));
+    }
+    log?.error({ err, method: request.method, path: pathOf(request) }, `unexpected failure in ${request.method} ${pathOf(request)}: ${err.message}`);
+    return sendError(reply, new HttpError(500, 'TRIB_ERR_HTTP_INTERNAL', [err.code ?? err.name]));
+  });
+
+  // /readyz: one probe per period, concurrent requests share the one in progress.
   const cacheMs = options.probeCacheMs ?? 1000;
   let cached: { at: number; result: { ready: boolean } & Record<string, unknown> } | undefined;
   let running: Promise<{ ready: boolean } & Record<string, unknown>> | undefined;
   const probe = (): Promise<{ ready: boolean } & Record<string, unknown>> => {
+    if (!options.probe) return Promise.resolve({ ready: true });
     if (cached && performance.now() - cached.at < cacheMs) return Promise.resolve(cached.result);
-    running ??= engine
+    running ??= options.probe
       .probe()
       .then((p) => p as { ready: boolean } & Record<string, unknown>)
       .catch(() => ({ ready: false }))
@@ -109,33 +258,67 @@ export async function startOpsServer(engine: Probed, registry: Registry, port: n
       .finally(() => (running = undefined));
     return running;
   };
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const reply = (status: number, type: string, body: string) => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
-      res.end(body);
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'text/plain', 'method not allowed\n');
-    if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => reply(200, registry.contentType, text),
-        () => reply(500, 'text/plain', 'metrics failed\n'),
-      );
-    } else if (path === '/healthz') {
-      reply(200, 'application/json', '{"status":"ok"}\n');
-    } else if (path === '/readyz') {
-      void probe().then((p) => reply(p.ready ? 200 : 503, 'application/json', `${JSON.stringify(servedProbe(p))}\n`));
-    } else {
-      reply(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n');
-    }
+
+  const noStore = (reply: FastifyReply) => reply.header('cache-control', 'no-store');
+  app.get('/healthz', async (_request, reply) => noStore(reply).type('application/json').send('{"status":"ok"}\n'));
+  app.get('/readyz', async (_request, reply) => {
+    const p = await probe();
+    return noStore(reply)
+      .code(p.ready ? 200 : 503)
+      .type('application/json')
+      .send(`${JSON.stringify(servedProbe(p))}\n`);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
+  app.get('/metrics', async (_request, reply) => {
+    const texts = await Promise.all(registries.map((r) => r.metrics()));
+    return noStore(reply).type(own.contentType).send(registries.length === 1 ? texts[0] : mergeExposition(texts));
   });
+
+  const ingest = options.ingest ? new Ingest(options.ingest, (stream, n) => ingested.inc({ stream }, n), log) : undefined;
+  ingest?.register(app, auth);
+  const context: HttpRouteContext = { requireToken: auth.hook, readOnly: auth.readOnly, log: log ?? silent };
+  for (const routes of options.routes ?? []) await app.register(async (scope) => routes(scope, context));
+
+  try {
+    await app.listen({ port: options.port, host });
+  } catch (err) {
+    await ingest?.close();
+    throw err;
+  }
+  const port = (app.server.address() as AddressInfo).port;
   return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    app,
+    server: app.server,
+    host,
+    port,
+    url: opsUrl(host, port),
+    readOnly: auth.readOnly,
+    ingest,
+    close: async () => {
+      await app.close();
+      await ingest?.close();
+    },
   };
+}
+
+const silent: HttpLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface OpsServerOptions {
+  /** How long one probe's answer serves /readyz (ms, default 1000): a flood of requests makes at most one probe per period. */
+  probeCacheMs?: number;
+}
+
+export interface OpsServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A pipeline's metrics and health alone (no ingest, no routes): `/metrics`, `/healthz`
+ * (alive: 200 while it serves), `/readyz` (200 when the probe says ready, else 503 with
+ * the failing checks as codes and short reasons). startHttpServer with fewer options.
+ */
+export async function startOpsServer(engine: Probed, registry: Registry, port: number, host = '127.0.0.1', options: OpsServerOptions = {}): Promise<OpsServer> {
+  const s = await startHttpServer({ port, host, probe: engine, metrics: registry, ...(options.probeCacheMs === undefined ? {} : { probeCacheMs: options.probeCacheMs }) });
+  return { server: s.server, port: s.port, close: s.close };
 }

@@ -18,7 +18,8 @@ import { migrateOrders } from '../../orders/pg/migrate.js';
 import { promote } from '../../orders/pg/promote.js';
 import { refreshViews } from '../../orders/pg/views.js';
 import { loadReferenceDataOrFail, MAX_TIMER_MS, OrdersPipeline, type OrdersPipelineOptions } from '../../pipelines/orders.js';
-import { opsUrl, startOpsServer, type OpsServer } from '../../http/server.js';
+import type { HttpServer } from '../../http/server.js';
+import { httpListen, ingestStreams, startCliHttp } from '../http.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
 import { Backpressure } from '../../orders/redis/backpressure.js';
 import { LookupCache } from '../../orders/redis/cache.js';
@@ -250,8 +251,10 @@ function registerProcess(orders: Command): void {
     .option('--batch-size <n>', 'alias of --orders-batch-size')
     .option('--until-empty', 'stop once the queue is empty (each worker at its first empty take)')
     .option('--iterations <n>', 'each worker processes at most N batches, then the command exits (sooner if the queue is empty), as the original\'s process --iterations')
-    .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)')
-    .option('--metrics-host <host>', 'address the metrics server binds (default 127.0.0.1: this machine only) [METRICS_HOST]')
+    .option('--http-port <port>', 'serve /metrics, /healthz, /readyz and the ingest API (streams of INGEST_STREAMS only) on this port (0: any free port) [HTTP_PORT]')
+    .option('--http-host <host>', 'address the HTTP server binds (default 127.0.0.1: this machine only) [HTTP_HOST]')
+    .option('--metrics-port <port>', 'alias of --http-port [METRICS_PORT]')
+    .option('--metrics-host <host>', 'alias of --http-host [METRICS_HOST]')
     .action(async (opts: Record<string, unknown>) => {
       const iterations = opts.iterations === undefined ? undefined : parsePositiveInt('--iterations', String(opts.iterations));
       const config = configFrom({ ...opts, ordersWorkers: opts.ordersWorkers ?? opts.workers, ordersBatchSize: opts.ordersBatchSize ?? opts.batchSize });
@@ -265,10 +268,17 @@ function registerProcess(orders: Command): void {
         waitForServers: !oneShot,
       });
       const stopLogging = attachOrdersLogging(pipeline, log);
-      let ops: OpsServer | undefined;
-      if (config.metricsPort !== undefined) {
-        ops = await startOpsServer(pipeline, createPipelineMetrics(pipeline), config.metricsPort, config.metricsHost);
-        log.info({ host: config.metricsHost, port: ops.port }, `metrics on ${opsUrl(config.metricsHost, ops.port)}/metrics (also /healthz, /readyz)`);
+      let ops: HttpServer | undefined;
+      const listen = httpListen(config);
+      if (listen) {
+        // Orders come from a list, not a stream: ingest writes only the streams INGEST_STREAMS names.
+        ops = await startCliHttp(config, log, {
+          listen,
+          probe: pipeline,
+          metrics: createPipelineMetrics(pipeline),
+          streams: ingestStreams(config, [], () => [config.group]),
+          announce: 'metrics',
+        });
       }
       const started = performance.now();
       await pipeline.start();

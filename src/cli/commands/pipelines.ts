@@ -8,11 +8,22 @@ import { SETTINGS, type ConfigKey } from '../../config/schema.js';
 import { TributaryError } from '../../errors.js';
 import { formatProblem, loadPipelineFile, PipelineFileError, type FileProblem, type PipelineSpec } from '../../pipeline-file/spec.js';
 import { TablePipeline } from '../../pipelines/table.js';
+import { ServersProbe } from '../../http/probe.js';
+import type { HttpServer } from '../../http/server.js';
+import { createPipelineMetrics } from '../../observability/metrics.js';
+import { parseXinfoGroups } from '../../redis/xinfo.js';
+import { encodeCommand, RespError, RespPipe } from '../../redis/pipe.js';
+import type { RawReply } from '../../redis/commands.js';
+import { httpListen, ingestStreams, startCliHttp } from '../http.js';
 import { configFrom } from '../options.js';
 import { createLogger, print, type Logger } from '../output.js';
 import { logOutages, stopOnSignals } from './start.js';
 
-const RUN_SETTINGS: readonly ConfigKey[] = ['redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'maxInFlightBytes', 'maxEntryBytes', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel'];
+const RUN_SETTINGS: readonly ConfigKey[] = [
+  'redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'maxInFlightBytes', 'maxEntryBytes', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel',
+  // The HTTP server of --http-port (HTTP_TOKEN from the environment or .env only).
+  ...(['httpPort', 'httpHost', 'metricsPort', 'metricsHost', 'ingestStreams', 'ingestMaxLag', 'ingestMaxBodyBytes', 'ingestMaxEvents'] as const),
+];
 
 /** Every file's spec, or every problem of every file. */
 function loadAll(files: readonly string[]): { specs: PipelineSpec[]; problems: FileProblem[] } {
@@ -107,18 +118,21 @@ export function registerRun(program: Command): void {
       where: 'stay pending and will be reclaimed',
       close: (force) => Promise.all(pipelines.map((p) => p.close({ force }))),
     });
+    const http = await startRunHttp(config, log, pipelines);
     // A pipeline that cannot start (its table does not fit) stops the others: one process, one outcome.
     const starts = await Promise.allSettled(pipelines.map((p) => p.start()));
     started = true;
     const failed = starts.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       await Promise.all(pipelines.map((p) => p.close()));
+      await http?.close();
       [...stopLogging, ...stopOutages].forEach((f) => f());
       stop.stopped();
       throw failed.reason;
     }
     await Promise.all(pipelines.map((p) => p.done));
     await Promise.all(pipelines.map((p) => p.close()));
+    await http?.close();
     stop.stopped();
     [...stopLogging, ...stopOutages].forEach((f) => f());
     for (const p of pipelines) {
@@ -131,6 +145,53 @@ export function registerRun(program: Command): void {
     }
     stop.exit();
   });
+}
+
+/**
+ * `--http-port` (HTTP_PORT): metrics of every pipeline (one registry each, merged by the
+ * server), /readyz (Redis, Postgres, every pipeline running) and the ingest API for the
+ * files' streams (or INGEST_STREAMS), each held back by the groups of the files reading it.
+ */
+async function startRunHttp(config: ReturnType<typeof configFrom>, log: Logger, pipelines: readonly TablePipeline[]): Promise<{ close(): Promise<void> } | undefined> {
+  const listen = httpListen(config);
+  if (!listen) return undefined;
+  const gaugePipe = new RespPipe({ url: config.redisUrl, name: 'tributary:http:gauges' });
+  const probe = new ServersProbe(config.redisUrl, config.databaseUrl, () =>
+    Object.fromEntries(pipelines.map((p) => [`pipeline:${p.spec.name}`, p.runner.status === 'running' ? { ok: true } : { ok: false, error: `pipeline is ${p.runner.status}` }])),
+  );
+  const metrics = pipelines.map((p) =>
+    createPipelineMetrics({
+      metricsLabels: { pipeline: p.spec.name, stream: p.spec.source.stream, group: p.spec.source.group },
+      runner: p.runner,
+      async gauges() {
+        const { stream, group } = p.spec.source;
+        const [length, groups] = await gaugePipe.pipeline(encodeCommand(['XLEN', stream]) + encodeCommand(['XINFO', 'GROUPS', stream]), 2);
+        if (length instanceof RespError) throw length;
+        const info = groups instanceof RespError ? undefined : parseXinfoGroups(groups as RawReply).find((g) => g.name === group);
+        return { streamLength: Number(length), pending: info?.pending ?? 0, lag: info?.lag ?? null };
+      },
+    }),
+  );
+  const groupsOf = (stream: string) => pipelines.filter((p) => p.spec.source.stream === stream).map((p) => p.spec.source.group);
+  let server: HttpServer;
+  try {
+    server = await startCliHttp(config, log, {
+      listen,
+      probe,
+      metrics,
+      streams: ingestStreams(config, [...new Set(pipelines.map((p) => p.spec.source.stream))], groupsOf),
+      announce: 'metrics',
+    });
+  } catch (err) {
+    await Promise.all([probe.close(), gaugePipe.close()]);
+    throw err;
+  }
+  return {
+    close: async () => {
+      await server.close();
+      await Promise.all([probe.close(), gaugePipe.close()]);
+    },
+  };
 }
 
 /** Logs a pipeline's life: start, outages, dead letters, a throughput line. */

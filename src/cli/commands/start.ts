@@ -4,8 +4,9 @@ import type { ServerName } from '../../core/contracts.js';
 import { isFault } from '../../core/faults.js';
 import { Engine } from '../../pipelines/events.js';
 import { checkRedisEviction } from '../../redis/eviction.js';
-import { opsUrl, startOpsServer } from '../../http/server.js';
+import type { HttpServer } from '../../http/server.js';
 import { createPipelineMetrics } from '../../observability/metrics.js';
+import { httpListen, ingestStreams, startCliHttp } from '../http.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { createLogger, plural, type Logger } from '../output.js';
 
@@ -178,10 +179,17 @@ export function registerStart(program: Command): void {
     );
     const engine = new Engine(config);
     const stopLogging = attachEngineLogging(engine, log);
-    let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
-    if (config.metricsPort !== undefined) {
-      ops = await startOpsServer(engine, createPipelineMetrics(engine), config.metricsPort, config.metricsHost);
-      log.info({ host: config.metricsHost, port: ops.port }, `metrics on ${opsUrl(config.metricsHost, ops.port)}/metrics (also /healthz, /readyz)`);
+    // HTTP_PORT (--http-port; METRICS_PORT, its older name): metrics, health and the ingest API on one port.
+    let ops: HttpServer | undefined;
+    const listen = httpListen(config);
+    if (listen) {
+      ops = await startCliHttp(config, log, {
+        listen,
+        probe: engine,
+        metrics: createPipelineMetrics(engine),
+        streams: ingestStreams(config, [config.streamKey], () => [config.group]),
+        announce: 'metrics',
+      });
     }
     const stop = stopOnSignals({
       log,

@@ -1,0 +1,76 @@
+import type { RawReply } from '../redis/commands.js';
+import { encodeCommand, RespError, type RespPipe } from '../redis/pipe.js';
+import { parseXinfoGroups } from '../redis/xinfo.js';
+
+/** A stream the ingest API writes, and the consumer groups whose lag holds it back. */
+export interface IngestStream {
+  stream: string;
+  /** Groups that drain it; the most lagging one decides. None: the stream's length decides. */
+  groups: readonly string[];
+}
+
+/** How far behind the slowest group of a stream is. */
+export interface Backlog {
+  /** Entries not yet delivered to the group (see BacklogWatcher). */
+  lag: number;
+  /** The group it was measured for (null: no group given, the stream length). */
+  group: string | null;
+}
+
+/**
+ * The backlog that gates ingest (INGEST_MAX_LAG), measured at most once per `everyMs`
+ * per stream (requests in between share the last answer, or the probe in progress), so
+ * a flood of requests does not become a flood of XINFO calls.
+ *
+ * What is measured, precisely: XINFO GROUPS' `lag` of each group — entries added to the
+ * stream and not yet delivered to the group (read by none of its consumers). Entries
+ * delivered and not yet acknowledged (pending) are not counted: they are bounded by the
+ * engine's MAX_IN_FLIGHT. Where Redis cannot tell the lag (null: entries deleted with
+ * XDEL inside the group's unread range), or the group does not exist yet, the stream's
+ * length (XLEN) stands in for it: an upper bound. The largest value over the groups wins.
+ */
+export class BacklogWatcher {
+  private readonly cache = new Map<string, { at: number; value: Backlog }>();
+  private readonly running = new Map<string, Promise<Backlog>>();
+
+  constructor(
+    private readonly pipe: RespPipe,
+    private readonly everyMs = 250,
+  ) {}
+
+  /** Probes run so far (for tests and metrics). */
+  probes = 0;
+
+  backlog(target: IngestStream): Promise<Backlog> {
+    const cached = this.cache.get(target.stream);
+    if (cached && performance.now() - cached.at < this.everyMs) return Promise.resolve(cached.value);
+    let running = this.running.get(target.stream);
+    if (!running) {
+      running = this.measure(target)
+        .then((value) => {
+          this.cache.set(target.stream, { at: performance.now(), value });
+          return value;
+        })
+        .finally(() => this.running.delete(target.stream));
+      this.running.set(target.stream, running);
+    }
+    return running;
+  }
+
+  private async measure(target: IngestStream): Promise<Backlog> {
+    this.probes++;
+    const [groupsReply, lengthReply] = await this.pipe.pipeline(encodeCommand(['XINFO', 'GROUPS', target.stream]) + encodeCommand(['XLEN', target.stream]), 2);
+    if (lengthReply instanceof RespError) throw lengthReply;
+    const length = Number(lengthReply ?? 0);
+    // A stream that does not exist yet: XINFO answers "ERR no such key"; nothing is behind.
+    const groups = groupsReply instanceof RespError ? [] : parseXinfoGroups(groupsReply as RawReply);
+    if (target.groups.length === 0) return { lag: length, group: null };
+    let worst: Backlog = { lag: -1, group: null };
+    for (const name of target.groups) {
+      const info = groups.find((g) => g.name === name);
+      const lag = info?.lag ?? length;
+      if (lag > worst.lag) worst = { lag, group: name };
+    }
+    return worst;
+  }
+}
