@@ -10,6 +10,7 @@ import { resolveConfig } from '../../src/config/index.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../../src/redis/client.js';
 import { keySlot, registerRedisCluster } from '../../src/redis/cluster.js';
+import { Producer } from '../../src/producer/producer.js';
 import { assertBuilt, CLI, REPO } from '../helpers/child.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster.js';
 
@@ -66,6 +67,27 @@ afterAll(async () => {
   await pool?.end();
   await cluster?.stop();
 });
+
+/**
+ * Moves `key`'s hash slot to another master, as `redis-cli --cluster reshard` does for
+ * each slot: IMPORTING / MIGRATING, MIGRATE of its keys, then SETSLOT NODE everywhere.
+ */
+async function migrateSlot(key: string): Promise<{ from: number; to: number }> {
+  const slot = String(keySlot(key));
+  const from = await cluster.masterOf(key);
+  const to = cluster.nodes.find((n) => n.port !== from)!.port;
+  const id = async (port: number) => (await cluster.cli(['CLUSTER', 'MYID'], port)).trim();
+  const [fromId, toId] = [await id(from), await id(to)];
+  await cluster.cli(['CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId], to);
+  await cluster.cli(['CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId], from);
+  for (;;) {
+    const keys = (await cluster.cli(['CLUSTER', 'GETKEYSINSLOT', slot, '100'], from)).split('\n').filter((k) => k.trim() !== '');
+    if (keys.length === 0) break;
+    await cluster.cli(['MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', ...keys], from);
+  }
+  for (const n of cluster.nodes) await cluster.cli(['CLUSTER', 'SETSLOT', slot, 'NODE', toId], n.port);
+  return { from, to };
+}
 
 function testName(label: string): string {
   const name = `t_cluster_${label}_${randomBytes(4).toString('hex')}`;
@@ -172,5 +194,49 @@ describe('on a 3-master Redis Cluster', () => {
     expect(keys.length).toBeGreaterThan(5);
     out = await cli(['orders', 'clear', '--all', '--yes'], env);
     expect(out.code, out.stderr).toBe(0);
+  });
+
+  it('the stream\'s slot resharded to another master mid-stream: every event written once, the engine and the producer follow MOVED by themselves', async () => {
+    const name = testName('reshard');
+    const streamKey = `${name}:events`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      REDIS_URL: cluster.url,
+      DATABASE_URL: databaseUrl,
+      STREAM_KEY: streamKey,
+      GROUP: 'tributary',
+      PG_SCHEMA: name,
+      CONSUMER_NAME: name,
+      NO_COLOR: '1',
+    };
+    delete env.DLQ_STREAM;
+    const engine = spawn(process.execPath, [CLI, 'start'], { cwd: REPO, env: { ...env, NUM_WORKERS: '2', BATCH_SIZE: '100' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let engineErr = '';
+    engine.stderr.on('data', (c: Buffer) => (engineErr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
+    const producer = new Producer({ redisUrl: cluster.url, streamKey });
+    const rows = async () => {
+      const r = await pool.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM ${quoteIdent(name)}.events`).catch(() => null);
+      return r ? { n: Number(r.rows[0]!.n), d: Number(r.rows[0]!.d) } : { n: 0, d: 0 };
+    };
+    try {
+      await waitFor(async () => engineErr.includes('engine started'), 15_000, `the engine to start: ${engineErr}`);
+      const total = 4000;
+      let moved: { from: number; to: number } | undefined;
+      for (let i = 0; i < total; i += 100) {
+        await producer.produceBatch(Array.from({ length: 100 }, (_, k) => ({ type: 'reshard', payload: { n: i + k }, eventId: `${name}-${i + k}` })));
+        if (i === 2000) moved = await migrateSlot(streamKey); // while the engine reads and acknowledges
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(await cluster.masterOf(streamKey)).toBe(moved!.to);
+      await waitFor(async () => (await rows()).n >= total, 30_000, `${total} rows (engine: ${engineErr.slice(-2000)})`);
+      expect(await rows()).toEqual({ n: total, d: total });
+      expect(Number(await send(redis, ['XLEN', streamKey]))).toBe(total);
+      await waitFor(async () => Number(((await send(redis, ['XPENDING', streamKey, 'tributary'])) as unknown[])[0]) === 0, 15_000, 'nothing pending');
+    } finally {
+      await producer.close();
+      engine.kill('SIGTERM');
+    }
+    expect(await exited, engineErr.slice(-2000)).toBe(0);
   });
 });
