@@ -80,6 +80,7 @@ export const configSchema = z
     eventsTable: identifier.default('events'),
     writeTimeoutMs: positiveInt().default(30_000),
     pgQueryTimeoutMs: wholeNumber(0).default(120_000),
+    redisCommandTimeoutMs: wholeNumber(0).default(30_000),
     metricsPort: wholeNumber(0, 65535).optional(),
     metricsHost: z.string().min(1).default('127.0.0.1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -268,6 +269,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   writeTimeoutMs: {
     env: 'WRITE_TIMEOUT_MS',
     doc: 'Postgres statement timeout for a batch write; a timed-out write is retried, not acknowledged.',
+  },
+  redisCommandTimeoutMs: {
+    env: 'REDIS_COMMAND_TIMEOUT_MS',
+    doc: 'A Redis command with no reply within this long (plus the block time of a blocking read) makes its connection reconnect, failing what waited on it as a lost connection (retried), instead of waiting for the kernel to give up on the socket (~15 min); 0: no limit.',
   },
   pgQueryTimeoutMs: {
     env: 'PG_QUERY_TIMEOUT_MS',

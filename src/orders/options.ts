@@ -89,6 +89,11 @@ export interface OrdersPipelineOptions {
    */
   queryTimeoutMs?: number;
   /**
+   * A Redis command with no reply within this long (plus the block time of a take)
+   * reconnects its connection (REDIS_COMMAND_TIMEOUT_MS; default 30000, 0: no limit).
+   */
+  redisCommandTimeoutMs?: number;
+  /**
    * Wait out servers that are not up yet at start (a long-running process: `orders
    * process`), reporting serverDown once, instead of failing after connectTimeoutMs with
    * a coded error (a one-shot run; the default).
@@ -119,6 +124,7 @@ const DEFAULTS = {
   retryMaxMs: 5000,
   connectTimeoutMs: 5000,
   queryTimeoutMs: 120_000,
+  redisCommandTimeoutMs: 30_000,
   waitForServers: false,
 };
 
@@ -260,6 +266,7 @@ export function resolveOptions(options: OrdersPipelineOptions): Resolved {
   checkInt('retryMaxMs', o.retryMaxMs, o.retryBaseMs, MAX_TIMER_MS);
   checkInt('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS);
   checkInt('queryTimeoutMs', o.queryTimeoutMs, 0, MAX_TIMER_MS);
+  checkInt('redisCommandTimeoutMs', o.redisCommandTimeoutMs, 0, MAX_TIMER_MS);
   checkInt('maxBatchesPerWorker', o.maxBatchesPerWorker, 0);
   if (!o.schema || !o.prefix) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['OrdersPipeline schema / prefix', 'must be non-empty']);
   return o;

@@ -8,6 +8,7 @@
  * operator of the events table needs: migrations at start, trimming by TRIM_MAXLEN /
  * TRIM_MAX_AGE, batch counters published for `tributary monitor`, readiness and gauges.
  */
+import { watchCommands } from '../redis/watchdog.js';
 import type { TributaryConfig } from '../config/schema.js';
 import type { ServerName } from '../core/contracts.js';
 import { sleep } from '../core/backoff.js';
@@ -125,7 +126,9 @@ export class Engine extends TypedEmitter<EngineEvents> {
       startId: c.groupStartId,
       onGroupRecreated: (info) => this.emit('groupRecreated', info),
       dlqStream: c.dlqStream,
+      commandTimeoutMs: c.redisCommandTimeoutMs,
     });
+    watchCommands(this.commands, c.redisCommandTimeoutMs, (err) => this.runner.reportFailure('redis', err));
     const pool = this.pool;
     this.runner = new Runner({
       source,

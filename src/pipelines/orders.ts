@@ -40,6 +40,7 @@ import { connectRedis, loadReferenceDataOrFail, vacuumStaging } from '../orders/
 import type { LookupResult, Order, RejectReason } from '../orders/types.js';
 import { createPgPool, isConnectionError, postgresRefusal, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
+import { watchCommands } from '../redis/watchdog.js';
 import { PostgresStagingSink, type StagingDetails } from '../sinks/postgres-staging.js';
 import { RedisListSource } from '../sources/redis-list.js';
 import { ordersStages, type OrdersWorkerParts } from '../stages/orders.js';
@@ -117,6 +118,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
         if (!isRedisAuthError(err)) this.runner?.reportFailure('redis', err);
       },
     });
+    watchCommands(this.control, o.redisCommandTimeoutMs, (err) => this.runner?.reportFailure('redis', err));
     const keys = orderKeys(o.prefix);
     this.cache = new LookupCache({ client: this.control, prefix: o.prefix, ttlMs: o.cacheTtlMs });
 
@@ -126,6 +128,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       prefix: o.prefix,
       staleMs: o.staleMs,
       connectTimeoutMs: o.connectTimeoutMs,
+      commandTimeoutMs: o.redisCommandTimeoutMs,
       connectionName: (worker) => `tributary:orders:${worker}`,
       fence: (worker, epoch) => this.fence(worker, epoch),
       onRecovered: async (result) => this.onRecovered(result),
@@ -349,6 +352,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       connectTimeoutMs: o.connectTimeoutMs,
       onError: (err) => this.runner.reportFailure('redis', err),
     });
+    watchCommands(client, o.redisCommandTimeoutMs, (err) => this.runner.reportFailure('redis', err));
     const cache = new LookupCache({ client, prefix: o.prefix, ttlMs: o.cacheTtlMs });
     w = {
       client,

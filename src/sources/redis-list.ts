@@ -3,6 +3,7 @@ import { sleep } from '../core/backoff.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
 import { TributaryError } from '../errors.js';
 import { fencedReply, OrderQueue, type FenceHook, type Fenced, type RecoverResult } from '../orders/redis/queue.js';
+import { watchCommands } from '../redis/watchdog.js';
 import { blockingConnection, connectChecked, destroyQuietly, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 
 export interface RedisListSourceOptions {
@@ -27,6 +28,8 @@ export interface RedisListSourceOptions {
    * was fenced in Redis and before its list goes back to the queue (OrderQueue.recover).
    */
   fence?: FenceHook;
+  /** Each consumer's taking connection reconnects when a command gets no reply within this (plus its block time), ms (see watchCommands; default none). */
+  commandTimeoutMs?: number;
   /** A take or an ack of a consumer was refused: it was fenced (its list went back to the queue) since it took the batch. */
   onFenced?: (event: FencedEvent) => void;
 }
@@ -258,6 +261,7 @@ export class RedisListSource implements Source<string> {
         name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
         connectTimeoutMs: this.options.connectTimeoutMs,
       });
+      watchCommands(b.conn, this.options.commandTimeoutMs ?? 0);
       r = Object.assign(b, { queue: new OrderQueue({ client: b.conn, prefix: this.options.prefix }), seq: 0, outstanding: 0, suspect: false });
       this.readers.set(consumer, r);
     }

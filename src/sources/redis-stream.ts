@@ -1,6 +1,7 @@
 import { ClientOfflineError, ErrorReply, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
+import { watchCommands } from '../redis/watchdog.js';
 import { blockingConnection, connectChecked, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
 import {
   parsePendingRangeReply,
@@ -44,6 +45,8 @@ export interface RedisStreamSourceOptions {
    * (the stream is new: everything in it arrived after the loss).
    */
   onGroupRecreated?: (info: { key: string; group: string; startId: string }) => void;
+  /** Each consumer's reading connection reconnects when a command gets no reply within this (plus its block time), ms (see watchCommands; default none). */
+  commandTimeoutMs?: number;
 }
 
 /** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
@@ -336,6 +339,8 @@ export class RedisStreamSource implements Source<StreamEntry> {
     if (!r) {
       if (this.closed) throw new Error('source closed');
       r = blockingConnection(this.options.redisUrl, { name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}` });
+      // A stalled read fails as a lost connection (the reader then claims back what it lost).
+      watchCommands(r.conn, this.options.commandTimeoutMs ?? 0);
       this.readers.set(consumer, r);
     }
     await openBlocking(r);

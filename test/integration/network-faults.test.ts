@@ -17,6 +17,7 @@ import { expectExactlyOnce } from '../helpers/child.js';
 import { countRows, testEnvs, waitFor, type TestEnv } from '../helpers/env.js';
 import { orderJson, ordersTestEnvs } from '../helpers/orders.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { blockingMs } from '../../src/redis/watchdog.js';
 
 const envs = testEnvs();
 const orderEnvs = ordersTestEnvs();
@@ -124,9 +125,60 @@ describe('events engine through a faulty network', () => {
     await engine.close();
     await expectExactlyOnce(env, ids);
   }, 60_000);
+
+  it('Redis black-holed: reported down and not ready, then every event once', async () => {
+    const env = await envs.setup('net_redis_hole', { batchTimeoutMs: 50, xreadBlockMs: 200, redisCommandTimeoutMs: 1000 });
+    const proxy = await proxyTo(env.config.redisUrl);
+    const engine = new Engine({ ...env.config, redisUrl: proxy.urlFor(env.config.redisUrl) }, { retry: { baseMs: 50, maxMs: 500 } });
+    envs.defer(() => engine.close({ force: true }));
+    const events = watch(engine);
+    await engine.start();
+    const ids = await produce(env, 200);
+    await waitFor(rowsAre(env, 200), 10_000, 'the first 200 rows');
+    proxy.blackhole();
+    ids.push(...(await produce(env, 200)));
+    await waitFor(async () => (events.serverDown ?? []).some((e) => e.server === 'redis'), 10_000, 'redis reported down');
+    expect((await engine.probe()).ready).toBe(false);
+    proxy.pass();
+    await waitFor(rowsAre(env, 400), 20_000, 'every row once the black hole ended');
+    await waitFor(async () => (await engine.probe()).ready, 10_000, 'ready again');
+    await engine.close();
+    await expectExactlyOnce(env, ids);
+  }, 60_000);
+});
+
+describe('the Redis command watchdog', () => {
+  it('gives blocking reads their block time on top of the limit', () => {
+    expect(blockingMs(['BLMOVE', 'q', 'p', 'RIGHT', 'LEFT', '0.500'])).toBe(500);
+    expect(blockingMs(['BLMOVE', 'q', 'p', 'RIGHT', 'LEFT', '0'])).toBe(Infinity);
+    expect(blockingMs(['XREADGROUP', 'GROUP', 'g', 'c', 'COUNT', '10', 'BLOCK', '5000', 'STREAMS', 's', '>'])).toBe(5000);
+    expect(blockingMs(['XREADGROUP', 'GROUP', 'g', 'c', 'COUNT', '10', 'STREAMS', 's', '>'])).toBe(0);
+    expect(blockingMs(['EVALSHA', 'x', '0'])).toBe(0);
+  });
 });
 
 describe('orders pipeline through a faulty network', () => {
+  it('Redis black-holed: reported down, then every order promoted once', async () => {
+    const env = await orderEnvs.setup('net_orders_redis');
+    const proxy = await proxyTo(env.redisUrl);
+    const pipeline = env.pipeline({ workers: 2, redisUrl: proxy.urlFor(env.redisUrl), redisCommandTimeoutMs: 1000, retryMaxMs: 500, staleMs: 20_000 });
+    const downs: string[] = [];
+    pipeline.on('serverDown', (e) => downs.push(e.server));
+    await pipeline.start();
+    await env.queue.push(Array.from({ length: 300 }, (_, i) => orderJson(`a-${i}`)));
+    await waitFor(async () => (await env.queue.depth()) === 0, 15_000, 'the first 300 orders');
+    proxy.blackhole();
+    await env.queue.push(Array.from({ length: 300 }, (_, i) => orderJson(`b-${i}`)));
+    await waitFor(async () => downs.includes('redis'), 10_000, 'redis reported down');
+    expect((await pipeline.probe()).ready).toBe(false);
+    proxy.pass();
+    await waitFor(async () => (await env.queue.depth()) === 0, 20_000, 'every order once the black hole ended');
+    await pipeline.close();
+    expect(await env.count('orders')).toBe(600);
+    expect(await env.count('orders_staging')).toBe(0);
+    for (const w of await env.queue.workers()) expect(w.processing).toBe(0);
+  }, 60_000);
+
   it('Postgres black-holed: reported down, then every order promoted once', async () => {
     const env = await orderEnvs.setup('net_orders');
     const proxy = await proxyTo(env.databaseUrl);

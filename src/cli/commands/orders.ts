@@ -75,6 +75,7 @@ export function pipelineOptions(config: TributaryConfig): OrdersPipelineOptions 
     blockMs: config.ordersBlockMs,
     staleMs: config.ordersStaleMs,
     queryTimeoutMs: config.pgQueryTimeoutMs,
+    redisCommandTimeoutMs: config.redisCommandTimeoutMs,
     recoverIntervalMs: config.ordersRecoverIntervalMs,
     dedupWindowSeconds: config.dedupWindowS,
     dedupBucketSeconds: config.dedupBucketS,
