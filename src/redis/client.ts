@@ -7,7 +7,7 @@ import { redactUrl } from '../config/index.js';
 import { backoffDelay } from '../core/backoff.js';
 import { TributaryError } from '../errors.js';
 import { redisErrorIs, type RawReply } from './commands.js';
-import { asCluster, ClusterConnection, clusterNodes, isClusterConnection } from './cluster.js';
+import { asCluster, ClusterConnection, clusterNodes, isClusterConnection, registerRedisCluster } from './cluster.js';
 
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- no modules, functions or scripts attached
 export type RedisConnection = RedisClientType<{}, {}, {}, 2, {}>;
@@ -91,6 +91,16 @@ export async function connectChecked(client: RedisConnection, url: string): Prom
   });
   try {
     await Promise.race([client.connect(), refused]);
+    if (!isClusterConnection(client) && (await isClusterNode(client))) {
+      // A single-node connection to a cluster node would meet MOVED on most keys, for ever.
+      registerRedisCluster(url);
+      destroyQuietly(client);
+      throw new TributaryError('TRIB_ERR_CONFIG_INVALID', [
+        'REDIS_URL',
+        `${redactUrl(url)} is a Redis Cluster node, and this connection was built for a single Redis: ` +
+          'call detectRedisCluster(url) before building the pipeline (the CLI does), or set REDIS_CLUSTER_NODES',
+      ]);
+    }
   } catch (err) {
     const refusal = err instanceof TributaryError ? err : redisRefusal(err, url);
     if (refusal) {
@@ -101,6 +111,12 @@ export async function connectChecked(client: RedisConnection, url: string): Prom
   } finally {
     client.off('error', onError!);
   }
+}
+
+/** Whether the server is a cluster node (INFO cluster); false when it cannot say (INFO disabled). */
+async function isClusterNode(client: RedisConnection): Promise<boolean> {
+  const info = await send(client, ['INFO', 'cluster']).catch(() => '');
+  return /^cluster_enabled:1\b/m.test(String(info));
 }
 
 /** Drops the connection at once (pending commands fail); a no-op if already closed. */

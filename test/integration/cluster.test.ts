@@ -11,6 +11,8 @@ import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.j
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../../src/redis/client.js';
 import { keySlot, registerRedisCluster } from '../../src/redis/cluster.js';
 import { Producer } from '../../src/producer/producer.js';
+import { Engine } from '../../src/pipelines/events.js';
+import { isTributaryError } from '../../src/errors.js';
 import { assertBuilt, CLI, REPO } from '../helpers/child.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster.js';
 
@@ -238,5 +240,22 @@ describe('on a 3-master Redis Cluster', () => {
       engine.kill('SIGTERM');
     }
     expect(await exited, engineErr.slice(-2000)).toBe(0);
+  });
+
+  it('a library engine built for a single Redis but pointed at a cluster node fails its start with TRIB_ERR_CONFIG_INVALID (not MOVED for ever)', async () => {
+    const name = testName('lib');
+    const url = cluster.nodes[1]!.url; // a node this process has not been told is a cluster
+    const config = resolveConfig({ envFile: false, overrides: { redisUrl: url, databaseUrl, streamKey: `{${name}}:events`, dlqStream: `{${name}}:dead`, pgSchema: name, consumerName: name } });
+    const engine = new Engine(config);
+    let err: unknown;
+    try {
+      await engine.start();
+    } catch (e) {
+      err = e;
+    } finally {
+      await engine.close({ force: true });
+    }
+    expect(isTributaryError(err, 'TRIB_ERR_CONFIG_INVALID'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/is a Redis Cluster node.*detectRedisCluster/);
   });
 });
