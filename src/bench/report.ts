@@ -1,4 +1,5 @@
 import type { PipelineDrainFigures } from './pipeline-drain.js';
+import type { IngestBenchFigures } from './ingest.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
@@ -147,6 +148,23 @@ function largeEntriesTable(dir: string, rows: ReadonlyArray<{ file: string; resu
   return out;
 }
 
+function ingestTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'ingest', IngestBenchFigures> }>): string[] {
+  const out = [
+    '| Result file | Load | Events/s accepted (target ≥ 50,000) | Requests/s | Request latency ms p50 / p99 / max | Statuses | Engine meanwhile (rows/s) | Rows / accepted | CPU s: server / engine / postgres / redis; host busy | Load avg at start | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const v = (x: number | null) => (x === null ? '–' : String(x));
+  for (const { file, result: r } of rows) {
+    const f = r.figures;
+    const load = `${f.seconds.toFixed(0)} s, ${f.connections} conn × ${f.eventsPerRequest} events${f.inEngine ? ', in `start`' : ''}`;
+    const statuses = Object.entries(f.statuses).map(([s, c]) => `${s} × ${n(c)}`).join(', ');
+    out.push(
+      `| ${link(dir, file)} | ${load} | ${n(f.eventsPerSec)} | ${n(f.requestsPerSec)} | ${v(f.latencyMs.p50)} / ${v(f.latencyMs.p99)} / ${v(f.latencyMs.max)} | ${statuses} | ${n(f.writtenPerSecDuringLoad)} | ${n(f.rows)} / ${n(f.acceptedTotal)} | ${v(f.cpu.serverSecs)} / ${f.inEngine ? '(server)' : v(f.cpu.engineSecs)} / ${v(f.cpu.postgresSecs)} / ${v(f.cpu.redisSecs)}; ${v(f.cpu.hostBusyPct)}% | ${r.machine.loadAvg1 ?? '–'} | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
 export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results', defaults?: EngineDefaults): string {
   const drain = of(results, 'drain');
   const ceiling = of(results, 'ceiling');
@@ -203,6 +221,15 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
       '**Large entries** (`tributary bench large-entries --count N --payload-bytes B`): N events of about B bytes each pre-loaded with the engine stopped, then `tributary start` (or, to compare, an earlier build\'s CLI: `--engine-cli`) as a child process with the settings shown (a build from before a setting existed ignores it: c4b3e55 had no MAX_IN_FLIGHT_BYTES, and read 500 entries at a time whatever their size); the engine\'s peak RSS (VmHWM) until every row is in Postgres.',
       '',
       ...largeEntriesTable(dir, large),
+      '',
+    );
+  }
+  const ingest = of(results, 'ingest');
+  if (ingest.length) {
+    out.push(
+      '**HTTP ingest** (`tributary bench ingest --seconds S`): keep-alive clients (this process) post JSON arrays of sample events to `tributary serve` (a child) while `tributary start` (another child) drains the stream into Postgres; after a 2-second warm-up, S seconds are timed. Events/s are the events accepted (202) over those seconds; latency is every request\'s, from sending to the whole answer. Rows / accepted: every accepted event, warm-up included, once in Postgres after the load.',
+      '',
+      ...ingestTable(dir, ingest),
       '',
     );
   }

@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries' | 'ingest';
 
 export interface MachineFacts {
   cores: number;
@@ -219,6 +219,7 @@ export interface OrdersBenchFigures {
 }
 
 import type { PipelineDrainFigures } from './pipeline-drain.js';
+import type { IngestBenchFigures } from './ingest.js';
 
 export type BenchResult =
   | ResultOf<'drain', DrainFigures>
@@ -229,7 +230,8 @@ export type BenchResult =
   | ResultOf<'orders-transform', OrdersTransformFigures>
   | ResultOf<'orders', OrdersBenchFigures>
   | ResultOf<'pipelines', PipelineDrainFigures>
-  | ResultOf<'large-entries', DrainFigures>;
+  | ResultOf<'large-entries', DrainFigures>
+  | ResultOf<'ingest', IngestBenchFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

@@ -1,3 +1,4 @@
+import type { IngestBenchFigures } from './ingest.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf } from './result.js';
 
 /**
@@ -18,6 +19,8 @@ export const TARGETS = {
   produceEventsPerSec: 300_000,
   backlogEvents: 1_000_000,
   backlogRssMiB: 256,
+  /** HTTP ingest, 500-event requests over keep-alive, the engine draining meanwhile (issue 14). */
+  ingestEventsPerSec: 50_000,
 } as const;
 
 /** The engine settings a drain is judged "default" by (the config schema's defaults). */
@@ -178,8 +181,20 @@ export function performanceSummary(
       source: link(backlog),
     });
   }
+  // HTTP ingest (issue 14): the latest run with 500-event requests, the engine draining.
+  const ingest = latest(results.filter((r) => r.result.bench === 'ingest' && (r.result.figures as IngestBenchFigures).eventsPerRequest === 500) as Array<Found<'ingest', IngestBenchFigures>>);
+  if (ingest) {
+    const f = ingest.result.figures;
+    rows.push({
+      what: `HTTP ingest (\`bench ingest\`): ${f.eventsPerRequest}-event requests over ${f.connections} keep-alive connections for ${Math.round(f.seconds)} s, the engine draining meanwhile; request latency p99`,
+      target: `≥ ${n(T.ingestEventsPerSec)} events/s`,
+      measured: `${n(f.eventsPerSec)} events/s; p99 ${f.latencyMs.p99 ?? '–'} ms (load average ${ingest.result.machine.loadAvg1 ?? '?'} at start)`,
+      met: f.eventsPerSec >= T.ingestEventsPerSec,
+      source: link(ingest),
+    });
+  }
   if (rows.length === 0) return [];
-  const machines = [drainDefault, best?.run, ceiling, rate, produce, backlog].filter((x) => x !== undefined).map((x) => x!.result.machine);
+  const machines = [drainDefault, best?.run, ceiling, rate, produce, backlog, ingest].filter((x) => x !== undefined).map((x) => x!.result.machine);
   const out = [
     `Measured on ${machineSentence(machines[0]!)}: Redis, PostgreSQL and the engine on the same machine; the \`events\` table logged, with its primary key and index; PostgreSQL's defaults (\`fsync\` and \`synchronous_commit\` on). The 1-minute load average when each run began is in its result file (\`machine.loadAvg1\`).`,
     '',

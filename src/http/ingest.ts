@@ -10,7 +10,7 @@
  * stream's group lags by more than INGEST_MAX_LAG (see BacklogWatcher).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parseEntry } from '../core/entry.js';
+import { FIELD, parseEntry } from '../core/entry.js';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
 import { eventFields, Producer } from '../producer/producer.js';
 import { uuidv7 } from '../producer/uuidv7.js';
@@ -192,9 +192,6 @@ export class Ingest {
     const values: unknown[] = [];
     const errors: EventError[] = [];
     const unparsed = new Set<number>();
-    // Nesting is measured on the text first (one cheap pass): only when the body nests
-    // deeper than a payload may (plus the array and the event object) is each payload walked.
-    const mayBeDeep = maxDepth(body) > MAX_PAYLOAD_DEPTH + (ndjson ? 1 : 2);
     if (ndjson) {
       const lines = body.split('\n');
       let count = 0;
@@ -228,7 +225,7 @@ export class Ingest {
     const now = Date.now();
     for (let i = 0; i < values.length; i++) {
       if (unparsed.has(i)) continue;
-      const r = checkEvent(values[i], i, stream, now, mayBeDeep);
+      const r = checkEvent(values[i], i, stream, now);
       if ('code' in r) errors.push(r);
       else out.push(r);
     }
@@ -253,7 +250,7 @@ export class Ingest {
  * One event: its shape (an object of the four fields, with their types), then the
  * producer's check and the engine's contract parser on the fields it would be stored as.
  */
-function checkEvent(value: unknown, index: number, stream: string, now: number, mayBeDeep: boolean): Checked | EventError {
+function checkEvent(value: unknown, index: number, stream: string, now: number): Checked | EventError {
   const entry = `#${index}`;
   const bad = (code: ErrorCode, ...args: string[]): EventError => ({ index, code, message: new TributaryError(code, [entry, ...args]).message });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return bad('TRIB_ERR_ENTRY_BAD_FIELD', 'event', 'must be an object { event_type, payload, event_id?, produced_at? }');
@@ -266,7 +263,7 @@ function checkEvent(value: unknown, index: number, stream: string, now: number, 
   if (typeof type !== 'string') return bad('TRIB_ERR_ENTRY_BAD_FIELD', 'event_type', 'must be a non-empty string');
   if (type.includes('\u0000')) return bad('TRIB_ERR_ENTRY_BAD_FIELD', 'event_type', 'must not contain the character U+0000 (Postgres text cannot hold it)');
   if (!('payload' in e) || e.payload === undefined) return bad('TRIB_ERR_ENTRY_MISSING_FIELD', 'payload');
-  if (mayBeDeep && deeperThan(e.payload, MAX_PAYLOAD_DEPTH)) return bad('TRIB_ERR_ENTRY_BAD_PAYLOAD', `nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
+  if (nestsDeeperThan(e.payload, MAX_PAYLOAD_DEPTH)) return bad('TRIB_ERR_ENTRY_BAD_PAYLOAD', `nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   let eventId: string;
   if (e.event_id === undefined || e.event_id === null) eventId = uuidv7();
   else if (typeof e.event_id !== 'string') return bad('TRIB_ERR_ENTRY_BAD_FIELD', 'event_id', 'must be a string of 1 to 512 characters');
@@ -289,7 +286,9 @@ function checkEvent(value: unknown, index: number, stream: string, now: number, 
   }
   // jsonb refuses the character U+0000 (the engine would dead-letter the row).
   if (hasNulEscape(fields.payload!)) return bad('TRIB_ERR_ENTRY_BAD_PAYLOAD', 'holds the character U+0000, which Postgres jsonb cannot store');
-  const parsed = parseEntry({ id: entry, fields }, stream);
+  // The engine's contract parser on the fields as stored. The payload is JSON.stringify's
+  // output (JSON by construction): a stand-in spares parsing it a second time.
+  const parsed = parseEntry({ id: entry, fields: { ...fields, [FIELD.payload]: '0' } }, stream);
   if (!parsed.ok) return { index, code: parsed.problem.code, message: new TributaryError(parsed.problem.code, parsed.problem.args).message };
   return { fields, eventId };
 }
@@ -306,32 +305,20 @@ function hasNulEscape(json: string): boolean {
   return false;
 }
 
-/** The deepest nesting of arrays and objects in JSON text (brackets inside strings do not count). Pure. */
-export function maxDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) max = depth;
-    } else if (c === 0x5d || c === 0x7d) depth--;
+/**
+ * Whether a parsed JSON value nests arrays and objects deeper than `limit` (a scalar is
+ * depth 0). It stops at the limit, so its recursion is bounded whatever the value. Pure.
+ */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (limit === 0) return true;
+  if (Array.isArray(value)) {
+    for (const v of value) if (typeof v === 'object' && v !== null && nestsDeeperThan(v, limit - 1)) return true;
+    return false;
   }
-  return max;
-}
-
-/** Whether a parsed JSON value nests deeper than `limit` (iterative: no stack to overflow). */
-function deeperThan(value: unknown, limit: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (d + 1 > limit) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+  for (const k in value) {
+    const v = (value as Record<string, unknown>)[k];
+    if (typeof v === 'object' && v !== null && nestsDeeperThan(v, limit - 1)) return true;
   }
   return false;
 }

@@ -1,14 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { TokenCheck } from '../../src/http/auth.js';
-import { maxDepth } from '../../src/http/ingest.js';
+import { nestsDeeperThan } from '../../src/http/ingest.js';
 import { mergeExposition } from '../../src/http/server.js';
 
 describe('HTTP server parts', () => {
-  it('maxDepth counts nesting of arrays and objects, not brackets inside strings', () => {
-    expect(maxDepth('1')).toBe(0);
-    expect(maxDepth('[{"a":[1,{"b":2}]}]')).toBe(4);
-    expect(maxDepth('["[[[[", "\\"[[[", {"k]": "}}}"}]')).toBe(2);
-    expect(maxDepth(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toBe(100_000);
+  it('nestsDeeperThan counts nesting of arrays and objects, and stops at the limit', () => {
+    expect(nestsDeeperThan(1, 0)).toBe(false);
+    expect(nestsDeeperThan('[[[', 0)).toBe(false);
+    expect(nestsDeeperThan({}, 0)).toBe(true);
+    expect(nestsDeeperThan({ a: [1, { b: 2 }] }, 3)).toBe(false);
+    expect(nestsDeeperThan({ a: [1, { b: 2 }] }, 2)).toBe(true);
+    expect(nestsDeeperThan([1, 2, [3, [4]]], 3)).toBe(false);
+    expect(nestsDeeperThan([1, 2, [3, [4]]], 2)).toBe(true);
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(nestsDeeperThan(deep, 64)).toBe(true);
   });
 
   it('a token is accepted only whole, as a Bearer credential; none configured refuses all', () => {

@@ -3,6 +3,7 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { runCeiling } from '../../bench/ceiling.js';
 import { runDrain } from '../../bench/drain.js';
+import { ingestResults, runIngestBench } from '../../bench/ingest.js';
 import { runPipelineDrain } from '../../bench/pipeline-drain.js';
 import {
   ceilingResults,
@@ -206,6 +207,28 @@ export function registerBench(program: Command): void {
       print(drainResults(run.figures, run.settings));
       print(`Payload: ${payloadBytes} bytes per event (${((count * payloadBytes) / 1024 / 1024).toFixed(0)} MiB backlog), engine: ${label}`);
       saved(writeResult(dir, buildResult('large-entries', { at, machine, settings: { ...run.settings, engine: label }, figures: run.figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
+    .command('ingest')
+    .description('the HTTP ingest API under load: keep-alive clients post requests of sample events to `tributary serve` for a duration while `tributary start` drains the stream; accepted events/s, request latency p50/p99, statuses, and every accepted event in Postgres once')
+    .option('--seconds <s>', 'seconds of load, after a 2-second warm-up', '30')
+    .option('--events <n>', 'events per request', '500')
+    .option('--connections <n>', 'keep-alive connections, one request in flight each', '8')
+    .option('--in-engine', 'serve the ingest API from `tributary start --http-port` (one process with the engine) instead of a `tributary serve` of its own')
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const seconds = parsePositiveInt('--seconds', String(opts.seconds));
+      const eventsPerRequest = parsePositiveInt('--events', String(opts.events));
+      const connections = parsePositiveInt('--connections', String(opts.connections));
+      const config = configFrom(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const run = await runIngestBench({ config, seconds, eventsPerRequest, connections, inEngine: opts.inEngine === true, onProgress: (m) => print(m) });
+      print('');
+      print(ingestResults(run.figures));
+      saved(writeResult(resultsDir(opts), buildResult('ingest', { at, machine, settings: run.settings, figures: run.figures, wallSecs: wallSince(t) })));
     });
 
   bench
