@@ -3,6 +3,10 @@
  * they listen and whether they are read-only, take events, stop with exit 0 on SIGTERM,
  * and never print the token.
  */
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { assertBuilt, EngineProcess, killChildren } from '../helpers/child.js';
 import { countRows, testEnvs, waitFor } from '../helpers/env.js';
@@ -97,5 +101,35 @@ describe('tributary serve and --http-port (issue 14)', () => {
     child.kill('SIGTERM');
     expect((await child.waitExit(10_000))?.code, child.output).toBe(0);
     expect(child.output).not.toContain(TOKEN);
+  });
+
+  it('run <file> --http-port serves the ingest API for the file\'s stream, its metrics and readiness', async () => {
+    assertBuilt();
+    const env = await envs.setup('http_run');
+    const file = join(tmpdir(), `${env.name}-${randomBytes(3).toString('hex')}.yaml`);
+    writeFileSync(
+      file,
+      `name: http-run\nsource: { stream: ${env.config.streamKey} }\nbatch: { count: 50, period: 10ms }\nworkers: 1\ndead_letters: { stream: ${env.config.dlqStream} }\n` +
+        `sink:\n  table: ${env.config.pgSchema}.state\n  mode: upsert\n  key: [k]\n  columns:\n    k: { from: payload.k, type: text }\n    n: { from: payload.n, type: bigint }\n`,
+    );
+    envs.defer(() => rmSync(file, { force: true }));
+    const child = new EngineProcess(childEnv(env.childEnv, { HTTP_TOKEN: TOKEN }), 'run-http', ['run', file, '--http-port', '0']);
+    await child.waitForLog(/metrics on http:\/\/127\.0\.0\.1:\d+/, 15_000);
+    await child.waitForLog('started', 15_000);
+    const port = Number(/metrics on http:\/\/127\.0\.0\.1:(\d+)/.exec(child.output)![1]);
+    const body = JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ event_type: 'state', payload: { k: `k${i % 10}`, n: i } })));
+    const res = await fetch(`http://127.0.0.1:${port}/v1/streams/${env.config.streamKey}/events`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(202);
+    const other = await fetch(`http://127.0.0.1:${port}/v1/streams/${env.config.streamKey}x/events`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
+    expect(other.status).toBe(404);
+    await waitFor(async () => Number((await env.pool.query(`SELECT count(*)::int AS n FROM ${env.config.pgSchema}.state`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n) === 10, 15_000, '10 keys');
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, 'pipeline:http-run': { ok: true } });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/tributary_entries_read_total\{pipeline="http-run"[^}]*\} 30/);
+    expect(metrics.match(/^# TYPE tributary_entries_read_total /gm)).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect((await child.waitExit(10_000))?.code, child.output).toBe(0);
   });
 });
