@@ -106,6 +106,8 @@ interface Batch {
   /** What each stage kept (the input of the next). */
   kept: Message<any>[][];
   staged: number;
+  /** Malformed items recorded as new reject rows. */
+  malformedRecorded?: number;
   result: PromoteResult | null;
 }
 
@@ -287,7 +289,7 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
       await clock.time('stage', fresh, () =>
         perSlot(batches, async (b) => {
           const st = ordersState(b.ctx);
-          if (st.malformed && st.malformed.length > 0) await recordMalformed(pool, tag, b.id, st.malformed);
+          if (st.malformed && st.malformed.length > 0) b.malformedRecorded = await recordMalformed(pool, tag, b.id, st.malformed);
           b.staged = st.cols && st.cols.length > 0 ? await stageBatch(pool, tag, b.id, st.cols) : 0;
         }),
       );
@@ -305,7 +307,7 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
           const r = b.result;
           Object.assign(b.ctx.state, {
             batchId: b.id,
-            result: { promoted: r?.promoted ?? 0, duplicates: r?.duplicates ?? 0, rejected: r?.rejected ?? {}, staged: r?.staged ?? 0, stagedRows: b.staged, landedEarlier: false },
+            result: { promoted: r?.promoted ?? 0, duplicates: r?.duplicates ?? 0, rejected: r?.rejected ?? {}, rejectedIds: r?.rejectedIds, staged: r?.staged ?? 0, stagedRows: b.staged, malformedRecorded: b.malformedRecorded ?? 0, landedEarlier: false },
           });
           await Promise.all([
             b.slot.queue.ack(b.slot.name, b.items.length),
@@ -316,7 +318,9 @@ export async function runOrdersBenchmark(config: TributaryConfig, options: Order
       for (const b of batches) {
         const st = ordersState(b.ctx);
         outcome.duplicatesDropped += st.duplicates ?? 0;
-        const malformed = st.malformed?.length ?? 0;
+        // A malformed item already recorded (the same item again) adds no row: a duplicate.
+        const malformed = Math.min(st.malformed?.length ?? 0, b.malformedRecorded ?? 0);
+        outcome.pgDuplicates += (st.malformed?.length ?? 0) - malformed;
         if (malformed > 0) outcome.rejected.malformed = (outcome.rejected.malformed ?? 0) + malformed;
         if (!b.result) continue;
         outcome.promoted += b.result.promoted;

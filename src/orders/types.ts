@@ -106,7 +106,7 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 export interface PromoteResult {
   /** Rows newly inserted into `orders`. */
   promoted: number;
-  /** Valid rows whose order_id was already in `orders` (idempotent no-op). */
+  /** Valid rows whose order_id was already in `orders`, and rejected items already in `orders_rejected` with that reason (idempotent no-ops). */
   duplicates: number;
   /** Rows moved to `orders_rejected`, by reason. */
   rejected: Partial<Record<RejectReason, number>>;

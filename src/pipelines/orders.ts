@@ -427,14 +427,16 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
       return;
     }
     const malformed = d?.malformed ?? 0;
+    // Malformed items recorded now; one already in orders_rejected (the same item again) is a duplicate.
+    const malformedNew = Math.min(malformed, r?.malformedRecorded ?? malformed);
     c.batches++;
     c.taken += report.size;
     c.malformed += malformed;
     c.duplicates += d?.duplicates ?? 0;
     c.promoted += r?.promoted ?? 0;
-    c.pgDuplicates += r?.duplicates ?? 0;
+    c.pgDuplicates += (r?.duplicates ?? 0) + (malformed - malformedNew);
     for (const [reason, n] of Object.entries(r?.rejected ?? {}) as [RejectReason, number][]) c.rejected[reason] = (c.rejected[reason] ?? 0) + n;
-    if (malformed > 0) c.rejected.malformed = (c.rejected.malformed ?? 0) + malformed;
+    if (malformedNew > 0) c.rejected.malformed = (c.rejected.malformed ?? 0) + malformedNew;
     const t = report.timings;
     this.emit('batch', {
       worker: report.consumer,

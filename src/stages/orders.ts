@@ -214,13 +214,14 @@ async function countBatch(client: RedisConnection, keys: ReturnType<typeof order
   const now = Date.now();
   const slotNumber = Math.floor(now / THROUGHPUT_SLOT_MS);
   const slot = keys.throughput(slotNumber);
-  const malformed = st.malformed?.length ?? 0;
+  // Malformed items recorded now (one already in orders_rejected, the same item again, is not a new reject).
+  const malformed = Math.min(st.malformed?.length ?? 0, r?.malformedRecorded ?? Infinity);
   const multi = client.multi();
   multi.addCommand(['HINCRBY', keys.stats, 'batches', '1']);
   multi.addCommand(['HINCRBY', keys.stats, 'taken', String(taken)]);
   multi.addCommand(['HINCRBY', keys.stats, 'promoted', String(r?.promoted ?? 0)]);
   multi.addCommand(['HINCRBY', keys.stats, 'duplicates', String(st.duplicates ?? 0)]);
-  multi.addCommand(['HINCRBY', keys.stats, 'pg_duplicates', String(r?.duplicates ?? 0)]);
+  multi.addCommand(['HINCRBY', keys.stats, 'pg_duplicates', String((r?.duplicates ?? 0) + (st.malformed?.length ?? 0) - malformed)]);
   multi.addCommand(['HINCRBY', keys.stats, 'rejected', String(rejectedTotal(r?.rejected ?? {}) + malformed)]);
   multi.addCommand(['HSET', keys.stats, 'last_batch_at', String(now)]);
   multi.addCommand(['INCRBY', slot, String(taken)]);

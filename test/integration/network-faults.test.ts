@@ -158,6 +158,27 @@ describe('the Redis command watchdog', () => {
 });
 
 describe('orders pipeline through a faulty network', () => {
+  it('Redis: latency and resets mid-take; every order promoted once', async () => {
+    const env = await orderEnvs.setup('net_orders_reset');
+    const proxy = await proxyTo(env.redisUrl);
+    const pipeline = env.pipeline({ workers: 2, batchSize: 200, redisUrl: proxy.urlFor(env.redisUrl), retryMaxMs: 500 });
+    await pipeline.start();
+    proxy.latency(50);
+    await env.queue.push(Array.from({ length: 500 }, (_, i) => orderJson(`l-${i}`)));
+    await waitFor(async () => (await env.queue.depth()) === 0, 15_000, 'orders taken through latency');
+    proxy.pass();
+    for (let round = 0; round < 3; round++) {
+      await env.queue.push(Array.from({ length: 400 }, (_, i) => orderJson(`r${round}-${i}`)));
+      await new Promise((r) => setTimeout(r, 30));
+      proxy.reset();
+    }
+    await waitFor(async () => (await env.queue.depth()) === 0, 20_000, 'every order after the resets');
+    await pipeline.close();
+    expect(await env.count('orders')).toBe(1700);
+    expect(await env.count('orders_staging')).toBe(0);
+    for (const w of await env.queue.workers()) expect(w.processing).toBe(0);
+  }, 60_000);
+
   it('Redis black-holed: reported down, then every order promoted once', async () => {
     const env = await orderEnvs.setup('net_orders_redis');
     const proxy = await proxyTo(env.redisUrl);

@@ -203,9 +203,9 @@ describe('rejects', () => {
     const bad = [{ order_id: 'r1', product_id: 'NOPE' }, { order_id: 'r2', quantity: 0 }];
     await stageBatch(env.pool, env.name, 'b1', stagingColumns(bad));
     expect(await promote(env.pool, env.name, { batchId: 'b1' })).toMatchObject({ rejected: { unknown_product: 1, non_positive_quantity: 1 }, staged: 2, rejectedIds: ['r1', 'r2'] });
-    // The same items again (a redelivery under another batch id).
+    // The same items again (a redelivery under another batch id): counted as duplicates, no row added.
     await stageBatch(env.pool, env.name, 'b2', stagingColumns(bad));
-    expect(await promote(env.pool, env.name, { batchId: 'b2' })).toMatchObject({ rejected: { unknown_product: 1, non_positive_quantity: 1 }, staged: 2 });
+    expect(await promote(env.pool, env.name, { batchId: 'b2' })).toMatchObject({ promoted: 0, duplicates: 2, rejected: {}, staged: 2, rejectedIds: ['r1', 'r2'] });
     expect(await recordMalformed(env.pool, env.name, 'b1', [{ raw: '{not json', error: 'bad' }])).toBe(1);
     expect(await recordMalformed(env.pool, env.name, 'b2', [{ raw: '{not json', error: 'bad' }])).toBe(0);
     expect(await env.count('orders_rejected')).toBe(3);

@@ -117,9 +117,9 @@ inserted AS (
 SELECT (SELECT count(*) FROM moved)::int                      AS staged,
        (SELECT count(*) FROM judged WHERE reason IS NULL)::int AS valid,
        (SELECT count(*) FROM inserted)::int                   AS promoted,
-       -- Counted from what was judged: a reject already recorded (ON CONFLICT) is still this batch's reject.
+       -- Rejects recorded now; one already recorded (the same item again: ON CONFLICT) counts as a duplicate.
        (SELECT coalesce(json_object_agg(reason, n), '{}')
-        FROM (SELECT reason, count(*)::int AS n FROM judged WHERE reason IS NOT NULL GROUP BY reason) AS r) AS rejected,
+        FROM (SELECT reason, count(*)::int AS n FROM rejected GROUP BY reason) AS r) AS rejected,
        (SELECT coalesce(array_agg(order_id), '{}') FROM judged WHERE reason IS NOT NULL AND order_id IS NOT NULL) AS rejected_ids`;
 }
 
@@ -152,7 +152,9 @@ const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']);
  * that still happens is retried (`attempts`, default 3). Works through PgBouncer in
  * transaction mode (one transaction, unnamed statements, no session state).
  *
- * `staged = promoted + duplicates + Σ rejected`.
+ * `staged = promoted + duplicates + Σ rejected`: duplicates are valid rows whose order_id
+ * was already in `orders`, and invalid rows whose item was already in `orders_rejected`
+ * with the same reason (a redelivery: no second reject row).
  *
  * @throws TributaryError TRIB_ERR_ORDERS_PROMOTE_CONTENDED when every attempt deadlocked;
  *   other Postgres errors as pg raised them. Either way nothing was promoted.
@@ -236,14 +238,17 @@ export async function fenceWorker(pool: PgPool, schema: string, fence: WorkerFen
   });
 }
 
-/** The statement's one row → PromoteResult (reasons in REJECT_REASONS order). Pure. */
+/** The statement's one row → PromoteResult (reasons in REJECT_REASONS order; duplicates = staged − promoted − rejected). Pure. */
 export function promoteResult(row: PromoteRow): PromoteResult {
   const rejected: Partial<Record<RejectReason, number>> = {};
   for (const reason of REJECT_REASONS) {
     const n = row.rejected[reason];
     if (n) rejected[reason] = n;
   }
-  const out: PromoteResult = { promoted: row.promoted, duplicates: row.valid - row.promoted, rejected, staged: row.staged };
+  // Valid rows already in orders, and rejected items already in orders_rejected, are the duplicates.
+  let rejectedNow = 0;
+  for (const n of Object.values(rejected)) rejectedNow += n ?? 0;
+  const out: PromoteResult = { promoted: row.promoted, duplicates: row.staged - row.promoted - rejectedNow, rejected, staged: row.staged };
   if (row.rejected_ids && row.rejected_ids.length > 0) out.rejectedIds = row.rejected_ids;
   return out;
 }
