@@ -19,6 +19,7 @@ import type { PipelineSpec } from '../pipeline-file/spec.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
+import { clusterDeadLetterStream, isClusterUrl } from '../redis/cluster.js';
 import type { StreamEntry } from '../redis/commands.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
 import { ensureTable } from '../sinks/postgres-table.js';
@@ -73,6 +74,11 @@ export class TablePipeline extends TypedEmitter<TablePipelineEvents> {
 
   constructor(spec: PipelineSpec, options: TablePipelineOptions) {
     super();
+    // On a Redis Cluster the dead-letter stream must share the source stream's slot: the
+    // default <name>:dead becomes {<stream>}:dead; one set in another slot is refused.
+    if (isClusterUrl(options.redisUrl)) {
+      spec = { ...spec, deadLetters: { stream: clusterDeadLetterStream(spec.source.stream, spec.deadLetters.stream, `${spec.name}:dead`) } };
+    }
     this.spec = spec;
     const report = (server: ServerName) => (err: Error) => this.runner.reportFailure(server, err);
     this.pool = createPgPool(options.databaseUrl, {

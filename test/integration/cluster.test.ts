@@ -12,6 +12,8 @@ import { createRedisConnection, destroyQuietly, send, type RedisConnection } fro
 import { keySlot, registerRedisCluster } from '../../src/redis/cluster.js';
 import { Producer } from '../../src/producer/producer.js';
 import { Engine } from '../../src/pipelines/events.js';
+import { TablePipeline } from '../../src/pipelines/table.js';
+import { parsePipelineFile } from '../../src/pipeline-file/spec.js';
 import { isTributaryError } from '../../src/errors.js';
 import { assertBuilt, CLI, REPO } from '../helpers/child.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster.js';
@@ -257,5 +259,37 @@ describe('on a 3-master Redis Cluster', () => {
     }
     expect(isTributaryError(err, 'TRIB_ERR_CONFIG_INVALID'), String(err)).toBe(true);
     expect((err as Error).message).toMatch(/is a Redis Cluster node.*detectRedisCluster/);
+  });
+
+  it('a pipeline file: rows written, and an entry its table refuses dead-lettered beside its stream ({<stream>}:dead, not <name>:dead)', async () => {
+    const name = testName('file');
+    const stream = `${name}:pay`;
+    const spec = parsePipelineFile(
+      [
+        `name: ${name}`,
+        `source: { stream: ${stream} }`,
+        'batch: { count: 50, period: 50ms }',
+        'workers: 1',
+        'sink:',
+        `  table: ${name}.payments`,
+        '  mode: insert',
+        '  key: [id]',
+        '  columns:',
+        '    id:     { from: payload.id, type: text }',
+        '    amount: { from: payload.amount, type: numeric, required: true }',
+      ].join('\n'),
+    );
+    const p = new TablePipeline(spec, { redisUrl: cluster.url, databaseUrl, consumer: name, deadLetterSchema: name, blockMs: 100, retry: { baseMs: 10, maxMs: 100 } });
+    try {
+      await p.start();
+      for (let i = 0; i < 100; i++) await send(redis, ['XADD', stream, '*', 'event_type', 'pay', 'payload', JSON.stringify({ id: `p${i}`, amount: i })]);
+      await send(redis, ['XADD', stream, '*', 'event_type', 'pay', 'payload', JSON.stringify({ id: 'no-amount' })]);
+      const dlq = `{${stream}}:dead`;
+      const rows = async () => Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteIdent(name)}.payments`).catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n);
+      await waitFor(async () => (await rows()) === 100 && Number(await send(redis, ['XLEN', dlq])) === 1, 20_000, '100 rows and one dead letter');
+      expect(Number(await send(redis, ['EXISTS', `${name}:dead`]))).toBe(0);
+    } finally {
+      await p.close({ force: true });
+    }
   });
 });
