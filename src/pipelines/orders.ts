@@ -144,7 +144,7 @@ export class OrdersPipeline extends TypedEmitter<OrdersPipelineEvents> {
     this.runner = new Runner<string>({
       source: this.source,
       stages,
-      sink: new PostgresStagingSink(this.pool, o.schema, o.prefix),
+      sink: new PostgresStagingSink(this.pool, o.schema, o.prefix, (consumer, fenced) => this.source.fencedDownstream(consumer, fenced.current)),
       consumers: Array.from({ length: Math.max(1, o.workers) }, (_, i) => `${o.workerPrefix}-${i + 1}`),
       batch: { maxCount: o.batchSize, periodMs: Math.max(1, o.blockMs) },
       blockMs: o.blockMs,

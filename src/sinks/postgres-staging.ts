@@ -46,6 +46,8 @@ export class PostgresStagingSink implements Sink<Order> {
     private readonly pool: PgPool,
     private readonly schema: string,
     private readonly prefix?: string,
+    /** A promote was refused by the worker's fence (called before the runner acknowledges the batch). */
+    private readonly onFenced?: (consumer: string, fenced: { epoch: number; current: number }) => void,
   ) {}
 
   async write(batch: Message<Order>[], ctx: BatchContext): Promise<WriteResult> {
@@ -60,6 +62,7 @@ export class PostgresStagingSink implements Sink<Order> {
     const fence = this.prefix !== undefined && epoch !== undefined ? { prefix: this.prefix, worker: ctx.consumer, epoch } : undefined;
     const result = await stageAndPromoteIsolating(this.pool, this.schema, st.batchId, cols, list, orders.malformed ?? [], st.stage, st.isolation, fence);
     st.result = result;
+    if (result.fenced) this.onFenced?.(ctx.consumer, result.fenced);
     const details: StagingDetails = {
       batchId: st.batchId,
       result,

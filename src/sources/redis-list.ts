@@ -97,6 +97,8 @@ export class RedisListSource implements Source<string> {
   private readonly readers = new Map<string, Reader>();
   /** Each consumer's fencing epoch, adopted when it last returned its own list to the queue. */
   private readonly epochs = new Map<string, number>();
+  /** Per consumer: its fence where batches are written (Postgres), when a write was refused by it. */
+  private readonly floors = new Map<string, number>();
   private recoveries = 0;
   private closed = false;
 
@@ -124,7 +126,7 @@ export class RedisListSource implements Source<string> {
         await sleep(100, signal);
         throw new ReadAgain('waiting for held batches before returning the processing list to the queue');
       }
-      this.epochs.set(consumer, (await r.queue.releaseOwn(consumer)).epoch);
+      this.epochs.set(consumer, (await r.queue.releaseOwn(consumer, this.floors.get(consumer) ?? 0)).epoch);
       r.suspect = false;
     }
     const epoch = this.epochs.get(consumer)!;
@@ -161,6 +163,16 @@ export class RedisListSource implements Source<string> {
   async ack(consumer: string, messages: readonly Message<string>[]): Promise<void> {
     const r = this.readers.get(consumer);
     const epoch = fenceEpochOf(messages[0]);
+    const floor = this.floors.get(consumer);
+    if (epoch !== undefined && floor !== undefined && epoch <= floor) {
+      // Refused where it was written: never removed here. Normally another worker took
+      // these orders when this one was fenced; if Redis forgot the fence meanwhile they
+      // are still in this consumer's list, and its release returns them to the queue.
+      if (r) r.suspect = true;
+      this.options.onFenced?.({ consumer, step: 'ack', items: messages.length, epoch, current: floor });
+      this.settled(consumer, messages.length);
+      return;
+    }
     let fenced: Fenced | undefined;
     try {
       const result = r && !r.suspect ? await this.queue.ack(consumer, messages.length, epoch) : await this.queue.ack(consumer, messages.map((m) => m.body), epoch);
@@ -176,6 +188,17 @@ export class RedisListSource implements Source<string> {
       this.options.onFenced?.({ consumer, step: 'ack', items: messages.length, ...fenced });
     }
     this.settled(consumer, messages.length);
+  }
+
+  /**
+   * A write of this consumer was refused by its fence where batches are written (at
+   * `current`): its batches taken at or below that epoch are not acknowledged, and its
+   * next epoch is raised above it.
+   */
+  fencedDownstream(consumer: string, current: number): void {
+    this.floors.set(consumer, Math.max(current, this.floors.get(consumer) ?? 0));
+    const r = this.readers.get(consumer);
+    if (r) r.suspect = true;
   }
 
   private settled(consumer: string, n: number): void {

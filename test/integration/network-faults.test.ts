@@ -140,7 +140,7 @@ describe('events engine through a faulty network', () => {
     await waitFor(async () => (events.serverDown ?? []).some((e) => e.server === 'redis'), 10_000, 'redis reported down');
     expect((await engine.probe()).ready).toBe(false);
     proxy.pass();
-    await waitFor(rowsAre(env, 400), 20_000, 'every row once the black hole ended');
+    await waitFor(rowsAre(env, 400), 40_000, 'every row once the black hole ended');
     await waitFor(async () => (await engine.probe()).ready, 10_000, 'ready again');
     await engine.close();
     await expectExactlyOnce(env, ids);
@@ -193,7 +193,7 @@ describe('orders pipeline through a faulty network', () => {
     await waitFor(async () => downs.includes('redis'), 10_000, 'redis reported down');
     expect((await pipeline.probe()).ready).toBe(false);
     proxy.pass();
-    await waitFor(async () => (await env.queue.depth()) === 0, 20_000, 'every order once the black hole ended');
+    await waitFor(async () => (await env.queue.depth()) === 0, 40_000, 'every order once the black hole ended');
     await pipeline.close();
     expect(await env.count('orders')).toBe(600);
     expect(await env.count('orders_staging')).toBe(0);
@@ -216,7 +216,7 @@ describe('orders pipeline through a faulty network', () => {
     expect((await pipeline.probe()).ready).toBe(false);
     expect(await env.count('orders')).toBe(300);
     proxy.pass();
-    await waitFor(async () => (await env.queue.depth()) === 0, 20_000, 'every order once the black hole ended');
+    await waitFor(async () => (await env.queue.depth()) === 0, 40_000, 'every order once the black hole ended');
     await pipeline.close();
     expect(await env.count('orders')).toBe(600);
     expect(await env.count('orders_staging')).toBe(0);

@@ -197,6 +197,27 @@ describe('the queue fence', () => {
   });
 });
 
+describe('a fence Postgres holds and Redis forgot', () => {
+  it('the refused batch is not acknowledged: its orders go back to the queue and are promoted under an epoch above the fence', async () => {
+    const env = await envs.setup('fenceforgot');
+    const { fenceWorker } = await import('../../src/orders/pg/promote.js');
+    const workerPrefix = `ff${randomBytes(2).toString('hex')}`;
+    // Fenced at epoch 5 in Postgres; Redis lost its fence hash (a restart without persistence, a clear).
+    await fenceWorker(env.pool, env.name, { prefix: env.name, worker: `${workerPrefix}-1`, epoch: 5 });
+    const pipeline = env.pipeline({ workers: 1, workerPrefix });
+    const fenced: string[] = [];
+    pipeline.on('fenced', (e) => fenced.push(e.step));
+    await pipeline.start();
+    const ids = Array.from({ length: 50 }, (_, i) => `ff-${i}`);
+    await env.queue.push(ids.map((id) => orderJson(id)));
+    await waitFor(async () => (await env.queue.depth()) === 0, 15_000, 'every order acknowledged');
+    await pipeline.close();
+    expect(fenced).toContain('promote');
+    expect(await env.count('orders'), 'orders promoted (none acknowledged unwritten)').toBe(50);
+    expect(Number(await send(env.redis, ['HGET', env.queue.keys.fence, `${workerPrefix}-1`]))).toBeGreaterThan(5);
+  });
+});
+
 describe('rejects', () => {
   it('a redelivered batch adds no second reject row; a corrected resend does', async () => {
     const env = await envs.setup('rejkey', 'seed');

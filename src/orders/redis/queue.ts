@@ -282,11 +282,12 @@ export class OrderQueue {
 
   /**
    * release(), returning also the worker's new fencing epoch: the worker's takes and acks
-   * carry it from now on (any batch it took under an older epoch is refused).
+   * carry it from now on (any batch it took under an older epoch is refused). The epoch
+   * is raised above `floor` (the worker's fence in Postgres, when it is ahead).
    */
-  async releaseOwn(worker: string): Promise<{ moved: number; epoch: number }> {
+  async releaseOwn(worker: string, floor = 0): Promise<{ moved: number; epoch: number }> {
     checkWorkerName(worker);
-    const fenced = toArray(await FENCE.run(this.client, [this.keys.workers, this.keys.fence], [worker, '0']));
+    const fenced = toArray(await FENCE.run(this.client, [this.keys.workers, this.keys.fence], [worker, '0', String(floor)]));
     const epoch = toNumber(fenced[0]);
     const reply = toArray(
       await RECOVER.run(this.client, [this.keys.workers, this.keys.processing(worker), this.keys.queue, this.keys.fence], [worker, '0', String(epoch)]),

@@ -10,6 +10,9 @@
 -- KEYS[2]  the fence hash (<p>:fence)
 -- ARGV[1]  the worker name
 -- ARGV[2]  stale after (ms); 0 fences unconditionally
+-- ARGV[3]  optional: a floor; the new epoch is raised above it (a fence Postgres still
+--          holds from before Redis lost this hash: a restart without persistence, a
+--          clear of the prefix)
 --
 -- Reply: {epoch after, 'fenced'}, or {0, 'alive'} when the heartbeat is fresh.
 local stale = tonumber(ARGV[2])
@@ -23,4 +26,10 @@ if stale > 0 then
     end
   end
 end
-return {redis.call('HINCRBY', KEYS[2], ARGV[1], 1), 'fenced'}
+local epoch = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local floor = tonumber(ARGV[3] or '0')
+if epoch <= floor then
+  epoch = floor + 1
+  redis.call('HSET', KEYS[2], ARGV[1], epoch)
+end
+return {epoch, 'fenced'}
