@@ -56,7 +56,8 @@ export interface IngestBenchFigures {
   /** Accepted events (warm-up included) and rows in Postgres at the end: equal when nothing was lost or doubled. */
   acceptedTotal: number;
   rows: number;
-  cpu: { serverSecs: number | null; engineSecs: number | null; redisSecs: number | null; postgresSecs: number | null; hostBusyPct: number | null };
+  /** CPU seconds over the timed load: the server's process, the engine's (null when it is the server's), the clients (this process), Redis, every postgres process; the machine's busy share. */
+  cpu: { serverSecs: number | null; engineSecs: number | null; clientSecs?: number; redisSecs: number | null; postgresSecs: number | null; hostBusyPct: number | null };
 }
 
 interface Child {
@@ -173,6 +174,7 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<{ set
     const meter = await CpuMeter.start(ws.redis);
     const serverCpuBefore = processCpuSecs(serverPid);
     const engineCpuBefore = inEngine ? null : processCpuSecs(engine.proc.pid!);
+    const clientCpuBefore = process.cpuUsage();
     timing = true;
     const started = performance.now();
     let lastReport = started;
@@ -188,6 +190,7 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<{ set
     const cpu = await meter.stop();
     const serverCpu = processCpuSecs(serverPid);
     const engineCpu = inEngine ? null : processCpuSecs(engine.proc.pid!);
+    const clientCpu = process.cpuUsage(clientCpuBefore);
     const rowsAtEnd = (await countRows(ws)).rows;
     stop = true;
     await Promise.all(clients);
@@ -214,6 +217,7 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<{ set
       cpu: {
         serverSecs: serverCpu === null || serverCpuBefore === null ? null : Number((serverCpu - serverCpuBefore).toFixed(2)),
         engineSecs: engineCpu === null || engineCpuBefore === null ? null : Number((engineCpu - engineCpuBefore).toFixed(2)),
+        clientSecs: Number(((clientCpu.user + clientCpu.system) / 1e6).toFixed(2)),
         redisSecs: cpu.redisSecs,
         postgresSecs: cpu.postgresSecs,
         hostBusyPct: cpu.hostBusyPct,
@@ -248,6 +252,6 @@ export function ingestResults(f: IngestBenchFigures): string {
     `  Request latency:   p50 ${l.p50} ms, p95 ${l.p95} ms, p99 ${l.p99} ms, max ${l.max} ms`,
     `  Engine meanwhile:  ${f.writtenDuringLoad.toLocaleString('en-US')} rows written (${f.writtenPerSecDuringLoad.toLocaleString('en-US')}/s); caught up ${f.caughtUpSecs.toFixed(1)} s after the load`,
     `  In Postgres:       ${f.rows.toLocaleString('en-US')} rows for ${f.acceptedTotal.toLocaleString('en-US')} events accepted${f.rows === f.acceptedTotal ? ' (every one, once)' : ' (MISMATCH)'}`,
-    `  CPU seconds:       server ${f.cpu.serverSecs ?? '?'}, engine ${f.cpu.engineSecs ?? (f.inEngine ? '(with the server)' : '?')}, redis ${f.cpu.redisSecs ?? '?'}, postgres ${f.cpu.postgresSecs ?? '?'}; host busy ${f.cpu.hostBusyPct ?? '?'}%`,
+    `  CPU seconds:       server ${f.cpu.serverSecs ?? '?'}, engine ${f.cpu.engineSecs ?? (f.inEngine ? '(with the server)' : '?')}, clients ${f.cpu.clientSecs ?? '?'}, redis ${f.cpu.redisSecs ?? '?'}, postgres ${f.cpu.postgresSecs ?? '?'}; host busy ${f.cpu.hostBusyPct ?? '?'}%`,
   ].join('\n');
 }

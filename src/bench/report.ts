@@ -150,7 +150,7 @@ function largeEntriesTable(dir: string, rows: ReadonlyArray<{ file: string; resu
 
 function ingestTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'ingest', IngestBenchFigures> }>): string[] {
   const out = [
-    '| Result file | Load | Events/s accepted (target ≥ 50,000) | Requests/s | Request latency ms p50 / p99 / max | Statuses | Engine meanwhile (rows/s) | Rows / accepted | CPU s: server / engine / postgres / redis; host busy | Load avg at start | Machine |',
+    '| Result file | Load | Events/s accepted (target ≥ 50,000) | Requests/s | Request latency ms p50 / p99 / max | Statuses | Engine meanwhile (rows/s) | Rows / accepted | CPU s: server / engine / clients / postgres / redis; host busy | Load avg at start | Machine |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const v = (x: number | null) => (x === null ? '–' : String(x));
@@ -159,7 +159,7 @@ function ingestTable(dir: string, rows: ReadonlyArray<{ file: string; result: Re
     const load = `${f.seconds.toFixed(0)} s, ${f.connections} conn × ${f.eventsPerRequest} events${f.inEngine ? ', in `start`' : ''}`;
     const statuses = Object.entries(f.statuses).map(([s, c]) => `${s} × ${n(c)}`).join(', ');
     out.push(
-      `| ${link(dir, file)} | ${load} | ${n(f.eventsPerSec)} | ${n(f.requestsPerSec)} | ${v(f.latencyMs.p50)} / ${v(f.latencyMs.p99)} / ${v(f.latencyMs.max)} | ${statuses} | ${n(f.writtenPerSecDuringLoad)} | ${n(f.rows)} / ${n(f.acceptedTotal)} | ${v(f.cpu.serverSecs)} / ${f.inEngine ? '(server)' : v(f.cpu.engineSecs)} / ${v(f.cpu.postgresSecs)} / ${v(f.cpu.redisSecs)}; ${v(f.cpu.hostBusyPct)}% | ${r.machine.loadAvg1 ?? '–'} | ${machineLabel(r.machine)} |`,
+      `| ${link(dir, file)} | ${load} | ${n(f.eventsPerSec)} | ${n(f.requestsPerSec)} | ${v(f.latencyMs.p50)} / ${v(f.latencyMs.p99)} / ${v(f.latencyMs.max)} | ${statuses} | ${n(f.writtenPerSecDuringLoad)} | ${n(f.rows)} / ${n(f.acceptedTotal)} | ${v(f.cpu.serverSecs)} / ${f.inEngine ? '(server)' : v(f.cpu.engineSecs)} / ${v(f.cpu.clientSecs ?? null)} / ${v(f.cpu.postgresSecs)} / ${v(f.cpu.redisSecs)}; ${v(f.cpu.hostBusyPct)}% | ${r.machine.loadAvg1 ?? '–'} | ${machineLabel(r.machine)} |`,
     );
   }
   return out;
