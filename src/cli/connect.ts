@@ -158,7 +158,7 @@ export async function openConnections(
   name: string,
   poolOptions: Omit<PgPoolOptions, 'applicationName'> = {},
 ): Promise<Connections> {
-  const pool = createPgPool(config.databaseUrl, { max: 2, ...poolOptions, applicationName: `tributary:${name}` });
+  const pool = createPgPool(config.databaseUrl, { max: 2, queryTimeoutMs: config.pgQueryTimeoutMs, ...poolOptions, applicationName: `tributary:${name}` });
   const abandon = new AbortController();
   const redisOpening = openRedis(config, { name, signal: abandon.signal });
   try {

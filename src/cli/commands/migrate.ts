@@ -11,7 +11,7 @@ export function registerMigrate(program: Command): void {
   withConfigOptions(program.command('migrate').description('apply the numbered SQL migrations (safe to run concurrently)')).action(
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
-      const pool = createPgPool(config.databaseUrl, { max: 1 });
+      const pool = createPgPool(config.databaseUrl, { max: 1, queryTimeoutMs: config.pgQueryTimeoutMs });
       try {
         // One-shot: a server that does not answer, or refuses the URL, is a coded error within seconds (exit 2).
         await checkPostgres(pool, config.databaseUrl);
