@@ -9,6 +9,7 @@
  * fails as a lost connection, and the pipeline retries it.
  */
 import type { RedisConnection } from './client.js';
+import { ClusterConnection } from './cluster.js';
 
 /** Default of REDIS_COMMAND_TIMEOUT_MS: far above any command the pipelines send, far below the kernel's ~15 min. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 30_000;
@@ -30,13 +31,15 @@ export function blockingMs(args: readonly (string | Buffer)[]): number {
 }
 
 /**
- * Watches every command `client` sends (node-redis routes its command methods, scripts
+ * Watches every command `client` (a single-node connection) sends (node-redis routes its command methods, scripts
  * and `sendCommand` through the instance's sendCommand; MULTI/EXEC bypasses it and is
  * freed with the socket when another command on the client stalls). `onStall` gets the
  * error before the client reconnects. No-op for timeoutMs <= 0.
  */
 export function watchCommands(client: RedisConnection, timeoutMs: number, onStall?: (err: Error) => void): void {
-  if (!(timeoutMs > 0)) return;
+  // A cluster connection is many node connections under node-redis's cluster client,
+  // which reconnects and re-routes by itself: not watched here (yet).
+  if (!(timeoutMs > 0) || (client as unknown) instanceof ClusterConnection) return;
   const original = client.sendCommand.bind(client) as (...a: unknown[]) => Promise<unknown>;
   let reconnecting = false;
   const stall = (limit: number, what: string) => {
