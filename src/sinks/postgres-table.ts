@@ -235,6 +235,8 @@ const DEADLOCK_DETECTED = '40P01';
 /** A sink writing mapped rows to a table (see the module comment). */
 export class TableSink implements Sink<MappedRow> {
   readonly server = 'postgres' as const;
+  /** A batch failing for its size (a statement timeout, 54000) is split by the runner: every part is its own idempotent statement. */
+  readonly splittable = true;
   readonly sql: TableSql;
   private readonly direct: boolean;
   private readonly columns: number;

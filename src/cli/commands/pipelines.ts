@@ -202,6 +202,7 @@ function attachLogging(p: TablePipeline, log: Logger, everyMs = 10_000): () => v
   r.on('deadLetter', ({ id, code, error }) => log.warn({ pipeline: name, entry: id, code }, `${name}: dead-lettered ${id}: ${code}: ${error}`));
   r.on('reclaimed', ({ count, consumer }) => log.info({ pipeline: name }, `${name}: reclaimed ${count} idle entries to ${consumer}`));
   r.on('error', (err) => log.error({ pipeline: name, err }, `${name}: unexpected: ${err.message}`));
+  p.on('tableRecreated', ({ table }) => log.warn({ pipeline: name, table }, `${name}: table ${table} was missing (dropped or renamed): created it again (create: true); the entries held are written now`));
   let last = 0;
   let lastAt = Date.now();
   const timer = setInterval(() => {
