@@ -14,7 +14,7 @@ import type { ServerName } from '../core/contracts.js';
 import { sleep } from '../core/backoff.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { Runner, type BatchReport, type RunnerEvents, type RunnerStats } from '../core/runner.js';
-import { probeCheck, unlessFault, type ProbeCheck } from '../observability/probe.js';
+import { probeStreamPipeline, type ProbeCheck, type StreamPipelineProbe } from '../observability/probe.js';
 import { StatsPublisher } from '../observability/published-stats.js';
 import { trimStream } from '../ops/retention.js';
 import { parseDuration } from '../ops/time.js';
@@ -41,12 +41,7 @@ export type EngineStats = RunnerStats;
 
 export type { ProbeCheck };
 
-export interface EngineProbe {
-  ready: boolean;
-  redis: ProbeCheck;
-  postgres: ProbeCheck;
-  group: ProbeCheck;
-}
+export type EngineProbe = StreamPipelineProbe;
 
 export interface EngineOptions {
   /** Run the migrations on start (default true). */
@@ -254,26 +249,9 @@ export class Engine extends TypedEmitter<EngineEvents> {
    * Readiness: Redis and Postgres answer and the group exists. Never throws; each
    * check says `ok` or why not.
    */
-  async probe(): Promise<EngineProbe> {
+  probe(): Promise<EngineProbe> {
     const c = this.config;
-    const commands = this.commands;
-    const status = this.runner.status;
-    if (!commands.isReady || status === 'new' || status === 'stopped') {
-      const error = status === 'starting' ? 'engine is starting' : `engine is ${status}`;
-      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
-    }
-    const [redis, answers, group] = await Promise.all([
-      probeCheck(() => send(commands, ['PING'])),
-      probeCheck(() => this.pool.query('SELECT 1')),
-      probeCheck(async () => {
-        const groups = await send(commands, ['XINFO', 'GROUPS', c.streamKey]);
-        const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
-        if (!names.includes(c.group)) throw new Error(`group ${c.group} does not exist on ${c.streamKey}`);
-      }),
-    ]);
-    // Postgres may answer SELECT 1 while refusing every write (a fault that is not an outage).
-    const postgres = unlessFault(answers, this.runner.fault('postgres'));
-    return { ready: this.runner.running && redis.ok && postgres.ok && group.ok, redis, postgres, group };
+    return probeStreamPipeline({ what: 'engine', runner: this.runner, commands: this.commands, pool: this.pool, stream: c.streamKey, group: c.group });
   }
 
   /** Stream length, the group's pending count and lag (null where Redis does not report it). */

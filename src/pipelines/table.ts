@@ -13,12 +13,12 @@
 import type { ServerName } from '../core/contracts.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { Runner } from '../core/runner.js';
-import { probeCheck, unlessFault, type ProbeCheck } from '../observability/probe.js';
+import { probeStreamPipeline, type StreamPipelineProbe } from '../observability/probe.js';
 import { planFor } from '../pipeline-file/plan.js';
 import type { PipelineSpec } from '../pipeline-file/spec.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js';
-import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
+import { createRedisConnection, destroyQuietly, isRedisAuthError, type RedisConnection } from '../redis/client.js';
 import { clusterDeadLetterStream, isClusterUrl } from '../redis/cluster.js';
 import type { StreamEntry } from '../redis/commands.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
@@ -56,12 +56,7 @@ export interface TablePipelineEvents {
 }
 
 /** Readiness of a pipeline file's pipeline (see TablePipeline.probe). */
-export interface TablePipelineProbe {
-  ready: boolean;
-  redis: ProbeCheck;
-  postgres: ProbeCheck;
-  group: ProbeCheck;
-}
+export type TablePipelineProbe = StreamPipelineProbe;
 
 export class TablePipeline extends TypedEmitter<TablePipelineEvents> {
   readonly runner: Runner<StreamEntry>;
@@ -182,24 +177,9 @@ export class TablePipeline extends TypedEmitter<TablePipelineEvents> {
    * missing table, a permission or a read-only server), and the group exists. Never
    * throws; each check says `ok` or why not.
    */
-  async probe(): Promise<TablePipelineProbe> {
-    const status = this.runner.status;
-    if (!this.commands.isReady || status === 'new' || status === 'stopped') {
-      const error = status === 'starting' ? 'pipeline is starting' : `pipeline is ${status}`;
-      return { ready: false, redis: { ok: false, error }, postgres: { ok: false, error }, group: { ok: false, error } };
-    }
-    const { stream, group: name } = this.spec.source;
-    const [redis, answers, group] = await Promise.all([
-      probeCheck(() => send(this.commands, ['PING'])),
-      probeCheck(() => this.pool.query('SELECT 1')),
-      probeCheck(async () => {
-        const groups = await send(this.commands, ['XINFO', 'GROUPS', stream]);
-        const names = (Array.isArray(groups) ? groups : []).map((g) => (Array.isArray(g) ? String(g[g.indexOf('name') + 1]) : ''));
-        if (!names.includes(name)) throw new Error(`group ${name} does not exist on ${stream}`);
-      }),
-    ]);
-    const postgres = unlessFault(answers, this.runner.fault('postgres'));
-    return { ready: this.runner.running && redis.ok && postgres.ok && group.ok, redis, postgres, group };
+  probe(): Promise<TablePipelineProbe> {
+    const { stream, group } = this.spec.source;
+    return probeStreamPipeline({ what: 'pipeline', runner: this.runner, commands: this.commands, pool: this.pool, stream, group });
   }
 
   private async release(): Promise<void> {
