@@ -53,6 +53,8 @@ export const configSchema = z
       .optional(),
     databaseUrl: postgresUrl.default('postgres://127.0.0.1:5432/tributary'),
     streamKey: z.string().min(1).default('events'),
+    partitions: positiveInt(1024).default(1),
+    partitionKey: z.string().min(1).default('event_id'),
     group: z.string().min(1).default('tributary'),
     groupStartId: z
       .string()
@@ -181,6 +183,14 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
     doc: 'Postgres URL. Unset: the server found by `tributary up`, else postgres://127.0.0.1:5432/tributary.',
   },
   streamKey: { env: 'STREAM_KEY', doc: 'Redis Stream the events are read from.' },
+  partitions: {
+    env: 'PARTITIONS',
+    doc: 'Partitions of the stream: 1 is the one key STREAM_KEY; N > 1 is N keys `<STREAM_KEY>:p<i>`, each read by one process at a time (leases). Changing it remaps keys.',
+  },
+  partitionKey: {
+    env: 'PARTITION_KEY',
+    doc: 'With PARTITIONS > 1, the event field producers route by: every event with one value goes to one partition, in order (`event_id`, or a top-level payload field).',
+  },
   group: { env: 'GROUP', doc: 'Consumer group name (created with MKSTREAM if missing).' },
   groupStartId: {
     env: 'GROUP_START_ID',
