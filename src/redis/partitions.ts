@@ -84,3 +84,65 @@ export function partitionOfKey(streamKey: string, key: string, n: number): numbe
   const i = Number(rest);
   return i < n ? i : undefined;
 }
+
+/**
+ * The fencing counter of partition `i` for group `group` (in the partition's slot): INCR
+ * at every lease acquired, never reset, so each owner's token is larger than every
+ * earlier owner's.
+ */
+export function partitionFenceKey(streamKey: string, group: string, i: number, n: number): string {
+  return `{${partitionStreamKey(streamKey, i, n)}}:fence:${group}`;
+}
+
+/**
+ * The processes reading the partitioned stream `streamKey` as `group`: a sorted set of
+ * process ids scored by their last heartbeat (Redis's clock). One key, in its own slot.
+ */
+export function partitionMembersKey(streamKey: string, group: string): string {
+  return `{${streamKey}}:members:${group}`;
+}
+
+/** The consumer name a process `owner` reads partition `i` with (one worker per partition). */
+export function partitionConsumer(owner: string, i: number): string {
+  return `${owner}-p${i}`;
+}
+
+/** A lease as stored: `<token>/<owner>`. Pure. */
+export function leaseValue(token: number, owner: string): string {
+  return `${token}/${owner}`;
+}
+
+/** The token and owner of a stored lease value, or undefined when it is not one. Pure. */
+export function parseLease(value: string): { token: number; owner: string } | undefined {
+  const slash = value.indexOf('/');
+  if (slash <= 0) return undefined;
+  const token = Number(value.slice(0, slash));
+  if (!Number.isSafeInteger(token) || token < 1) return undefined;
+  return { token, owner: value.slice(slash + 1) };
+}
+
+/**
+ * Which partitions each process should own: every partition to exactly one member, each
+ * member about n/P of them (⌊n/P⌋ or ⌈n/P⌉: the first n mod P members in sorted order
+ * take one more), partition by partition to the member ranking it highest (FNV-1a of
+ * `<member>/<partition>`) that still has room. Deterministic: every process computing it
+ * from the same members gets the same answer, whatever order it saw them in; a member
+ * joining or leaving moves a few partitions, not all. Pure.
+ */
+export function assignPartitions(members: readonly string[], n: number): Map<string, number[]> {
+  const sorted = [...new Set(members)].sort();
+  const out = new Map<string, number[]>(sorted.map((m) => [m, []]));
+  if (sorted.length === 0) return out;
+  const base = Math.floor(n / sorted.length);
+  const extra = n % sorted.length;
+  const room = new Map(sorted.map((m, i) => [m, base + (i < extra ? 1 : 0)]));
+  for (let p = 0; p < n; p++) {
+    const ranked = sorted
+      .map((m) => ({ m, score: fnv1a32(`${m}/${p}`) }))
+      .sort((a, b) => b.score - a.score || (a.m < b.m ? -1 : 1));
+    const pick = ranked.find((r) => room.get(r.m)! > 0)!;
+    room.set(pick.m, room.get(pick.m)! - 1);
+    out.get(pick.m)!.push(p);
+  }
+  return out;
+}
