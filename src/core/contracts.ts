@@ -64,7 +64,8 @@ export interface Source<T> {
   /**
    * Up to `count` new messages for `consumer`, waiting at most `blockMs` when there are
    * none (undefined: do not wait). Throws ReadAgain when the read should simply be tried
-   * again (the failure was already reported).
+   * again (the failure was already reported), RecoverFirst when the consumer's pending
+   * work must be finished first.
    */
   read(consumer: string, count: number, blockMs: number | undefined, signal: AbortSignal): Promise<Message<T>[]>;
   /** The messages are done (written, or skipped on purpose): forget them. Only after the sink committed. */
@@ -182,7 +183,8 @@ export interface DeadLetter<T = unknown> {
 /** Keeps dead letters durably (a table) before the source lets go of them. Idempotent. */
 export interface DeadLetterStore {
   readonly server?: ServerName;
-  record(letters: readonly DeadLetter[], describe: (m: Message<unknown>) => Record<string, string>): Promise<void>;
+  /** `consumer`: the worker whose batch they come from (a store per partition picks by it). */
+  record(letters: readonly DeadLetter[], describe: (m: Message<unknown>) => Record<string, string>, consumer: string): Promise<void>;
 }
 
 /** Thrown by Source.read when the read should just be tried again (the cause was already reported). */
@@ -190,6 +192,20 @@ export class ReadAgain extends Error {
   constructor(reason: string) {
     super(reason);
     this.name = 'ReadAgain';
+  }
+}
+
+/**
+ * Thrown by Source.read when the consumer must first finish its pending work before it
+ * reads anything new (a partition this process just took over: the previous owner's
+ * entries come first, in order). The worker writes what it holds, then resumes (the
+ * source's `resume`, until `more` is false: one more delivery each, past maxDeliveries
+ * dead-lettered) and reads again.
+ */
+export class RecoverFirst extends ReadAgain {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'RecoverFirst';
   }
 }
 

@@ -19,6 +19,7 @@ import { ABORTED, sleep, untilAborted } from './backoff.js';
 import { BatchPolicy, EntrySizeEstimate, prefixWithin, readCountFor, type BatchPolicyOptions, type FlushReason } from './batch-policy.js';
 import {
   ReadAgain,
+  RecoverFirst,
   type DeadLetter,
   type DeadLetterStore,
   type Message,
@@ -469,7 +470,7 @@ export class Runner<T = unknown> extends TypedEmitter<RunnerEvents> {
     const o = this.options;
     const store = o.deadLetters;
     const describe = (m: Message<unknown>) => o.source.describe(m as Message<T>);
-    if (store) await this.retry.run(store.server, () => store.record(letters, describe), { step: 'dead letters', onRetry });
+    if (store) await this.retry.run(store.server, () => store.record(letters, describe, consumer), { step: 'dead letters', onRetry });
     try {
       await this.retry.run(o.source.server, () => o.source.deadLetter(consumer, letters), {
         step: 'dead letters',
@@ -1013,6 +1014,15 @@ class Worker<T> {
         inFlight.received(asked, 0);
         if (this.stopping) break;
         if (force.aborted) throw new ForcedStop();
+        if (err instanceof RecoverFirst) {
+          // The consumer's pending work comes before anything new (a partition just taken
+          // over): what is buffered is written first, then the recovered work, in order.
+          await this.flush('caught_up');
+          await this.settleWrite();
+          await runner.resumeOwn(this.consumer, this.held, () => this.stopping);
+          attempt = 0;
+          continue;
+        }
         if (!(err instanceof ReadAgain)) runner.readFailed(source.server, asError(err), attempt + 1);
         // What is buffered still goes out on time, whatever the reads do.
         if (this.batch.length > 0 && policy.check({ count: this.batch.length, bytes: this.batchBytes, firstAt: this.firstAt }, Date.now()) === 'time') {

@@ -34,31 +34,34 @@ const SCRIPT = new RedisScript('dead-letter');
 export async function moveToDeadLetterStream(redis: RedisConnection, target: DeadLetterTarget, letters: readonly StreamDeadLetter[]): Promise<number> {
   const now = String(Date.now());
   const replies = await Promise.all(
-    letters.map((l) => {
-      const args: Array<string | Buffer> = [target.group, l.id];
-      const pairs = l.raw ? [] : Object.entries(l.fields);
-      if (l.raw && l.raw.length <= 2 * MAX_STREAM_FIELDS) {
-        for (let i = 0; i + 1 < l.raw.length; i += 2) args.push(l.raw[i]!, l.raw[i + 1]!);
-      } else if (l.raw) {
-        args.push('dlq_fields', `${l.raw.length / 2} fields, not copied (too many for one script call)`);
-      } else if (pairs.length > MAX_STREAM_FIELDS) {
-        // Lua's unpack() takes ~8,000 values: a very wide entry travels as one JSON field.
-        args.push('dlq_fields_json', JSON.stringify(l.fields));
-      } else {
-        for (const [k, v] of pairs) args.push(k, v);
-      }
-      args.push(
-        'dlq_source_stream', target.streamKey,
-        'dlq_source_id', l.id,
-        'dlq_group', target.group,
-        'dlq_error_code', l.code,
-        'dlq_error', l.error,
-        'dlq_deliveries', String(l.deliveries),
-        'dlq_failed_at', now,
-      );
-      // Buffers travel as they are (node-redis takes them as arguments).
-      return SCRIPT.run(redis, [target.streamKey, target.dlqStream], args as string[]);
-    }),
+    // Buffers travel as they are (node-redis takes them as arguments).
+    letters.map((l) => SCRIPT.run(redis, [target.streamKey, target.dlqStream], [target.group, l.id, ...deadLetterFields(target, l, now)] as string[])),
   );
   return replies.filter((r) => r !== null).length;
+}
+
+/** The field/value pairs of `l`'s dead-letter entry (its fields, then where and why it failed). */
+export function deadLetterFields(target: DeadLetterTarget, l: StreamDeadLetter, now: string): Array<string | Buffer> {
+  const args: Array<string | Buffer> = [];
+  const pairs = l.raw ? [] : Object.entries(l.fields);
+  if (l.raw && l.raw.length <= 2 * MAX_STREAM_FIELDS) {
+    for (let i = 0; i + 1 < l.raw.length; i += 2) args.push(l.raw[i]!, l.raw[i + 1]!);
+  } else if (l.raw) {
+    args.push('dlq_fields', `${l.raw.length / 2} fields, not copied (too many for one script call)`);
+  } else if (pairs.length > MAX_STREAM_FIELDS) {
+    // Lua's unpack() takes ~8,000 values: a very wide entry travels as one JSON field.
+    args.push('dlq_fields_json', JSON.stringify(l.fields));
+  } else {
+    for (const [k, v] of pairs) args.push(k, v);
+  }
+  args.push(
+    'dlq_source_stream', target.streamKey,
+    'dlq_source_id', l.id,
+    'dlq_group', target.group,
+    'dlq_error_code', l.code,
+    'dlq_error', l.error,
+    'dlq_deliveries', String(l.deliveries),
+    'dlq_failed_at', now,
+  );
+  return args;
 }
