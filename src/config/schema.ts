@@ -55,6 +55,7 @@ export const configSchema = z
     streamKey: z.string().min(1).default('events'),
     partitions: positiveInt(1024).default(1),
     partitionKey: z.string().min(1).default('event_id'),
+    partitionLeaseMs: wholeNumber(300).default(10_000),
     group: z.string().min(1).default('tributary'),
     groupStartId: z
       .string()
@@ -190,6 +191,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   partitionKey: {
     env: 'PARTITION_KEY',
     doc: 'With PARTITIONS > 1, the event field producers route by: every event with one value goes to one partition, in order (`event_id`, or a top-level payload field).',
+  },
+  partitionLeaseMs: {
+    env: 'PARTITION_LEASE_MS',
+    doc: 'With PARTITIONS > 1, the life of a partition\'s lease: renewed every third of it by its owner; a process gone (killed) hands its partitions over this long after, a rebalance takes up to a third of it to start.',
   },
   group: { env: 'GROUP', doc: 'Consumer group name (created with MKSTREAM if missing).' },
   groupStartId: {

@@ -10,6 +10,9 @@ export interface ObservedPipeline {
   gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }>;
   /** The events pipeline's retention reports what it trimmed. */
   onTrimmed?(listener: (t: { deleted: number }) => void): void;
+  /** A partitioned stream (PARTITIONS > 1): its partition count, and the partitions this process holds the lease of now. */
+  readonly partitionCount?: number;
+  ownedPartitions?(): Array<{ partition: number; token: number }>;
 }
 
 /**
@@ -128,5 +131,27 @@ export function createPipelineMetrics(pipeline: ObservedPipeline, registry = new
       this.set(labels, engine.stats().inFlightBytes);
     },
   });
+  if ((pipeline.partitionCount ?? 1) > 1 && pipeline.ownedPartitions) {
+    const owned = () => pipeline.ownedPartitions!();
+    new Gauge({
+      name: 'tributary_partitions_owned',
+      help: 'Partitions of the stream this process holds the lease of (reads) now.',
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.set(labels, owned().length);
+      },
+    });
+    new Gauge({
+      name: 'tributary_partition_lease_token',
+      help: 'The fencing token of each partition lease this process holds (one series per partition held; larger for every new holder).',
+      labelNames: [...labelNames, 'partition'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const o of owned()) this.set({ ...labels, partition: String(o.partition) }, o.token);
+      },
+    });
+  }
   return registry;
 }

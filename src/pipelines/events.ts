@@ -10,7 +10,7 @@
  */
 import { watchCommands } from '../redis/watchdog.js';
 import type { TributaryConfig } from '../config/schema.js';
-import type { ServerName } from '../core/contracts.js';
+import type { DeadLetterStore, ServerName, Sink, Source, Stage } from '../core/contracts.js';
 import { sleep } from '../core/backoff.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { Runner, type BatchReport, type RunnerEvents, type RunnerStats } from '../core/runner.js';
@@ -23,8 +23,13 @@ import { createPgPool, postgresRefusal, type PgPool } from '../postgres/pool.js'
 import { createRedisConnection, destroyQuietly, isRedisAuthError, send, type RedisConnection } from '../redis/client.js';
 import { PostgresDeadLetterStore } from '../sinks/dead-letters.js';
 import { RedisStreamSource } from '../sources/redis-stream.js';
+import { PartitionedStreamSource, type PartitionLeaseEvent, type PartitionReadEvent } from '../sources/partitioned-stream.js';
+import { partitionDeadLetterKey, partitionStreamKeys } from '../redis/partitions.js';
+import { EventsTableSink, PostgresEventsSink } from '../sinks/postgres-events.js';
+import { validateEvents } from '../stages/validate-event.js';
+import type { StreamEntry } from '../redis/commands.js';
 import { eventsPipelineSpec } from '../pipeline-file/builtin.js';
-import { planFor } from '../pipeline-file/plan.js';
+import { isEventsLayout, planFor, type Plan } from '../pipeline-file/plan.js';
 import type { PipelineSpec } from '../pipeline-file/spec.js';
 
 /** Every event the engine emits: the runner's, and trimming. */
@@ -35,7 +40,13 @@ export interface EngineEvents extends RunnerEvents {
   tableRecreated: { schema: string; table: string };
   /** The group was gone (Redis restarted without persistence, the stream deleted): it was created again. */
   groupRecreated: { key: string; group: string; startId: string };
+  /** PARTITIONS > 1: a partition's lease was acquired (with its new fencing token), released, or lost (fenced). */
+  lease: PartitionLeaseEvent;
+  /** PARTITIONS > 1: a read under a lease brought entries (its partition, token and entry IDs). */
+  partitionRead: PartitionReadEvent;
 }
+
+export type { PartitionLeaseEvent, PartitionReadEvent };
 
 export type EngineStats = RunnerStats;
 
@@ -90,6 +101,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
   private trimming: Promise<void> | undefined;
   private publisher: StatsPublisher | undefined;
   private closing: Promise<void> | undefined;
+  /** PARTITIONS > 1: the source holding the leases (undefined for the one stream key). */
+  readonly partitioned: PartitionedStreamSource | undefined;
 
   constructor(config: TributaryConfig, options: EngineOptions = {}) {
     super();
@@ -100,7 +113,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
     this.pool =
       options.pool ??
       createPgPool(c.databaseUrl, {
-        max: c.numWorkers + 2,
+        // Partitioned: one writer per owned partition.
+        max: (c.partitions > 1 ? Math.min(c.partitions, Math.max(c.numWorkers, 16)) : c.numWorkers) + 2,
         statementTimeoutMs: c.writeTimeoutMs,
         queryTimeoutMs: c.pgQueryTimeoutMs,
         applicationName: `tributary:${c.consumerName}`,
@@ -113,24 +127,56 @@ export class Engine extends TypedEmitter<EngineEvents> {
         if (!isRedisAuthError(err)) this.runner.reportFailure('redis', err);
       },
     });
-    const source = new RedisStreamSource({
-      redisUrl: c.redisUrl,
-      commands: this.commands,
-      key: c.streamKey,
-      group: c.group,
-      startId: c.groupStartId,
-      onGroupRecreated: (info) => this.emit('groupRecreated', info),
-      dlqStream: c.dlqStream,
-      commandTimeoutMs: c.redisCommandTimeoutMs,
-    });
-    watchCommands(this.commands, c.redisCommandTimeoutMs, (err) => this.runner.reportFailure('redis', err));
     const pool = this.pool;
+    let source: Source<StreamEntry>;
+    let plan: Plan;
+    let deadLetters: DeadLetterStore;
+    let consumers: string[];
+    if (c.partitions > 1) {
+      // N stream keys, each read by one process at a time under a lease, by one worker (in order).
+      const partitioned = new PartitionedStreamSource({
+        redisUrl: c.redisUrl,
+        commands: this.commands,
+        key: c.streamKey,
+        group: c.group,
+        partitions: c.partitions,
+        startId: c.groupStartId,
+        owner: c.consumerName,
+        leaseMs: c.partitionLeaseMs,
+        commandTimeoutMs: c.redisCommandTimeoutMs,
+        onLease: (e) => this.emit('lease', e),
+        onRead: (e) => this.emit('partitionRead', e),
+        onGroupRecreated: (info) => this.emit('groupRecreated', info),
+        onError: (err) => this.emit('retry', { server: 'redis', error: err, step: 'partition leases', attempt: 1 }),
+      });
+      this.partitioned = partitioned;
+      source = partitioned;
+      consumers = partitioned.consumers;
+      ({ plan, deadLetters } = partitionedParts(this.spec, pool, this.commands, partitioned, c));
+    } else {
+      this.partitioned = undefined;
+      source = new RedisStreamSource({
+        redisUrl: c.redisUrl,
+        commands: this.commands,
+        key: c.streamKey,
+        group: c.group,
+        startId: c.groupStartId,
+        onGroupRecreated: (info) => this.emit('groupRecreated', info),
+        dlqStream: c.dlqStream,
+        commandTimeoutMs: c.redisCommandTimeoutMs,
+      });
+      // The shipped events pipeline file with the settings over it: the raw binary COPY path.
+      plan = planFor(this.spec, pool);
+      deadLetters = new PostgresDeadLetterStore(pool, this.commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema);
+      consumers = Array.from({ length: c.numWorkers }, (_, i) => `${c.consumerName}-${i + 1}`);
+    }
+    watchCommands(this.commands, c.redisCommandTimeoutMs, (err) => this.runner.reportFailure('redis', err));
     this.runner = new Runner({
       source,
-      // The shipped events pipeline file with the settings over it: the raw binary COPY path.
-      ...planFor(this.spec, pool),
-      deadLetters: new PostgresDeadLetterStore(pool, this.commands, { streamKey: c.streamKey, group: c.group, dlqStream: c.dlqStream }, c.pgSchema),
-      consumers: Array.from({ length: c.numWorkers }, (_, i) => `${c.consumerName}-${i + 1}`),
+      stages: plan.stages,
+      sink: plan.sink,
+      deadLetters,
+      consumers,
       batch: { maxCount: c.batchSize, maxBytes: c.batchMaxBytes, periodMs: c.batchTimeoutMs },
       readCount: c.xreadCount,
       blockMs: c.xreadBlockMs,
@@ -138,7 +184,8 @@ export class Engine extends TypedEmitter<EngineEvents> {
       maxInFlightBytes: c.maxInFlightBytes,
       maxEntryBytes: c.maxEntryBytes,
       maxDeliveries: c.maxDeliveries,
-      reclaim: { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
+      // Partitioned: no reclaim by idle time; a partition's next owner takes its pending list as a whole.
+      reclaim: c.partitions > 1 ? undefined : { consumer: `${c.consumerName}-reclaim`, minIdleMs: c.claimIdleMs, intervalMs: c.claimIntervalMs },
       retry: options.retry,
       // A dropped or renamed events table (or schema) is created again, as the migrations would
       // at start: the entries held meanwhile are then written (with migrations off, they wait).
@@ -183,6 +230,21 @@ export class Engine extends TypedEmitter<EngineEvents> {
 
   get running(): boolean {
     return this.runner.running;
+  }
+
+  /** PARTITIONS > 1: the partitions this process holds the lease of now, with their fencing tokens (empty otherwise). */
+  ownedPartitions(): Array<{ partition: number; token: number }> {
+    return this.partitioned?.owned() ?? [];
+  }
+
+  /** PARTITIONS: 1 for the one stream key. */
+  get partitionCount(): number {
+    return this.config.partitions;
+  }
+
+  /** The stream keys read: STREAM_KEY, or its partitions' keys. */
+  get streamKeys(): string[] {
+    return partitionStreamKeys(this.config.streamKey, this.config.partitions);
   }
 
   /** Labels of this pipeline's metrics. */
@@ -251,15 +313,26 @@ export class Engine extends TypedEmitter<EngineEvents> {
    */
   probe(): Promise<EngineProbe> {
     const c = this.config;
-    return probeStreamPipeline({ what: 'engine', runner: this.runner, commands: this.commands, pool: this.pool, stream: c.streamKey, group: c.group });
+    // Partitioned: every partition's group is created at start; the first one stands for them.
+    return probeStreamPipeline({ what: 'engine', runner: this.runner, commands: this.commands, pool: this.pool, stream: this.streamKeys[0]!, group: c.group });
   }
 
-  /** Stream length, the group's pending count and lag (null where Redis does not report it). */
+  /** Stream length, the group's pending count and lag (null where Redis does not report it); summed over the partitions. */
   async gauges(): Promise<{ streamLength: number; pending: number; lag: number | null }> {
     const commands = this.commands;
     if (!commands.isReady) throw new Error('engine is not connected to Redis');
+    const each = await Promise.all(this.streamKeys.map((key) => this.streamGauges(key)));
+    return each.reduce((a, b) => ({
+      streamLength: a.streamLength + b.streamLength,
+      pending: a.pending + b.pending,
+      lag: a.lag === null || b.lag === null ? null : a.lag + b.lag,
+    }));
+  }
+
+  private async streamGauges(key: string): Promise<{ streamLength: number; pending: number; lag: number | null }> {
+    const commands = this.commands;
     const c = this.config;
-    const [length, groups] = await Promise.all([send(commands, ['XLEN', c.streamKey]), send(commands, ['XINFO', 'GROUPS', c.streamKey])]);
+    const [length, groups] = await Promise.all([send(commands, ['XLEN', key]), send(commands, ['XINFO', 'GROUPS', key])]);
     const info = (Array.isArray(groups) ? groups : [])
       .filter(Array.isArray)
       .map((g) => Object.fromEntries(g.flatMap((v, i) => (i % 2 === 0 ? [[String(v), g[i + 1]]] : []))))
@@ -292,12 +365,70 @@ export class Engine extends TypedEmitter<EngineEvents> {
     while (!stop.aborted) {
       await sleep(c.trimIntervalMs, stop);
       if (stop.aborted) return;
-      try {
-        const result = await trimStream(this.commands, c.streamKey, options);
-        if (result.deleted > 0) this.emit('trimmed', { deleted: result.deleted, cut: result.cut, limitedBy: result.limitedBy });
-      } catch (err) {
-        this.emit('retry', { server: 'redis' as ServerName, error: err as Error, step: 'trim', attempt: 1 });
+      // Partitioned: each process trims the partitions it holds.
+      const keys = this.partitioned ? this.partitioned.owned().map((o) => this.partitioned!.keyOf(o.partition)) : [c.streamKey];
+      for (const key of keys) {
+        try {
+          const result = await trimStream(this.commands, key, options);
+          if (result.deleted > 0) this.emit('trimmed', { deleted: result.deleted, cut: result.cut, limitedBy: result.limitedBy });
+        } catch (err) {
+          this.emit('retry', { server: 'redis' as ServerName, error: err as Error, step: 'trim', attempt: 1 });
+        }
       }
     }
   }
+}
+
+/**
+ * The stages, sink and dead-letter store of a partitioned stream: each partition's own
+ * (the default event_id `<partition key>/<entry ID>`, dead letters keyed by the partition's
+ * key: entry IDs repeat across partitions), picked by the worker's consumer. The events
+ * table's writer is one for all.
+ */
+function partitionedParts(
+  spec: PipelineSpec,
+  pool: PgPool,
+  commands: RedisConnection,
+  source: PartitionedStreamSource,
+  c: TributaryConfig,
+): { plan: Plan; deadLetters: DeadLetterStore } {
+  const keys = source.consumers.map((_, i) => source.keyOf(i));
+  let plans: Plan[];
+  if (isEventsLayout(spec)) {
+    const table = new PostgresEventsSink(pool, spec.sink.schema, spec.sink.table);
+    plans = keys.map((key) => ({ stages: [validateEvents(key)], sink: new EventsTableSink(table, key), path: 'events' as const }));
+  } else {
+    plans = keys.map((key) => planFor({ ...spec, source: { ...spec.source, stream: key } }, pool));
+  }
+  const of = (consumer: string): number => {
+    const i = source.partitionOf(consumer);
+    if (i === undefined) throw new Error(`${consumer} reads no partition`);
+    return i;
+  };
+  const first = plans[0]!;
+  const stages: Stage<any, any>[] = first.stages.map((st, j) => ({
+    name: st.name,
+    server: st.server,
+    retryable: st.retryable,
+    run: (batch, ctx) => plans[of(ctx.consumer)]!.stages[j]!.run(batch, ctx),
+    ...(st.afterCommit ? { afterCommit: (kept: any[], ctx: any) => plans[of(ctx.consumer)]!.stages[j]!.afterCommit!(kept, ctx) } : {}),
+  }));
+  const sink: Sink<any> = {
+    name: first.sink.name,
+    server: first.sink.server,
+    writeEmpty: first.sink.writeEmpty,
+    splittable: first.sink.splittable,
+    write: (batch, ctx) => plans[of(ctx.consumer)]!.sink.write(batch, ctx),
+    close: async () => {
+      await Promise.all(plans.map((p) => p.sink.close?.()));
+    },
+  };
+  const stores = keys.map(
+    (key, i) => new PostgresDeadLetterStore(pool, commands, { streamKey: key, group: c.group, dlqStream: partitionDeadLetterKey(c.streamKey, c.dlqStream, i, c.partitions) }, c.pgSchema),
+  );
+  const deadLetters: DeadLetterStore = {
+    server: 'postgres',
+    record: (letters, describe, consumer) => stores[of(consumer)]!.record(letters, describe),
+  };
+  return { plan: { stages, sink, path: first.path }, deadLetters };
 }

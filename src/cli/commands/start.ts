@@ -84,6 +84,11 @@ export function attachEngineLogging(engine: Engine, log: Logger, statsEveryMs = 
     log.warn({ stream: key, group }, `consumer group ${group} of ${key} was gone (Redis restarted without persistence, or the stream was deleted): created it again at ${startId}`),
   );
   engine.on('tableRecreated', ({ schema, table }) => log.warn({ schema, table }, `table ${schema}.${table} was missing (dropped or renamed): created it again; the entries held are written now`));
+  engine.on('lease', ({ event, partition, key, token, reason }) => {
+    const line = `partition ${partition} (${key}): lease ${event}, token ${token}${reason ? ` (${reason})` : ''}`;
+    if (event === 'lost') log.warn({ partition, token, event, reason }, line);
+    else log.info({ partition, token, event, reason }, line);
+  });
   engine.on('trimmed', ({ deleted, cut, limitedBy }) => log.info({ deleted, cut, limitedBy }, `trimmed ${deleted} entries below ${cut} (limited by ${limitedBy})`));
   engine.on('retry', ({ server, error }) => log.debug({ server, err: error.message }, `retrying after a ${server} failure`));
   engine.on('error', (err) => log.error({ err }, `unexpected: ${err.message}`));
@@ -174,7 +179,8 @@ export function registerStart(program: Command): void {
     const log = createLogger(config.logLevel);
     log.info(
       { stream: config.streamKey, group: config.group, workers: config.numWorkers, table: `${config.pgSchema}.${config.eventsTable}` },
-      `engine: stream ${config.streamKey}, group ${config.group}, ${plural(config.numWorkers, 'worker')} as ${config.consumerName}-N, ` +
+      `engine: stream ${config.streamKey}${config.partitions > 1 ? ` in ${config.partitions} partitions (${config.streamKey}:p<i>, one worker each while this process holds its lease)` : ''}, group ${config.group}, ` +
+        `${config.partitions > 1 ? `consumers ${config.consumerName}-p<i>` : `${plural(config.numWorkers, 'worker')} as ${config.consumerName}-N`}, ` +
         `table ${config.pgSchema}.${config.eventsTable}; redis ${redactUrl(config.redisUrl)}, postgres ${redactUrl(config.databaseUrl)}`,
     );
     const engine = new Engine(config);
