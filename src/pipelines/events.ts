@@ -180,7 +180,9 @@ export class Engine extends TypedEmitter<EngineEvents> {
       batch: { maxCount: c.batchSize, maxBytes: c.batchMaxBytes, periodMs: c.batchTimeoutMs },
       readCount: c.xreadCount,
       blockMs: c.xreadBlockMs,
-      maxInFlight: c.maxInFlight,
+      // Partitioned: a worker per partition, those of partitions held elsewhere waiting with a
+      // read's worth reserved; room for one read each on top (MAX_IN_FLIGHT_BYTES still bounds memory).
+      maxInFlight: c.partitions > 1 ? Math.max(c.maxInFlight, c.partitions * Math.min(c.xreadCount, c.batchSize) + c.batchSize) : c.maxInFlight,
       maxInFlightBytes: c.maxInFlightBytes,
       maxEntryBytes: c.maxEntryBytes,
       maxDeliveries: c.maxDeliveries,

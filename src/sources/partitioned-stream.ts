@@ -61,6 +61,8 @@ export interface PartitionReadEvent {
   count: number;
   first: string;
   last: string;
+  /** Taken over from the pending list (an earlier owner's entries, or a lost read's), not read new. */
+  recovered: boolean;
 }
 
 export interface PartitionedStreamSourceOptions {
@@ -341,22 +343,24 @@ export class PartitionedStreamSource implements Source<StreamEntry> {
         return { entries: [], last: undefined };
       }
       p.outstanding += entries.length;
-      this.options.onRead?.({ partition: p.index, token: lease.token, count: entries.length, first: entries[0]!.id, last: entries.at(-1)!.id });
+      this.options.onRead?.({ partition: p.index, token: lease.token, count: entries.length, first: entries[0]!.id, last: entries.at(-1)!.id, recovered: false });
     }
     return { entries, last: undefined };
   }
 
-  /** Waits until `p` is ours (acquired), `blockMs` passed (default: a short pause), or the read is interrupted. */
+  /**
+   * Waits until `p` is ours (acquired), `blockMs` passed (default: a short pause), or the
+   * read is interrupted (interrupt: a stop, forced or not, interrupts every worker).
+   */
   private async idle(p: Partition, blockMs: number | undefined, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', done);
         if (p.wake === done) p.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, blockMs ?? 50);
-      signal.addEventListener('abort', done);
       p.wake = done;
     });
   }
@@ -440,7 +444,7 @@ export class PartitionedStreamSource implements Source<StreamEntry> {
     // Deleted meanwhile (trimmed): nothing to write; Redis 7 drops them itself, 6.2 needs the ack.
     if (missing.length > 0) await this.ackIds(p, missing);
     p.outstanding += entries.length;
-    if (entries.length > 0) this.options.onRead?.({ partition: p.index, token: lease.token, count: entries.length, first: entries[0]!.id, last: entries.at(-1)!.id });
+    if (entries.length > 0) this.options.onRead?.({ partition: p.index, token: lease.token, count: entries.length, first: entries[0]!.id, last: entries.at(-1)!.id, recovered: true });
     const deliveries = new Map(pending.map((x) => [x.id, x.deliveries + 1]));
     return {
       messages: entries.map((e): StreamMessage => ({ id: e.id, body: e, deliveries: deliveries.get(e.id) ?? 1, bytes: e.bytes })),
