@@ -204,7 +204,11 @@ export function registerStart(program: Command): void {
       where: 'stay pending and will be reclaimed',
       close: (force) => engine.close({ force }),
     });
-    engine.on('started', ({ consumers }) => log.info({ consumers }, `engine started: ${plural(consumers.length, 'worker')} reading`));
+    engine.on('started', ({ consumers }) => {
+      if (engine.partitionCount <= 1) return log.info({ consumers }, `engine started: ${plural(consumers.length, 'worker')} reading`);
+      const held = engine.ownedPartitions().map((o) => o.partition);
+      log.info({ partitions: held }, `engine started: holding ${held.length} of ${engine.partitionCount} partitions (${held.join(', ') || 'none yet'}), one worker each`);
+    });
     await engine.start();
     // Only once running: start() also returns when a signal stopped the wait for the servers.
     if (engine.runner.status === 'running') {
