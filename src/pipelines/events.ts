@@ -82,6 +82,9 @@ const FORWARDED = [
 /**
  * The event engine: NUM_WORKERS consumers of one group and a reclaim loop, on the one
  * runner. Every process running an Engine on the same stream and group shares the work.
+ * With PARTITIONS > 1 (config.partitions) the stream is N keys: one worker per partition,
+ * reading it only while this process holds its lease (sources/partitioned-stream.ts), the
+ * processes sharing the partitions between them.
  *
  *   const engine = new Engine(resolveConfig());
  *   engine.on('batch', (b) => ...);
