@@ -17,7 +17,7 @@ need_install() {
 
 need_build() {
   [ ! -f dist/cli/main.js ] && return 0
-  [ -n "$(find src package.json tsconfig.json -newer dist/cli/main.js -print -quit)" ] && return 0
+  [ -n "$(find src web package.json tsconfig.json -newer dist/cli/main.js -print -quit)" ] && return 0
   return 1
 }
 
@@ -55,6 +55,21 @@ ensure_pgbouncer() {
     || echo "run.sh: could not install pgbouncer: its tests will fail" >&2
 }
 
+# The dashboard's browser tests drive Debian's Chromium (playwright-core); install it on a fresh machine.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  [ -x /usr/bin/chromium ] && return 0
+  command -v apt-get >/dev/null || return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run.sh: chromium is not installed (apt-get install chromium, as root): the dashboard's browser tests will fail" >&2
+    return 0
+  fi
+  echo "run.sh: installing chromium (apt-get)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium >&2 || { apt-get update -q >&2 && apt-get install -y -q chromium >&2; } \
+    || echo "run.sh: could not install chromium: the dashboard's browser tests will fail" >&2
+}
+
 verb="${1:-}"
 [ $# -gt 0 ] && shift
 case "$verb" in
@@ -81,6 +96,7 @@ case "$verb" in
     cli up
     cli migrate
     ensure_pgbouncer
+    ensure_chromium
     npx vitest run "$@"
     ;;
   help|-h|--help)
