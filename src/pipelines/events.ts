@@ -223,6 +223,14 @@ export class Engine extends TypedEmitter<EngineEvents> {
       ],
     });
     for (const name of FORWARDED) this.forward(name);
+    if (this.partitioned) {
+      // A partition's worker stopped for good leaves its partition unread (the others' shares
+      // do not include it): the whole engine stops, with that error (runner.failure), so its
+      // partitions move to the other processes and a supervisor sees the failure.
+      this.runner.on('error', () => {
+        if (this.runner.failure) void this.runner.close();
+      });
+    }
     this.runner.on('batch', (report: BatchReport) => {
       this.publisher?.record(report);
       this.emit('batch', report);

@@ -210,3 +210,40 @@ describe('partitioned streams on one Redis', () => {
     expect(engine.ownedPartitions().map((o) => o.token)).toEqual([2, 2]);
   });
 });
+
+describe('partitioned streams: a worker that stops for good', () => {
+  it('stops the engine (its partition would go unread), which releases its leases', async () => {
+    const n = 2;
+    const env = await setup('part_fail', n);
+    const engine = engineOf(env);
+    const leases: PartitionLeaseEvent[] = [];
+    engine.on('lease', (e) => leases.push(e));
+    const errors: Error[] = [];
+    engine.on('error', (e) => errors.push(e));
+    await engine.start();
+    expect(engine.ownedPartitions().length).toBe(2);
+    // What the runner does when a worker's batch fails with an error retrying cannot fix.
+    engine.runner.failed(partitionConsumer(env.config.consumerName, 1), new Error('permanent'));
+    await engine.done;
+    expect(engine.runner.failure?.message).toBe('permanent');
+    expect(errors.map((e) => e.message)).toEqual(['permanent']);
+    await engine.close();
+    expect(leases.filter((e) => e.event === 'released').map((e) => e.partition).sort()).toEqual([0, 1]);
+    expect(await env.redis.sendCommand(['GET', partitionLeaseKey(env.config.streamKey, env.config.group, 1, n)])).toBeNull();
+  });
+
+  it('a source whose worker is released while it runs gives that partition up and does not take it again', async () => {
+    const n = 2;
+    const env = await setup('part_abandon', n);
+    const seen: PartitionLeaseEvent[] = [];
+    const source = sourceOf(env, 'proc-a', n, seen);
+    await source.start();
+    expect(source.owned().map((o) => o.partition)).toEqual([0, 1]);
+    await source.release(partitionConsumer('proc-a', 0));
+    await source.tick();
+    expect(source.owned().map((o) => o.partition)).toEqual([1]);
+    expect(seen.filter((e) => e.event === 'released').map((e) => [e.partition, e.reason])).toEqual([[0, 'its worker stopped']]);
+    await source.tick();
+    expect(source.owned().map((o) => o.partition)).toEqual([1]);
+  });
+});
