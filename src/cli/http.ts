@@ -27,7 +27,12 @@ export function ingestStreamList(config: TributaryConfig): string[] | undefined 
  */
 export function ingestStreams(config: TributaryConfig, fallback: readonly string[], groupsOf: (stream: string) => readonly string[]): IngestStream[] {
   const names = ingestStreamList(config) ?? fallback;
-  return [...new Set(names)].map((stream) => ({ stream, groups: groupsOf(stream) }));
+  // STREAM_KEY is partitioned by PARTITIONS / PARTITION_KEY; other streams (pipeline files) are one key.
+  return [...new Set(names)].map((stream) =>
+    stream === config.streamKey && config.partitions > 1
+      ? { stream, groups: groupsOf(stream), partitions: config.partitions, partitionKey: config.partitionKey }
+      : { stream, groups: groupsOf(stream) },
+  );
 }
 
 export interface CliHttpOptions {

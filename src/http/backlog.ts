@@ -1,5 +1,6 @@
 import type { RawReply } from '../redis/commands.js';
 import { encodeCommand, RespError, type RespPipe } from '../redis/pipe.js';
+import { partitionStreamKeys } from '../redis/partitions.js';
 import { parseXinfoGroups } from '../redis/xinfo.js';
 
 /** A stream the ingest API writes, and the consumer groups whose lag holds it back. */
@@ -7,6 +8,10 @@ export interface IngestStream {
   stream: string;
   /** Groups that drain it; the most lagging one decides. None: the stream's length decides. */
   groups: readonly string[];
+  /** PARTITIONS of this stream (default 1): events go to `<stream>:p<i>` by partitionKey. */
+  partitions?: number;
+  /** PARTITION_KEY: `event_id` (default) or a top-level payload field. */
+  partitionKey?: string;
 }
 
 /** How far behind the slowest group of a stream is. */
@@ -57,20 +62,25 @@ export class BacklogWatcher {
     return running;
   }
 
+  /** A partitioned stream (partitions > 1): each group's lag summed over the partitions. */
   private async measure(target: IngestStream): Promise<Backlog> {
     this.probes++;
-    const [groupsReply, lengthReply] = await this.pipe.pipeline(encodeCommand(['XINFO', 'GROUPS', target.stream]) + encodeCommand(['XLEN', target.stream]), 2);
-    if (lengthReply instanceof RespError) throw lengthReply;
-    const length = Number(lengthReply ?? 0);
-    // A stream that does not exist yet: XINFO answers "ERR no such key"; nothing is behind.
-    const groups = groupsReply instanceof RespError ? [] : parseXinfoGroups(groupsReply as RawReply);
-    if (target.groups.length === 0) return { lag: length, group: null };
-    let worst: Backlog = { lag: -1, group: null };
-    for (const name of target.groups) {
-      const info = groups.find((g) => g.name === name);
-      const lag = info?.lag ?? length;
-      if (lag > worst.lag) worst = { lag, group: name };
+    const keys = partitionStreamKeys(target.stream, target.partitions ?? 1);
+    const replies = await this.pipe.pipeline(keys.map((k) => encodeCommand(['XINFO', 'GROUPS', k]) + encodeCommand(['XLEN', k])).join(''), keys.length * 2);
+    const lags = new Map<string, number>(target.groups.map((g) => [g, 0]));
+    let total = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const [groupsReply, lengthReply] = [replies[i * 2], replies[i * 2 + 1]];
+      if (lengthReply instanceof RespError) throw lengthReply;
+      const length = Number(lengthReply ?? 0);
+      total += length;
+      // A stream that does not exist yet: XINFO answers "ERR no such key"; nothing is behind.
+      const groups = groupsReply instanceof RespError ? [] : parseXinfoGroups(groupsReply as RawReply);
+      for (const name of target.groups) lags.set(name, lags.get(name)! + (groups.find((g) => g.name === name)?.lag ?? length));
     }
+    if (target.groups.length === 0) return { lag: total, group: null };
+    let worst: Backlog = { lag: -1, group: null };
+    for (const [name, lag] of lags) if (lag > worst.lag) worst = { lag, group: name };
     return worst;
   }
 }

@@ -12,7 +12,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FIELD, parseEntry } from '../core/entry.js';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
-import { eventFields, Producer } from '../producer/producer.js';
+import { eventFields, eventPartition, Producer } from '../producer/producer.js';
 import { uuidv7 } from '../producer/uuidv7.js';
 import { RespPipe } from '../redis/pipe.js';
 import type { TokenCheck } from './auth.js';
@@ -62,6 +62,8 @@ export interface IngestStats {
 interface Checked {
   fields: Record<string, string>;
   eventId: string;
+  /** Its partition (0 when the stream has one). */
+  partition: number;
 }
 
 export class Ingest {
@@ -126,7 +128,7 @@ export class Ingest {
     const ndjson = /^application\/x-ndjson\b/i.test(request.headers['content-type'] ?? '');
     let checked: Checked[];
     try {
-      checked = this.check(body, ndjson, target.stream);
+      checked = this.check(body, ndjson, target.stream, target);
     } catch (err) {
       this.stats.rejected++;
       throw err;
@@ -151,7 +153,10 @@ export class Ingest {
     }
     let ids: string[];
     try {
-      ids = await this.producer(target.stream).produceFields(checked.map((e) => e.fields));
+      ids = await this.producer(target).produceFields(
+        checked.map((e) => e.fields),
+        checked.map((e) => e.partition),
+      );
     } catch (err) {
       throw this.serverFault(err, retryAfter);
     }
@@ -161,7 +166,14 @@ export class Ingest {
     return reply
       .code(202)
       .header('cache-control', 'no-store')
-      .send({ stream: target.stream, count: ids.length, ids, event_ids: checked.map((e) => e.eventId) });
+      .send({
+        stream: target.stream,
+        count: ids.length,
+        ids,
+        event_ids: checked.map((e) => e.eventId),
+        // A partitioned stream: each event's partition (its entry ID is in <stream>:p<partition>).
+        ...((target.partitions ?? 1) > 1 ? { partitions: checked.map((e) => e.partition) } : {}),
+      });
   }
 
   /** Redis does not answer or refuses (OOM): 503 with a fixed message; the details go to the server log only. */
@@ -178,17 +190,23 @@ export class Ingest {
     return new HttpError(status, err.code, message, {}, status === 503 ? { 'retry-after': retryAfter } : {});
   }
 
-  private producer(stream: string): Producer {
-    let p = this.producers.get(stream);
+  private producer(target: IngestStream): Producer {
+    let p = this.producers.get(target.stream);
     if (!p) {
-      p = new Producer({ redisUrl: this.options.redisUrl, streamKey: stream, name: 'tributary:http:ingest' });
-      this.producers.set(stream, p);
+      p = new Producer({
+        redisUrl: this.options.redisUrl,
+        streamKey: target.stream,
+        name: 'tributary:http:ingest',
+        partitions: target.partitions ?? 1,
+        ...(target.partitionKey === undefined ? {} : { partitionKey: target.partitionKey }),
+      });
+      this.producers.set(target.stream, p);
     }
     return p;
   }
 
   /** Parses and checks the whole body; throws a 400/413 HttpError, or returns every event checked. */
-  check(body: string, ndjson: boolean, stream: string): Checked[] {
+  check(body: string, ndjson: boolean, stream: string, target?: IngestStream): Checked[] {
     const values: unknown[] = [];
     const errors: EventError[] = [];
     const unparsed = new Set<number>();
@@ -225,7 +243,7 @@ export class Ingest {
     const now = Date.now();
     for (let i = 0; i < values.length; i++) {
       if (unparsed.has(i)) continue;
-      const r = checkEvent(values[i], i, stream, now);
+      const r = checkEvent(values[i], i, stream, now, target);
       if ('code' in r) errors.push(r);
       else out.push(r);
     }
@@ -250,7 +268,7 @@ export class Ingest {
  * One event: its shape (an object of the four fields, with their types), then the
  * producer's check and the engine's contract parser on the fields it would be stored as.
  */
-function checkEvent(value: unknown, index: number, stream: string, now: number): Checked | EventError {
+function checkEvent(value: unknown, index: number, stream: string, now: number, target?: IngestStream): Checked | EventError {
   const entry = `#${index}`;
   const bad = (code: ErrorCode, ...args: string[]): EventError => ({ index, code, message: new TributaryError(code, [entry, ...args]).message });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return bad('TRIB_ERR_ENTRY_BAD_FIELD', 'event', 'must be an object { event_type, payload, event_id?, produced_at? }');
@@ -290,7 +308,16 @@ function checkEvent(value: unknown, index: number, stream: string, now: number):
   // output (JSON by construction): a stand-in spares parsing it a second time.
   const parsed = parseEntry({ id: entry, fields: { ...fields, [FIELD.payload]: '0' } }, stream);
   if (!parsed.ok) return { index, code: parsed.problem.code, message: new TributaryError(parsed.problem.code, parsed.problem.args).message };
-  return { fields, eventId };
+  let partition = 0;
+  const n = target?.partitions ?? 1;
+  if (n > 1) {
+    try {
+      partition = eventPartition(target?.partitionKey ?? 'event_id', n, e.payload, eventId);
+    } catch (err) {
+      return { index, code: 'TRIB_ERR_PRODUCE_INVALID', message: `${entry}: ${(err as Error).message}` };
+    }
+  }
+  return { fields, eventId, partition };
 }
 
 /** `\u0000` in JSON text (not `\\u0000`, an escaped backslash followed by "u0000"). */

@@ -2,6 +2,8 @@ import { TributaryError } from '../errors.js';
 import { bulk, RespError, RespPipe, RespWriter, type RespReply } from '../redis/pipe.js';
 import { xaddArgs, type TrimOption } from '../redis/commands.js';
 import { FIELD } from '../core/entry.js';
+import { detectRedisCluster, isClusterUrl } from '../redis/cluster.js';
+import { checkPartitions, partitionOf, partitionStreamKey } from '../redis/partitions.js';
 import { uuidv7 } from './uuidv7.js';
 
 export interface ProduceOptions {
@@ -30,6 +32,39 @@ export interface ProducerOptions {
   trim?: TrimOption & { allowUnreadLoss?: boolean };
   /** CLIENT SETNAME of the producer's connection (default `tributary:producer`). */
   name?: string;
+  /**
+   * PARTITIONS: the stream is this many keys, `<streamKey>:p<i>` (default 1: the one key
+   * `streamKey`). Each event goes to partitionOf(its partition key, partitions).
+   */
+  partitions?: number;
+  /**
+   * PARTITION_KEY: what routes an event with partitions > 1: `event_id` (the default) or
+   * the name of a top-level field of the payload (a string, number or boolean; an event
+   * without it is refused with TRIB_ERR_PRODUCE_INVALID and nothing of its batch is sent).
+   */
+  partitionKey?: string;
+}
+
+/**
+ * The partition key value of an event: its event ID for `event_id`, else the payload's
+ * top-level field `partitionKey` — a string as it is, a number or boolean as its JSON
+ * text (`42`, `true`). Anything else (missing, null, an object) is refused with
+ * TRIB_ERR_PRODUCE_INVALID naming the field. Pure.
+ */
+export function partitionKeyValue(partitionKey: string, payload: unknown, eventId: string): string {
+  if (partitionKey === 'event_id') return eventId;
+  const value = typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? (payload as Record<string, unknown>)[partitionKey] : undefined;
+  if (typeof value === 'string') return value;
+  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') return String(value);
+  throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', [
+    `the partition key (PARTITION_KEY) is the payload field ${JSON.stringify(partitionKey)}, and this event's payload ` +
+      (value === undefined ? 'has no such top-level field' : `has it as ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}, not a string, number or boolean`),
+  ]);
+}
+
+/** The partition (0..partitions-1) of an event. Pure. */
+export function eventPartition(partitionKey: string, partitions: number, payload: unknown, eventId: string): number {
+  return partitionOf(partitionKeyValue(partitionKey, payload, eventId), partitions);
 }
 
 /** Checks an event; returns its payload as JSON and its produced_at as text. */
@@ -83,9 +118,18 @@ const NAME_AT = bulk(FIELD.producedAt);
  */
 export class Producer {
   readonly streamKey: string;
+  /** PARTITIONS (1: the one key streamKey). */
+  readonly partitions: number;
+  readonly partitionKey: string;
   private readonly pipe: RespPipe;
   /** XADD key [trim] * event_type: what every entry starts with. */
   private readonly prefixType: string;
+  /** With partitions > 1: the same, per partition key. */
+  private readonly partitionPrefixes: string[];
+  /** On a Redis Cluster with partitions > 1: a connection per partition (each follows its slot's MOVED). */
+  private readonly partitionPipes: (RespPipe | undefined)[] = [];
+  /** Whether the URL is a Redis Cluster (asked once, at the first partitioned batch). */
+  private cluster: Promise<boolean> | undefined;
   private sizeHint = 64 * 1024;
 
   constructor(private readonly options: ProducerOptions) {
@@ -97,8 +141,18 @@ export class Producer {
           'or leave trim out and let the engine trim (TRIM_MAXLEN / TRIM_MAX_AGE, or `tributary trim`), which never cuts unread entries',
       ]);
     }
+    this.partitions = checkPartitions(options.partitions ?? 1);
+    this.partitionKey = options.partitionKey ?? 'event_id';
+    if (this.partitionKey === '') throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['partitionKey (Producer option)', 'must be event_id or a payload field name']);
     this.pipe = new RespPipe({ url: options.redisUrl, name: options.name ?? 'tributary:producer' });
     this.prefixType = xaddPrefix(this.streamKey, options.trim) + NAME_TYPE;
+    this.partitionPrefixes =
+      this.partitions > 1 ? Array.from({ length: this.partitions }, (_, i) => xaddPrefix(partitionStreamKey(this.streamKey, i, this.partitions), options.trim) + NAME_TYPE) : [];
+  }
+
+  /** The partition an event goes to (0 with one partition); TRIB_ERR_PRODUCE_INVALID when it lacks the partition key. */
+  partitionOf(payload: unknown, eventId: string): number {
+    return this.partitions > 1 ? eventPartition(this.partitionKey, this.partitions, payload, eventId) : 0;
   }
 
   /** Connects now (otherwise the first call does); fails with TRIB_ERR_REDIS_UNAVAILABLE. */
@@ -112,6 +166,7 @@ export class Producer {
   }
 
   async produceBatch(events: readonly ProducerEvent[]): Promise<string[]> {
+    if (this.partitions > 1) return (await this.produceBatchRouted(events)).ids;
     if (events.length === 0) return [];
     // Check and encode everything before sending anything: a bad event rejects the whole batch.
     const out = new RespWriter(this.sizeHint);
@@ -127,12 +182,45 @@ export class Producer {
   }
 
   /**
+   * As produceBatch, with the partition each event went to (all 0 with one partition).
+   * With partitions > 1 every event's partition key is found first (a UUIDv7 event ID is
+   * made here when absent): one event without it refuses the batch, nothing sent.
+   */
+  async produceBatchRouted(events: readonly ProducerEvent[]): Promise<{ ids: string[]; partitions: number[] }> {
+    if (this.partitions <= 1) return { ids: await this.produceBatch(events), partitions: events.map(() => 0) };
+    const entries: Record<string, string>[] = [];
+    const partitions: number[] = [];
+    for (const e of events) {
+      const [json, producedAt] = checkEvent(e.type, e.payload, e);
+      const eventId = e.eventId ?? uuidv7();
+      partitions.push(eventPartition(this.partitionKey, this.partitions, e.payload, eventId));
+      entries.push({ [FIELD.eventType]: e.type, [FIELD.payload]: json, [FIELD.eventId]: eventId, [FIELD.producedAt]: producedAt });
+    }
+    return { ids: await this.sendRouted(entries, partitions), partitions };
+  }
+
+  /**
    * Appends entries whose fields `eventFields()` built — checked, the payload already
    * JSON text — in the same pipelined write as produceBatch (the HTTP ingest API checks
    * each event with the contract first, then sends them here without encoding twice).
+   * With partitions > 1, `partitions` gives each entry's partition (Producer.partitionOf);
+   * without it they are found from the fields (the payload parsed again when the
+   * partition key is a payload field).
    */
-  async produceFields(entries: readonly Record<string, string>[]): Promise<string[]> {
+  async produceFields(entries: readonly Record<string, string>[], partitions?: readonly number[]): Promise<string[]> {
     if (entries.length === 0) return [];
+    if (this.partitions > 1) {
+      for (const f of entries) {
+        if (f[FIELD.eventType] === undefined || f[FIELD.payload] === undefined || f[FIELD.eventId] === undefined || f[FIELD.producedAt] === undefined) {
+          throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['produceFields takes the fields eventFields() builds']);
+        }
+      }
+      const parts = partitions ?? entries.map((f) => this.partitionOf(this.partitionKey === 'event_id' ? undefined : JSON.parse(f[FIELD.payload]!), f[FIELD.eventId]!));
+      if (parts.length !== entries.length || parts.some((p) => !Number.isInteger(p) || p < 0 || p >= this.partitions)) {
+        throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', [`produceFields: one partition from 0 to ${this.partitions - 1} per entry`]);
+      }
+      return this.sendRouted(entries, parts);
+    }
     const out = new RespWriter(this.sizeHint);
     for (const f of entries) {
       const type = f[FIELD.eventType];
@@ -154,6 +242,50 @@ export class Producer {
     return idsOf(replies);
   }
 
+  /**
+   * Sends checked entries to their partitions' keys. On a single Redis: one pipelined
+   * write, as produceBatch. On a Redis Cluster the partitions live on different masters:
+   * one write per partition, each on the partition's own connection, which follows its
+   * slot (MOVED, ASK) as RespPipe does. The IDs come back in the entries' order.
+   */
+  private async sendRouted(entries: readonly Record<string, string>[], partitions: readonly number[]): Promise<string[]> {
+    if (entries.length === 0) return [];
+    this.cluster ??= isClusterUrl(this.options.redisUrl) ? Promise.resolve(true) : detectRedisCluster(this.options.redisUrl);
+    const write = (out: RespWriter, f: Record<string, string>, p: number) =>
+      out
+        .ascii(this.partitionPrefixes[p]!)
+        .bulk(f[FIELD.eventType]!)
+        .ascii(NAME_PAYLOAD)
+        .bulk(f[FIELD.payload]!)
+        .ascii(NAME_ID)
+        .bulk(f[FIELD.eventId]!)
+        .ascii(NAME_AT)
+        .bulk(f[FIELD.producedAt]!);
+    if (!(await this.cluster)) {
+      const out = new RespWriter(this.sizeHint);
+      for (let i = 0; i < entries.length; i++) write(out, entries[i]!, partitions[i]!);
+      return this.send(out, entries.length);
+    }
+    const groups = new Map<number, number[]>();
+    for (let i = 0; i < entries.length; i++) {
+      const g = groups.get(partitions[i]!);
+      if (g) g.push(i);
+      else groups.set(partitions[i]!, [i]);
+    }
+    const replies: RespReply[] = new Array<RespReply>(entries.length);
+    const sent = [...groups].map(async ([p, indexes]) => {
+      const out = new RespWriter(64 * 1024);
+      for (const i of indexes) write(out, entries[i]!, p);
+      const pipe = (this.partitionPipes[p] ??= new RespPipe({ url: this.options.redisUrl, name: this.options.name ?? 'tributary:producer' }));
+      const got = await pipe.pipeline(out.finish(), indexes.length);
+      indexes.forEach((i, k) => (replies[i] = got[k]!));
+    });
+    const results = await Promise.allSettled(sent);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return idsOf(replies);
+  }
+
   /** Appends raw field maps (for tools and tests that need entries outside the contract). */
   async addRaw(fields: Record<string, string>): Promise<string> {
     return idsOf([await this.pipe.command(xaddArgs(this.streamKey, fields, this.options.trim))])[0]!;
@@ -161,7 +293,7 @@ export class Producer {
 
   /** Waits for batches in flight, then closes the connection. */
   async close(): Promise<void> {
-    await this.pipe.close();
+    await Promise.all([this.pipe.close(), ...this.partitionPipes.map((p) => p?.close())]);
   }
 }
 

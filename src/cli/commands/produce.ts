@@ -49,7 +49,7 @@ export function registerProduce(program: Command): void {
     const batch = parsePositiveInt('--batch', String(opts.batch));
     const rate = opts.rate === undefined ? undefined : parsePositiveInt('--rate', String(opts.rate));
     const config = configFrom(opts);
-    const producer = new Producer({ redisUrl: config.redisUrl, streamKey: config.streamKey });
+    const producer = new Producer({ redisUrl: config.redisUrl, streamKey: config.streamKey, partitions: config.partitions, partitionKey: config.partitionKey });
     try {
       let lastReport = 0;
       const result = await produceSamples(producer, count, Math.min(batch, rate ?? batch), rate, (done) => {
@@ -59,7 +59,8 @@ export function registerProduce(program: Command): void {
         }
       });
       const secs = result.elapsedMs / 1000;
-      print(`produced ${count} events to ${config.streamKey} in ${secs.toFixed(2)} s (${Math.round(count / secs)} events/s)`);
+      const to = config.partitions > 1 ? `${config.streamKey} (${config.partitions} partitions ${config.streamKey}:p<i> by ${config.partitionKey})` : config.streamKey;
+      print(`produced ${count} events to ${to} in ${secs.toFixed(2)} s (${Math.round(count / secs)} events/s)`);
     } finally {
       await producer.close();
     }
