@@ -80,7 +80,7 @@ describe('partitioned streams on a 3-master Redis Cluster', () => {
 
   it('exactly once: 3 engine processes, 8 partitions, 60,000 events, one process SIGKILLed and later restarted → 60,000 rows, in order per key, nothing pending', async () => {
     const { name, streamKey } = await setup('kill');
-    const env = (consumer: string): NodeJS.ProcessEnv => {
+    const env = (): NodeJS.ProcessEnv => {
       const e: NodeJS.ProcessEnv = {
         ...process.env,
         REDIS_URL: cluster.url,
@@ -88,7 +88,6 @@ describe('partitioned streams on a 3-master Redis Cluster', () => {
         STREAM_KEY: streamKey,
         GROUP: 'tributary',
         PG_SCHEMA: name,
-        CONSUMER_NAME: consumer,
         PARTITIONS: String(N),
         PARTITION_LEASE_MS: '1500',
         BATCH_SIZE: '1000',
@@ -97,16 +96,20 @@ describe('partitioned streams on a 3-master Redis Cluster', () => {
         XREAD_BLOCK_MS: '500',
         NO_COLOR: '1',
       };
+      // No CONSUMER_NAME: each process names itself (host, PID, random); peers need only the same pipeline settings.
+      delete e.CONSUMER_NAME;
       delete e.DLQ_STREAM;
       delete e.REDIS_CLUSTER_NODES;
       return e;
     };
-    const start = async (consumer: string) => {
-      const p = new EngineProcess(env(consumer), consumer);
+    const start = async (label: string) => {
+      const p = new EngineProcess(env(), label);
       await p.waitForLog('engine started', 30_000);
       return p;
     };
     const [a, b, c] = await Promise.all([start(`${name}-a`), start(`${name}-b`), start(`${name}-c`)]);
+    // Three members, each named by itself.
+    await waitFor(async () => Number(await send(redis, ['ZCARD', `{${streamKey}}:members:tributary`])) === 3, 5000, () => 'three members');
     const events = keyedEvents(name, 60_000, 600);
     const producing = produceRouted(redis, streamKey, N, events, 2000);
     producing.catch(() => {});
