@@ -6,6 +6,7 @@
 import type { Registry } from 'prom-client';
 import type { TributaryConfig } from '../config/schema.js';
 import type { IngestStream } from '../http/backlog.js';
+import { dashboardRoutes } from '../http/dashboard.js';
 import { opsUrl, startHttpServer, type HttpRoutes, type HttpServer, type Probed } from '../http/server.js';
 import type { Logger } from './output.js';
 
@@ -61,14 +62,15 @@ export async function startCliHttp(config: TributaryConfig, log: Logger, o: CliH
       maxEvents: config.ingestMaxEvents,
     },
     log: log.child({ component: 'http' }),
-    ...(o.routes ? { routes: o.routes } : {}),
+    // The dashboard (its /api/... and the page at /), then the caller's own routes.
+    routes: [dashboardRoutes({ config }), ...(o.routes ?? [])],
   });
   const url = opsUrl(o.listen.host, server.port);
-  if (o.announce === 'listening') log.info({ host: o.listen.host, port: server.port }, `listening on ${url}: /metrics, /healthz, /readyz, POST /v1/streams/{stream}/events`);
-  else log.info({ host: o.listen.host, port: server.port }, `metrics on ${url}/metrics (also /healthz, /readyz, and the ingest API POST /v1/streams/{stream}/events)`);
+  if (o.announce === 'listening') log.info({ host: o.listen.host, port: server.port }, `listening on ${url}: the dashboard at ${url}/, /metrics, /healthz, /readyz, POST /v1/streams/{stream}/events`);
+  else log.info({ host: o.listen.host, port: server.port }, `metrics on ${url}/metrics (also /healthz, /readyz, the dashboard at ${url}/ and the ingest API POST /v1/streams/{stream}/events)`);
   const streams = o.streams.map((s) => s.stream);
   if (server.readOnly) {
-    log.warn({ readOnly: true }, 'HTTP_TOKEN is not set: the HTTP server is read-only; ingest and every action answer 401 (TRIB_ERR_HTTP_READ_ONLY)');
+    log.warn({ readOnly: true }, 'HTTP_TOKEN is not set: the HTTP server is read-only; ingest and every action (the dashboard shows none) answer 401 (TRIB_ERR_HTTP_READ_ONLY)');
   } else if (streams.length === 0) {
     log.info({ streams }, 'ingest: no stream is open to it (set INGEST_STREAMS)');
   } else {

@@ -179,6 +179,12 @@ export interface MonitorOptions {
   idleWarningMs?: number;
   /** Estimate the total and the types above this many rows (default ESTIMATE_ABOVE_ROWS). */
   estimateAboveRows?: number;
+  /**
+   * Read the events table (default true). False for a stream whose rows go elsewhere (a
+   * pipeline file's table, another engine's EVENTS_TABLE): the Postgres side is then only
+   * the dead-letter count, and a missing events table is no warning.
+   */
+  eventsTable?: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -253,7 +259,7 @@ export function monitorWarnings(
   const lagWarning = options.lagWarning ?? DEFAULT_LAG_WARNING;
   const idleWarningMs = options.idleWarningMs ?? DEFAULT_IDLE_WARNING_MS;
   const warnings: MonitorWarning[] = [];
-  if (!snapshot.postgres.tableExists) {
+  if (!snapshot.postgres.tableExists && options.eventsTable !== false) {
     warnings.push({ kind: 'table_missing', message: `table ${snapshot.postgres.table} does not exist (run tributary migrate)` });
   }
   for (const g of snapshot.groups) {
@@ -324,6 +330,7 @@ async function readPostgres(
   config: TributaryConfig,
   previous: MonitorSnapshot | undefined,
   estimateAboveRows: number,
+  eventsTable = true,
 ): Promise<PostgresFacts> {
   const schema = quoteIdent(config.pgSchema);
   const table = `${schema}.${quoteIdent(config.eventsTable)}`;
@@ -339,6 +346,7 @@ async function readPostgres(
       [table, dlq],
     )
   ).rows[0]!;
+  if (!eventsTable) catalog.has_events = false;
   const estimate = Number(catalog.estimate);
   const estimated = estimate > estimateAboveRows;
   const postgres: MonitorSnapshot['postgres'] = {
@@ -426,7 +434,7 @@ export async function collectMonitorSnapshot(
   options: MonitorOptions = {},
 ): Promise<MonitorSnapshot> {
   const started = Date.now();
-  const [r, p] = await Promise.all([readRedis(redis, config), readPostgres(pool, config, previous, options.estimateAboveRows ?? ESTIMATE_ABOVE_ROWS)]);
+  const [r, p] = await Promise.all([readRedis(redis, config), readPostgres(pool, config, previous, options.estimateAboveRows ?? ESTIMATE_ABOVE_ROWS, options.eventsTable !== false)]);
   const intervalMs = previous ? started - Date.parse(previous.takenAt) : null;
 
   const groups: MonitorGroup[] = r.groups.map(({ info: g, consumers: members }) => {

@@ -75,6 +75,10 @@ export interface ListDeadLettersOptions {
   type?: string;
   /** Only rows that failed at or after this time. */
   since?: Date;
+  /** Only rows that failed before this time. */
+  until?: Date;
+  /** Only this error code (`error_code`, e.g. TRIB_ERR_VALIDATION). */
+  errorCode?: string;
 }
 
 export interface DeadLetterPage {
@@ -197,6 +201,14 @@ export async function listDeadLetters(ops: DeadLetterOps, options: ListDeadLette
   if (options.since !== undefined) {
     params.push(options.since);
     where += ` AND failed_at >= $${params.length}`;
+  }
+  if (options.until !== undefined) {
+    params.push(options.until);
+    where += ` AND failed_at < $${params.length}`;
+  }
+  if (options.errorCode !== undefined) {
+    params.push(options.errorCode);
+    where += ` AND error_code = $${params.length}`;
   }
   const limit = options.limit ?? 20;
   const [count, rows] = await Promise.all([

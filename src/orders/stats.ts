@@ -5,6 +5,7 @@
  * (staging, orders, rejects by reason, views with their freshness). Collecting it never
  * prints; `formatOrdersStats` renders it as text.
  */
+import type { TributaryConfig } from '../config/schema.js';
 import type { PgPool } from '../postgres/pool.js';
 import { send, type RedisConnection } from '../redis/client.js';
 import { THROUGHPUT_SLOT_MS } from './batch.js';
@@ -126,6 +127,20 @@ async function pipelineTotals(redis: RedisConnection, prefix: string, nowMs: num
     },
     ordersPerSec: total / spanSecs,
     windowSecs: spanSecs,
+  };
+}
+
+/** The options of `orders stats` (and the dashboard's orders page) from the configuration. */
+export function ordersStatsOptions(
+  config: Pick<TributaryConfig, 'ordersPrefix' | 'ordersSchema' | 'maxQueueDepth' | 'dedupWindowS' | 'dedupBucketS' | 'revenueWindowMin'>,
+): OrdersStatsOptions {
+  return {
+    prefix: config.ordersPrefix,
+    schema: config.ordersSchema,
+    maxQueueDepth: config.maxQueueDepth,
+    dedupWindowSeconds: config.dedupWindowS,
+    dedupBucketSeconds: config.dedupBucketS,
+    revenueWindowMs: config.revenueWindowMin * 60_000,
   };
 }
 

@@ -85,6 +85,7 @@ export function registerDlq(program: Command): void {
       .description('dead letters of this stream and group, newest first, with the total count')
       .option('--limit <n>', 'rows to show', '20')
       .option('--type <type>', 'only this event_type')
+      .option('--code <code>', 'only this error code (e.g. TRIB_ERR_VALIDATION)')
       .option('--since <time>', 'only those that failed since: an ISO time or a duration ago (15m, 7d)')
       .option('--json', 'machine-readable'),
   ).action(async (opts: Record<string, unknown>) => {
@@ -92,7 +93,7 @@ export function registerDlq(program: Command): void {
     const since = opts.since === undefined ? undefined : parseTime(String(opts.since), '--since');
     const config = configFrom(opts);
     const page = await withDeadLetterOps(config, (ops) =>
-      listDeadLetters(ops, { limit, type: opts.type as string | undefined, since }),
+      listDeadLetters(ops, { limit, type: opts.type as string | undefined, errorCode: opts.code as string | undefined, since }),
     );
     if (opts.json) {
       print(json(page));
@@ -117,7 +118,7 @@ export function registerDlq(program: Command): void {
     }
     print(
       `${page.rows.length} of ${page.total} dead letter${page.total === 1 ? '' : 's'} ` +
-        `(stream ${config.streamKey}, group ${config.group}${opts.type ? `, type ${opts.type}` : ''}${since ? `, since ${since.toISOString()}` : ''})`,
+        `(stream ${config.streamKey}, group ${config.group}${opts.type ? `, type ${opts.type}` : ''}${opts.code ? `, code ${opts.code}` : ''}${since ? `, since ${since.toISOString()}` : ''})`,
     );
   });
 

@@ -27,7 +27,7 @@ import { escapeGlob, orderKeys } from '../../orders/redis/keys.js';
 import { OrderQueue } from '../../orders/redis/queue.js';
 import { OrderSignals } from '../../orders/redis/signals.js';
 import { seedReferenceData } from '../../orders/seed.js';
-import { collectOrdersStats, deleteKeys, formatOrdersStats } from '../../orders/stats.js';
+import { collectOrdersStats, deleteKeys, formatOrdersStats, ordersStatsOptions } from '../../orders/stats.js';
 import { REJECT_REASONS, type PromoteResult, type RejectReason } from '../../orders/types.js';
 import { openRedis, redisLostAsCoded, withConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
@@ -346,17 +346,6 @@ function registerPromote(orders: Command): void {
     });
 }
 
-function statsOptions(config: TributaryConfig) {
-  return {
-    prefix: config.ordersPrefix,
-    schema: config.ordersSchema,
-    maxQueueDepth: config.maxQueueDepth,
-    dedupWindowSeconds: config.dedupWindowS,
-    dedupBucketSeconds: config.dedupBucketS,
-    revenueWindowMs: config.revenueWindowMin * 60_000,
-  };
-}
-
 function registerStats(orders: Command): void {
   ordersCommand(orders, 'stats', 'queue depths, dedup window, cache, staging vs orders, rejects, views and their freshness, windowed revenue, throughput')
     .option('--watch [seconds]', 'redraw every N seconds (default 5) until q or Ctrl-C')
@@ -372,7 +361,7 @@ function registerStats(orders: Command): void {
       const live = everyMs > 0 && !opts.json && process.stdout.isTTY === true;
       await withConnections(config, 'orders-stats', { max: 2 }, async ({ redis, pool }) => {
         const show = async () => {
-          const s = await collectOrdersStats(redis, pool, statsOptions(config));
+          const s = await collectOrdersStats(redis, pool, ordersStatsOptions(config));
           if (opts.json) print(JSON.stringify(s));
           else if (live) {
             process.stdout.write('\x1b[2J\x1b[H');
