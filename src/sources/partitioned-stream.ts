@@ -219,26 +219,47 @@ export class PartitionedStreamSource implements Source<StreamEntry> {
       // Not renewed for a whole lease (Redis unreachable): it may be another's by now.
       if (p.lease && now - p.renewedAt >= this.options.leaseMs) this.lost(p, 'not renewed within the lease');
     }
-    this.members = await this.leases.heartbeat();
-    if (this.closed) return;
-    const share = new Set(assignPartitions(this.members.includes(this.options.owner) ? this.members : [...this.members, this.options.owner], this.parts.length).get(this.options.owner) ?? []);
-    await Promise.all(
-      this.parts.map(async (p) => {
-        if (!p.lease) return;
-        const lease = p.lease;
-        const at = Date.now();
-        if (!(await this.leases.renew(lease))) {
-          if (p.lease === lease) this.lost(p, 'taken by another process or expired');
-          return;
-        }
-        if (p.lease === lease) p.renewedAt = at;
-        if (!share.has(p.index) || p.abandoned) this.giveUp(p, p.abandoned ? 'its worker stopped' : 'rebalance');
-        else if (p.releasing && !this.closed) p.releasing = false; // back in the share before it went
+    // Renewals do not wait on the heartbeat, nor on each other: on a cluster each lease is on
+    // its partition's master, the members on another, and one master down stops only its own.
+    const [members] = await Promise.all([
+      this.leases.heartbeat().catch((err: Error) => {
+        this.options.onError?.(err);
+        return undefined;
       }),
-    );
+      ...this.parts.map((p) => this.renew(p)),
+    ]);
+    if (members === undefined || this.closed) return;
+    this.members = members;
+    const share = new Set(assignPartitions(members.includes(this.options.owner) ? members : [...members, this.options.owner], this.parts.length).get(this.options.owner) ?? []);
+    for (const p of this.parts) {
+      if (!p.lease) continue;
+      if (!share.has(p.index) || p.abandoned) this.giveUp(p);
+      else if (p.releasing) p.releasing = false; // back in the share before it went
+    }
     for (const p of this.parts) if (p.releasing && p.lease && (p.outstanding <= 0 || Date.now() >= p.releaseBy)) await this.releaseLease(p, p.abandoned ? 'its worker stopped' : 'rebalance');
     if (this.closed) return;
-    await Promise.all(this.parts.filter((p) => share.has(p.index) && !p.lease && !p.abandoned).map((p) => this.acquire(p)));
+    await Promise.all(
+      this.parts
+        .filter((p) => share.has(p.index) && !p.lease && !p.abandoned)
+        .map((p) => this.acquire(p).catch((err: Error) => this.options.onError?.(err))),
+    );
+  }
+
+  /** Extends `p`'s lease if this process holds it; one that is no longer its own is lost. */
+  private async renew(p: Partition): Promise<void> {
+    const lease = p.lease;
+    if (!lease) return;
+    const at = Date.now();
+    let renewed: boolean;
+    try {
+      renewed = await this.leases.renew(lease);
+    } catch (err) {
+      this.options.onError?.(err as Error);
+      return;
+    }
+    if (p.lease !== lease) return;
+    if (renewed) p.renewedAt = at;
+    else this.lost(p, 'taken by another process or expired');
   }
 
   private async acquire(p: Partition): Promise<void> {
@@ -258,7 +279,7 @@ export class PartitionedStreamSource implements Source<StreamEntry> {
   }
 
   /** Stops reading `p`; its lease goes once what it holds is acknowledged (or after a lease's life at most). */
-  private giveUp(p: Partition, _reason: string): void {
+  private giveUp(p: Partition): void {
     if (p.releasing) return;
     p.releasing = true;
     p.releaseBy = Date.now() + this.options.leaseMs;
@@ -505,7 +526,7 @@ export class PartitionedStreamSource implements Source<StreamEntry> {
     p.reader = undefined;
     if (this.closed || p.abandoned) return;
     p.abandoned = true;
-    if (p.lease) this.giveUp(p, 'its worker stopped');
+    if (p.lease) this.giveUp(p);
   }
 
   describe(m: StreamMessage): Record<string, string> {

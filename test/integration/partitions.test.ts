@@ -31,7 +31,7 @@ function engineOf(env: TestEnv, overrides: Partial<TestEnv['config']> = {}): Eng
   return engine;
 }
 
-function sourceOf(env: TestEnv, owner: string, n: number, events: PartitionLeaseEvent[] = []): PartitionedStreamSource {
+function sourceOf(env: TestEnv, owner: string, n: number, events: PartitionLeaseEvent[] = [], errors: Error[] = []): PartitionedStreamSource {
   const source = new PartitionedStreamSource({
     redisUrl: env.config.redisUrl,
     commands: env.redis,
@@ -41,6 +41,7 @@ function sourceOf(env: TestEnv, owner: string, n: number, events: PartitionLease
     owner,
     leaseMs: 1500,
     onLease: (e) => events.push(e),
+    onError: (e) => errors.push(e),
   });
   envs.defer(() => source.close());
   return source;
@@ -245,5 +246,27 @@ describe('partitioned streams: a worker that stops for good', () => {
     expect(seen.filter((e) => e.event === 'released').map((e) => [e.partition, e.reason])).toEqual([[0, 'its worker stopped']]);
     await source.tick();
     expect(source.owned().map((o) => o.partition)).toEqual([1]);
+  });
+
+  it('a failing heartbeat does not stop the renewals: the leases held stay held, and the failure is reported', async () => {
+    const n = 2;
+    const env = await setup('part_beat', n);
+    const errors: Error[] = [];
+    const seen: PartitionLeaseEvent[] = [];
+    const source = sourceOf(env, 'proc-a', n, seen, errors);
+    await source.start();
+    expect(source.owned().length).toBe(2);
+    // The members key made unusable (another type): every heartbeat fails from now on.
+    const members = partitionMembersKey(env.config.streamKey, env.config.group);
+    await env.redis.sendCommand(['DEL', members]);
+    await env.redis.sendCommand(['SET', members, 'not a sorted set']);
+    await sleep(2500); // more than a lease (1.5 s), several rounds
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors[0]!.message).toMatch(/WRONGTYPE/);
+    expect(source.owned().length).toBe(2);
+    expect(seen.filter((e) => e.event === 'lost')).toEqual([]);
+    await env.redis.sendCommand(['DEL', members]);
+    await source.tick();
+    expect(source.liveMembers).toEqual(['proc-a']);
   });
 });
