@@ -65,6 +65,7 @@ export { Runner, type RunnerOptions, type RunnerEvents, type RunnerStats, type B
 export {
   stage,
   ReadAgain,
+  RecoverFirst,
   type Message,
   type Source,
   type Stage,
@@ -79,6 +80,13 @@ export {
   type ServerName,
 } from './core/contracts.js';
 export { RedisStreamSource, type RedisStreamSourceOptions, type StreamMessage } from './sources/redis-stream.js';
+export {
+  PartitionedStreamSource,
+  type PartitionedStreamSourceOptions,
+  type PartitionLeaseEvent,
+  type PartitionReadEvent,
+} from './sources/partitioned-stream.js';
+export { PartitionLeases, type Lease, type AcquireResult, type PartitionLeasesOptions } from './redis/leases.js';
 export { functionSink, type BatchHandler, type HandlerContext } from './sinks/function.js';
 export { EventsTableSink, PostgresEventsSink } from './sinks/postgres-events.js';
 export { PostgresDeadLetterStore } from './sinks/dead-letters.js';
