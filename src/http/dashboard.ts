@@ -29,7 +29,9 @@ import { isTributaryError, type ErrorCode } from '../errors.js';
 import { discoverPipelines, keysExist, type DiscoveredPipeline } from '../observability/discover.js';
 import { collectMonitorSnapshot, parseBatchCounters, type MonitorBatchCounters, type MonitorSnapshot } from '../observability/monitor.js';
 import {
+  describePurge,
   getDeadLetter,
+  planPurge,
   listDeadLetters,
   purgeDeadLetters,
   retryDeadLetters,
@@ -598,18 +600,18 @@ export function dashboardRoutes(options: DashboardOptions): HttpRoutes {
         const before = time(b, 'before');
         const ops = await deadLetterOps(b);
         await servers.ensureMigrated(ops.config.pgSchema);
-        try {
-          const counts = await purgeDeadLetters(ops, { before, confirm: b.confirm === true });
-          if (b.confirm === true) {
-            log.info({ stream: ops.config.streamKey, group: ops.config.group, rows: counts.rows, ip: request.ip }, `dashboard: purged ${counts.rows} dead letters of stream ${ops.config.streamKey}, group ${ops.config.group}`);
-          }
-          return { purged: b.confirm === true, ...counts };
-        } catch (err) {
-          if (isTributaryError(err, 'TRIB_ERR_CONFIRMATION_REQUIRED')) {
-            throw new HttpError(409, 'TRIB_ERR_CONFIRMATION_REQUIRED', `would ${err.message.replace(/^would /, '').replace(/: run again with --yes to confirm$/, '')}: send confirm: true to delete`);
-          }
-          throw err;
+        if (b.confirm !== true) {
+          // The confirmation step: what would go, and nothing deleted (as `dlq purge` without --yes).
+          const plan = await planPurge(ops, { before });
+          if (plan.rows === 0) return { purged: false, ...plan };
+          throw new HttpError(409, 'TRIB_ERR_CONFIRMATION_REQUIRED', `would ${describePurge(ops.config, plan)}; nothing was changed: send confirm: true to delete`, {
+            rows: plan.rows,
+            streamEntries: plan.streamEntries,
+          });
         }
+        const counts = await purgeDeadLetters(ops, { before, confirm: true });
+        log.info({ stream: ops.config.streamKey, group: ops.config.group, rows: counts.rows, ip: request.ip }, `dashboard: purged ${counts.rows} dead letters of stream ${ops.config.streamKey}, group ${ops.config.group}`);
+        return { purged: true, ...counts };
       }),
     );
 
