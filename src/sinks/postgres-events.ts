@@ -1,7 +1,7 @@
-import copyStreams from 'pg-copy-streams';
 import type { BatchContext, Message, Rejected, Sink, WriteResult } from '../core/contracts.js';
 import { parseEntry, type EventRow, type RawEventRow } from '../core/entry.js';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
+import { CopyFrame, copyIn } from '../postgres/copy-in.js';
 import { isRowContentError, quoteIdent, withClient, type PgPool } from '../postgres/pool.js';
 import { halves, isolateByHalving } from './isolate.js';
 import { rejection, type EventRowBody } from '../stages/validate-event.js';
@@ -53,7 +53,7 @@ export interface SinkWriteResult {
  */
 export class PostgresEventsSink {
   private readonly sql: string;
-  private readonly copySql: string;
+  private readonly copyFrame: CopyFrame;
   /**
    * COPY buffers whose batch has been written, for the next batches. Reusing them keeps
    * a drain from allocating its whole volume again as fresh external memory, which
@@ -77,7 +77,7 @@ export class PostgresEventsSink {
       `SELECT e->>'i', e->>'t', e->'p', e->>'s', to_timestamp((e->>'a')::double precision / 1000.0) ` +
       `FROM jsonb_array_elements($1::jsonb) AS e ` +
       `ON CONFLICT (event_id) DO NOTHING`;
-    this.copySql = `COPY ${t} (event_id, event_type, payload, stream_id, produced_at) FROM STDIN WITH (FORMAT binary)`;
+    this.copyFrame = new CopyFrame(`COPY ${t} (event_id, event_type, payload, stream_id, produced_at) FROM STDIN WITH (FORMAT binary)`);
   }
 
   /**
@@ -93,27 +93,24 @@ export class PostgresEventsSink {
    */
   async copy(rows: readonly RawEventRow[]): Promise<number | null> {
     if (rows.length === 0) return 0;
-    const size = copyBinarySize(rows);
+    // The COPY statement, the rows and CopyDone in one buffer, sent in one write (copy-in.ts).
+    const size = this.copyFrame.size(copyBinarySize(rows));
     let backing = this.spare.pop();
     if (backing !== undefined) this.spareBytes -= backing.length;
     // A quarter more than needed, so the next batch, a little larger, still fits.
     if (backing === undefined || backing.length < size) backing = Buffer.allocUnsafeSlow(size + (size >> 2));
-    const data = backing.subarray(0, encodeCopyBinaryInto(rows, backing));
+    const start = this.copyFrame.dataStart;
+    const message = this.copyFrame.frame(backing, encodeCopyBinaryInto(rows, backing, start) - start);
     return withClient(this.pool, async (client) => {
       try {
-        const stream = client.query(copyStreams.from(this.copySql));
-        await new Promise<void>((resolve, reject) => {
-          stream.on('finish', resolve);
-          stream.on('error', reject);
-          stream.end(data);
-        });
+        const copied = await copyIn(client, message);
         // Written and acknowledged: the buffer can carry the next batch. Only then: after an
         // error the socket may still hold it, and we do not reuse it.
         if (this.spareBytes + backing.length <= MAX_SPARE_BYTES) {
           this.spare.push(backing);
           this.spareBytes += backing.length;
         }
-        return stream.rowCount;
+        return copied;
       } catch (err) {
         if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
         throw err;
@@ -275,9 +272,9 @@ export function copyBinarySize(rows: readonly RawEventRow[]): number {
   return size;
 }
 
-/** Encodes `rows` into `out` (at least copyBinarySize bytes) from offset 0; returns the bytes written. */
-export function encodeCopyBinaryInto(rows: readonly RawEventRow[], out: Buffer): number {
-  let o = COPY_HEADER.copy(out, 0);
+/** Encodes `rows` into `out` (at least copyBinarySize bytes from `at`) from offset `at`; returns the offset after the last byte. */
+export function encodeCopyBinaryInto(rows: readonly RawEventRow[], out: Buffer, at = 0): number {
+  let o = at + COPY_HEADER.copy(out, at);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
     o = out.writeInt16BE(FIELDS_PER_ROW, o);

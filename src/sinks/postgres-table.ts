@@ -23,8 +23,7 @@
  * stand alone; they are rejected (dead letters), the rest written. Parts already
  * committed are remembered across retries of the batch, so a retry redoes nothing.
  */
-import copyStreams from 'pg-copy-streams';
-import type pg from 'pg';
+import { CopyFrame, copyIn } from '../postgres/copy-in.js';
 import type { BatchContext, Message, Rejected, Sink, WriteResult } from '../core/contracts.js';
 import { TributaryError } from '../errors.js';
 import { arrayLiteral, copyField, type MappedRow } from '../pipeline-file/mapping.js';
@@ -238,6 +237,7 @@ export class TableSink implements Sink<MappedRow> {
   /** A batch failing for its size (a statement timeout, 54000) is split by the runner: every part is its own idempotent statement. */
   readonly splittable = true;
   readonly sql: TableSql;
+  private readonly copyFrame: CopyFrame;
   private readonly direct: boolean;
   private readonly columns: number;
 
@@ -246,6 +246,7 @@ export class TableSink implements Sink<MappedRow> {
     spec: PipelineSpec['sink'],
   ) {
     this.sql = tableSql(spec);
+    this.copyFrame = new CopyFrame(this.sql.copyDirect);
     this.columns = spec.columns.length;
     // Upsert always needs the set path's DISTINCT ON and ON CONFLICT.
     this.direct = spec.mode !== 'upsert';
@@ -286,10 +287,15 @@ export class TableSink implements Sink<MappedRow> {
 
   /** One COPY straight into the table; null when Postgres refused the batch for its content. */
   private copyDirect(batch: readonly Message<MappedRow>[]): Promise<number | null> {
-    const data = copyText(batch);
+    // The statement, the rows and CopyDone in one buffer, sent in one write (copy-in.ts).
+    const body = copyLines(batch);
+    const bytes = Buffer.byteLength(body);
+    const message = Buffer.allocUnsafe(this.copyFrame.size(bytes));
+    message.write(body, this.copyFrame.dataStart);
+    const framed = this.copyFrame.frame(message, bytes);
     return withClient(this.pool, async (client) => {
       try {
-        return await runCopy(client, this.sql.copyDirect, data);
+        return await copyIn(client, framed);
       } catch (err) {
         if (isRowContentError(err) || (err as { code?: unknown }).code === DEADLOCK_DETECTED) return null;
         throw err;
@@ -305,17 +311,13 @@ export class TableSink implements Sink<MappedRow> {
   }
 }
 
-function runCopy(client: pg.PoolClient, sql: string, data: Buffer): Promise<number> {
-  const stream = client.query(copyStreams.from(sql));
-  return new Promise<number>((resolve, reject) => {
-    stream.on('finish', () => resolve(stream.rowCount));
-    stream.on('error', reject);
-    stream.end(data);
-  });
-}
-
 /** The rows as COPY text, one line each. Pure. */
 export function copyText(rows: readonly Message<MappedRow>[]): Buffer {
+  return Buffer.from(copyLines(rows));
+}
+
+/** copyText as a string. Pure. */
+function copyLines(rows: readonly Message<MappedRow>[]): string {
   const lines = new Array<string>(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const values = rows[i]!.body.values;
@@ -323,5 +325,5 @@ export function copyText(rows: readonly Message<MappedRow>[]): Buffer {
     for (let c = 0; c < values.length; c++) line += (c === 0 ? '' : '\t') + copyField(values[c] ?? null);
     lines[i] = `${line}\n`;
   }
-  return Buffer.from(lines.join(''));
+  return lines.join('');
 }
