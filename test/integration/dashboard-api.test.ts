@@ -83,6 +83,25 @@ describe('dashboard API: reads', () => {
     expect(p.series).toHaveLength(1);
   });
 
+  it('groups a partitioned stream under its logical stream: parts in order, totals summed, each partition with its own dead-letter stream', async () => {
+    const env = await envs.setup('dash_parts', { partitions: 2 });
+    const keys = [`${env.config.streamKey}:p0`, `${env.config.streamKey}:p1`];
+    envs.defer(() => env.redis.del([...keys, ...keys.map((k) => `{${k}}:dead`)]));
+    for (const [i, key] of keys.entries()) {
+      await send(env.redis, ['XGROUP', 'CREATE', key, env.config.group, '0', 'MKSTREAM']);
+      for (let j = 0; j <= i; j++) await send(env.redis, ['XADD', key, '*', 'event_type', 'x', 'payload', '{}']);
+    }
+    const server = await serveDashboard({ ...env.config, partitions: 2 });
+    envs.defer(() => server.close());
+    const overview = await call(server, 'GET', '/api/overview');
+    const p = overview.json.pipelines.find((x: any) => x.stream === env.config.streamKey);
+    expect(p).toMatchObject({ partitioned: true, group: env.config.group, totals: { length: 3, lag: 3, pending: 0 } });
+    expect(p.parts.map((x: any) => [x.key, x.deadLetterStream])).toEqual(keys.map((k) => [k, `{${k}}:dead`]));
+    expect(overview.json.pipelines.filter((x: any) => keys.includes(x.stream))).toEqual([]);
+    const dead = await call(server, 'GET', `/api/dead-letters?stream=${encodeURIComponent(keys[1]!)}`);
+    expect(dead.json).toMatchObject({ stream: keys[1], deadLetterStream: `{${keys[1]}}:dead`, total: 0 });
+  });
+
   it('says what to do when there is nothing yet: no group (404), no tables (503), an empty overview entry for STREAM_KEY', async () => {
     const env = await envs.setup('dash_empty', {}, { migrate: false });
     const server = await serveDashboard(env.config);
