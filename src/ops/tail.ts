@@ -4,7 +4,7 @@
  * ID seen, so no entry is skipped or repeated between reads.
  */
 import { send, type RedisConnection } from '../redis/client.js';
-import { parseStreamReadReply, redisErrorIs, type StreamEntry } from '../redis/commands.js';
+import { compareStreamIds, parseStreamReadReply, redisErrorIs, type StreamEntry } from '../redis/commands.js';
 import { ABORTED, untilAborted } from '../core/backoff.js';
 import { parseXinfoStream } from '../redis/xinfo.js';
 
@@ -53,6 +53,43 @@ export async function* tailStream(redis: RedisConnection, key: string, options: 
       last = entry.id;
       yield entry;
       if (signal?.aborted) return;
+    }
+  }
+}
+
+/**
+ * tailStream over several keys (a partitioned stream's partitions), each entry with its
+ * key. The keys may be in different hash slots (a Redis Cluster refuses one XREAD over
+ * them), so each is read on its own without BLOCK, all at once; a round that finds
+ * nothing waits `pollMs` (default 200). Per key the entries come oldest first; within a
+ * round, the keys' entries are merged by ID.
+ */
+export async function* tailStreams(
+  redis: RedisConnection,
+  keys: readonly string[],
+  options: TailOptions & { pollMs?: number } = {},
+): AsyncGenerator<StreamEntry & { key: string }> {
+  const { signal } = options;
+  const count = String(options.count ?? 100);
+  const from = options.from ?? '$';
+  const last = await Promise.all(keys.map((k) => (from === '$' ? currentLastId(redis, k) : from === '0' ? '0-0' : from)));
+  while (!signal?.aborted) {
+    const read = Promise.all(keys.map((k, i) => send(redis, ['XREAD', 'COUNT', count, 'STREAMS', k, last[i]!])));
+    const replies = await untilAborted(read, signal);
+    if (replies === ABORTED) return;
+    const got = replies.flatMap((reply, i) => {
+      const entries = parseStreamReadReply(reply).entries;
+      if (entries.length > 0) last[i] = entries.at(-1)!.id;
+      return entries.map((e) => ({ ...e, key: keys[i]! }));
+    });
+    got.sort((a, b) => compareStreamIds(a.id, b.id));
+    for (const entry of got) {
+      yield entry;
+      if (signal?.aborted) return;
+    }
+    if (got.length === 0) {
+      const waited = await untilAborted(new Promise((r) => setTimeout(r, options.pollMs ?? 200)), signal);
+      if (waited === ABORTED) return;
     }
   }
 }

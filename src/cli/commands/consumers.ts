@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
-import { describePrune, listConsumers, planPrune, pruneConsumers, type PrunePlan } from '../../ops/pending.js';
+import { consumersAcross, parsePartitionOption } from '../../ops/partitioned.js';
+import { describePrune, planPrune, pruneConsumers, type PrunePlan } from '../../ops/pending.js';
 import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
 import { formatTable } from './dlq.js';
-import { formatMs, parseIdle } from './pending.js';
+import { formatMs, parseIdle, PARTITION_FLAG, PARTITION_HELP, partitionsShown } from './pending.js';
 
 const inactive = (ms: number | null) => (ms === null ? 'n/a' : formatMs(ms));
 
@@ -39,23 +40,29 @@ export function registerConsumers(program: Command): void {
     program
       .command('consumers')
       .description('consumers of the group: name, pending entries, idle time (and inactive time on Redis 7.2+)')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (opts: Record<string, unknown>) => {
     const config = configFrom(opts);
-    const list = await withRedis(config, 'consumers', (redis) => listConsumers(redis, config));
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const list = await withRedis(config, 'consumers', (redis) => consumersAcross(redis, config, partition));
     if (opts.json) {
       print(JSON.stringify(list, null, 2));
       return;
     }
+    const parted = config.partitions > 1;
     if (list.length > 0) {
       print(
         formatTable(
-          ['NAME', 'PENDING', 'IDLE', 'INACTIVE'],
-          list.map((c) => [c.name, String(c.pending), formatMs(c.idleMs), inactive(c.inactiveMs)]),
+          [...(parted ? ['PARTITION'] : []), 'NAME', 'PENDING', 'IDLE', 'INACTIVE'],
+          list.map((c) => [...(parted ? [String(c.partition)] : []), c.name, String(c.pending), formatMs(c.idleMs), inactive(c.inactiveMs)]),
         ),
       );
     }
-    print(`${list.length} consumer${list.length === 1 ? '' : 's'} in group ${config.group} on stream ${config.streamKey}`);
+    print(
+      `${list.length} consumer${list.length === 1 ? '' : 's'} in group ${config.group} on stream ${config.streamKey}` +
+        (parted ? ` (${partitionsShown(config.partitions, partition)})` : ''),
+    );
   });
 
   withConfigOptions(

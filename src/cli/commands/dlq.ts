@@ -2,19 +2,17 @@ import type { Command } from 'commander';
 import type { TributaryConfig } from '../../config/schema.js';
 import { TributaryError } from '../../errors.js';
 import {
-  getDeadLetter,
-  listDeadLetters,
-  purgeDeadLetters,
-  retryDeadLetters,
   type DeadLetterOps,
   type DeadLetterRow,
   type RetryOutcome,
 } from '../../ops/dead-letters.js';
+import { deadLetterAcross, deadLettersAcross, parsePartitionOption, purgeAcross, retryAcross } from '../../ops/partitioned.js';
 import { parseTime } from '../../ops/time.js';
 import { migrate } from '../../postgres/migrate.js';
 import { withConnections } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
+import { PARTITION_FLAG, PARTITION_HELP, partitionsShown } from './pending.js';
 import { parsePositiveInt } from './produce.js';
 
 /**
@@ -87,13 +85,17 @@ export function registerDlq(program: Command): void {
       .option('--type <type>', 'only this event_type')
       .option('--code <code>', 'only this error code (e.g. TRIB_ERR_VALIDATION)')
       .option('--since <time>', 'only those that failed since: an ISO time or a duration ago (15m, 7d)')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (opts: Record<string, unknown>) => {
     const limit = parsePositiveInt('--limit', String(opts.limit));
     const since = opts.since === undefined ? undefined : parseTime(String(opts.since), '--since');
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const parted = config.partitions > 1;
     const page = await withDeadLetterOps(config, (ops) =>
-      listDeadLetters(ops, { limit, type: opts.type as string | undefined, errorCode: opts.code as string | undefined, since }),
+      deadLettersAcross(ops, config, {
+        partition, limit, type: opts.type as string | undefined, errorCode: opts.code as string | undefined, since }),
     );
     if (opts.json) {
       print(json(page));
@@ -102,9 +104,10 @@ export function registerDlq(program: Command): void {
     if (page.rows.length > 0) {
       print(
         formatTable(
-          ['ID', 'FAILED AT', 'STREAM ID', 'TYPE', 'CODE', 'DELIVERIES', 'RETRIED', 'ERROR'],
+          ['ID', ...(parted ? ['PARTITION'] : []), 'FAILED AT', 'STREAM ID', 'TYPE', 'CODE', 'DELIVERIES', 'RETRIED', 'ERROR'],
           page.rows.map((r) => [
             String(r.id),
+            ...(parted ? [String(r.partition)] : []),
             time(r.failedAt),
             r.streamId ?? '',
             r.eventType ?? '',
@@ -118,7 +121,7 @@ export function registerDlq(program: Command): void {
     }
     print(
       `${page.rows.length} of ${page.total} dead letter${page.total === 1 ? '' : 's'} ` +
-        `(stream ${config.streamKey}, group ${config.group}${opts.type ? `, type ${opts.type}` : ''}${opts.code ? `, code ${opts.code}` : ''}${since ? `, since ${since.toISOString()}` : ''})`,
+        `(stream ${config.streamKey}${parted ? ` (${partitionsShown(config.partitions, partition)})` : ''}, group ${config.group}${opts.type ? `, type ${opts.type}` : ''}${opts.code ? `, code ${opts.code}` : ''}${since ? `, since ${since.toISOString()}` : ''})`,
     );
   });
 
@@ -127,10 +130,13 @@ export function registerDlq(program: Command): void {
       .command('show')
       .description('one dead letter in full: its row and its dead-letter stream entry')
       .argument('<id>', 'the row ID (from dlq list)')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (idArg: string, opts: Record<string, unknown>) => {
     const id = parsePositiveInt('id', idArg);
-    const row = await withDeadLetterOps(configFrom(opts), (ops) => getDeadLetter(ops, id));
+    const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const row = await withDeadLetterOps(config, (ops) => deadLetterAcross(ops, config, id, partition));
     if (opts.json) {
       print(json(row));
       return;
@@ -167,19 +173,21 @@ export function registerDlq(program: Command): void {
       )
       .argument('[ids...]', 'row IDs (from dlq list)')
       .option('--all', 'every dead letter not yet retried')
-      .option('--type <type>', 'with --all: only this event_type'),
+      .option('--type <type>', 'with --all: only this event_type')
+      .option(PARTITION_FLAG, PARTITION_HELP),
   ).action(async (idArgs: string[], opts: Record<string, unknown>) => {
     const ids = idArgs.map((a) => parsePositiveInt('id', a));
     if (opts.all && ids.length > 0) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--all', 'give either row IDs or --all, not both']);
     if (!opts.all && ids.length === 0) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['ids', 'give one or more row IDs, or --all']);
     if (opts.type !== undefined && !opts.all) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--type', 'only applies with --all']);
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
     const outcomes = await withDeadLetterOps(config, (ops) =>
-      retryDeadLetters(ops, opts.all ? { all: true, type: opts.type as string | undefined } : { ids }),
+      retryAcross(ops, config, opts.all ? { all: true, type: opts.type as string | undefined } : { ids }, partition),
     );
     for (const o of outcomes) print(describeOutcome(o));
     const done = outcomes.filter((o) => o.status === 'retried').length;
-    print(`retried ${done} of ${outcomes.length} to stream ${config.streamKey}`);
+    print(`retried ${done} of ${outcomes.length} to stream ${config.streamKey}${config.partitions > 1 ? ' (each to its own partition)' : ''}`);
     const missing = outcomes.filter((o) => o.status === 'not_found').map((o) => o.id);
     if (missing.length > 0) {
       throw new TributaryError('TRIB_ERR_DLQ_NOT_FOUND', [missing.join(', '), config.streamKey, config.group, config.pgSchema]);
@@ -191,10 +199,13 @@ export function registerDlq(program: Command): void {
       .command('purge')
       .description('delete dead letters (rows and dead-letter stream entries), all or those older than --before; asks for --yes')
       .option('--before <time>', 'only those that failed before: an ISO time or a duration ago (7d)')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--yes', 'really delete'),
   ).action(async (opts: Record<string, unknown>) => {
     const before = opts.before === undefined ? undefined : parseTime(String(opts.before), '--before');
-    const counts = await withDeadLetterOps(configFrom(opts), (ops) => purgeDeadLetters(ops, { before, confirm: opts.yes === true }));
+    const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const counts = await withDeadLetterOps(config, (ops) => purgeAcross(ops, config, { before, confirm: opts.yes === true, partition }));
     print(
       counts.rows === 0
         ? 'nothing to purge'

@@ -11,6 +11,8 @@ import {
   type MonitorOptions,
   type MonitorSnapshot,
 } from '../../observability/monitor.js';
+import { collectPartitionedSnapshot, formatPartitions, type PartitionedMonitorSnapshot } from '../../observability/monitor-partitions.js';
+import { parsePartitionOption } from '../../ops/partitioned.js';
 import type { PgPool } from '../../postgres/pool.js';
 import type { RedisConnection } from '../../redis/client.js';
 import { openConnections } from '../connect.js';
@@ -34,6 +36,15 @@ export interface MonitorCommandOptions extends MonitorOptions {
   json: boolean;
   /** With once: seconds between the two samples the rates are computed from (0: one sample, no rates). */
   sampleSec?: number;
+  /** PARTITIONS > 1: only this partition (default all). */
+  partition?: number;
+}
+
+/** A snapshot: the plain one, or on a partitioned stream the partitions' (with a row each). */
+function collect(conn: { redis: RedisConnection; pool: PgPool }, config: TributaryConfig, previous: MonitorSnapshot | undefined, o: MonitorCommandOptions): Promise<PartitionedMonitorSnapshot> {
+  return config.partitions > 1
+    ? collectPartitionedSnapshot(conn.redis, conn.pool, config, previous, o, o.partition)
+    : collectMonitorSnapshot(conn.redis, conn.pool, config, previous, o);
 }
 
 /** Parses `monitor [interval-seconds]`: a positive number of seconds (at least 0.1). */
@@ -65,21 +76,23 @@ export async function runMonitor(config: TributaryConfig, o: MonitorCommandOptio
   // Both servers must answer once at the start (a coded error otherwise); later, a failed
   // refresh is reported and retried. Redis fails fast, so a refresh never hangs on it.
   const conn = await openConnections(config, 'monitor', { max: 4, statementTimeoutMs: 10_000 });
-  const format = (s: MonitorSnapshot, extra: { notice?: string; footer?: string; live?: boolean } = {}) =>
-    formatMonitor(s, {
+  const format = (s: PartitionedMonitorSnapshot, extra: { notice?: string; footer?: string; live?: boolean } = {}) => {
+    const text = formatMonitor(s, {
       color: extra.live ? !process.env.NO_COLOR : color,
       lagWarning: o.lagWarning,
       notice: extra.notice,
       footer: extra.footer,
       ...(extra.live ? { width: out.columns, height: out.rows } : {}),
     });
+    return s.partitions ? `${text}\n\n${formatPartitions(s.partitions)}` : text;
+  };
   try {
     if (o.once) {
       // Rates need two samples: take one, wait, and report the second against it.
-      let s = await collectMonitorSnapshot(conn.redis, conn.pool, config, undefined, o);
+      let s = await collect(conn, config, undefined, o);
       if ((o.sampleSec ?? 0) > 0) {
         await sleep((o.sampleSec ?? 0) * 1000);
-        s = await collectMonitorSnapshot(conn.redis, conn.pool, config, s, o);
+        s = await collect(conn, config, s, o);
       }
       print(o.json ? JSON.stringify(s, null, 2) : format(s));
       return;
@@ -96,7 +109,7 @@ async function refreshLoop(
   conn: { redis: RedisConnection; pool: PgPool },
   o: MonitorCommandOptions,
   live: boolean,
-  format: (s: MonitorSnapshot, extra?: { notice?: string; footer?: string; live?: boolean }) => string,
+  format: (s: PartitionedMonitorSnapshot, extra?: { notice?: string; footer?: string; live?: boolean }) => string,
 ): Promise<void> {
   const out = process.stdout;
   const stop = new AbortController();
@@ -136,7 +149,7 @@ async function refreshLoop(
     while (!stop.signal.aborted) {
       const started = Date.now();
       try {
-        const next = await untilAborted(collectMonitorSnapshot(conn.redis, conn.pool, config, last, o), stop.signal);
+        const next = await untilAborted(collect(conn, config, last, o), stop.signal);
         if (next === ABORTED) break;
         last = next;
         notice = undefined;
@@ -166,7 +179,8 @@ export function registerMonitor(program: Command): void {
       .option('--sample <seconds>', 'with --once: measure rates over this many seconds (0: no rates)', '1')
       .option('--json', 'machine-readable: one JSON object (with an interval and no --once: one JSON line per refresh)')
       .option('--lag-warning <n>', `warn when a group's lag is above this (default ${DEFAULT_LAG_WARNING})`)
-      .option('--idle-warning <seconds>', `warn when a consumer with pending entries is idle longer (default ${DEFAULT_IDLE_WARNING_MS / 1000})`),
+      .option('--idle-warning <seconds>', `warn when a consumer with pending entries is idle longer (default ${DEFAULT_IDLE_WARNING_MS / 1000})`)
+      .option('--partition <p>', 'with PARTITIONS > 1: only partition P (0 to PARTITIONS-1); default every partition, a row each and the totals'),
   ).action(async (interval: string | undefined, opts: Record<string, unknown>) => {
     const intervalSec = parseInterval(interval);
     const lagWarning = parseNonNegative('--lag-warning', opts.lagWarning, DEFAULT_LAG_WARNING);
@@ -175,6 +189,8 @@ export function registerMonitor(program: Command): void {
     // --json without an interval is one object, like --once.
     const once = opts.once === true || (json && interval === undefined);
     const sampleSec = parseNonNegative('--sample', opts.sample, 1);
-    await runMonitor(configFrom(opts), { intervalSec, once, json, lagWarning, idleWarningMs, sampleSec });
+    const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    await runMonitor(config, { intervalSec, once, json, lagWarning, idleWarningMs, sampleSec, ...(partition === undefined ? {} : { partition }) });
   });
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { TributaryConfig } from '../../config/schema.js';
-import { claimIdle, pendingSummary, type ClaimResult } from '../../ops/pending.js';
+import { type ClaimResult } from '../../ops/pending.js';
+import { claimAcross, parsePartitionOption, pendingAcross } from '../../ops/partitioned.js';
 import { parseDuration } from '../../ops/time.js';
 import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
@@ -54,25 +55,41 @@ export function claimAdvice(result: ClaimResult, config: TributaryConfig): strin
   return lines;
 }
 
+/** The `--partition P` flag of the operating commands. */
+export const PARTITION_FLAG = '--partition <p>';
+export const PARTITION_HELP = 'with PARTITIONS > 1: only partition P (0 to PARTITIONS-1); default all, added up';
+
+/** "4 partitions" or "partition 2 of 4". */
+export function partitionsShown(partitions: number, only: number | undefined): string {
+  return only === undefined ? `${partitions} partitions` : `partition ${only} of ${partitions}`;
+}
+
 export function registerPending(program: Command): void {
   withConfigOptions(
     program
       .command('pending')
       .description('pending entries of the group: total, ID range, per consumer, and the oldest with idle time and delivery count')
       .option('--limit <n>', 'oldest entries to list', '10')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (opts: Record<string, unknown>) => {
     const limit = parsePositiveInt('--limit', String(opts.limit));
     const config = configFrom(opts);
-    const s = await withRedis(config, 'pending', (redis) => pendingSummary(redis, config, { limit }));
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const s = await withRedis(config, 'pending', (redis) => pendingAcross(redis, config, { limit, partition }));
     if (opts.json) {
       print(JSON.stringify(s, null, 2));
       return;
     }
+    const parts = s.partitions;
     print(
-      `stream ${s.streamKey}, group ${s.group}: ${s.total} pending` +
+      `stream ${s.streamKey}${parts ? ` (${partitionsShown(config.partitions, partition)})` : ''}, group ${s.group}: ${s.total} pending` +
         (s.total > 0 ? ` (IDs ${s.smallestId} to ${s.largestId})` : ''),
     );
+    if (parts) {
+      print('');
+      print(formatTable(['PARTITION', 'KEY', 'PENDING'], parts.map((p) => [String(p.partition), p.streamKey, String(p.total)])));
+    }
     if (s.total === 0) return;
     print('');
     print(formatTable(['CONSUMER', 'PENDING'], s.consumers.map((c) => [c.name, String(c.pending)])));
@@ -80,8 +97,8 @@ export function registerPending(program: Command): void {
     print(`oldest ${s.oldest.length}:`);
     print(
       formatTable(
-        ['ID', 'CONSUMER', 'IDLE', 'DELIVERIES'],
-        s.oldest.map((p) => [p.id, p.consumer, formatMs(p.idleMs), String(p.deliveries)]),
+        parts ? ['ID', 'PARTITION', 'CONSUMER', 'IDLE', 'DELIVERIES'] : ['ID', 'CONSUMER', 'IDLE', 'DELIVERIES'],
+        s.oldest.map((p) => [p.id, ...(parts ? [String(p.partition)] : []), p.consumer, formatMs(p.idleMs), String(p.deliveries)]),
       ),
     );
   });
@@ -95,11 +112,13 @@ export function registerClaim(program: Command): void {
       .requiredOption('--idle <ms>', 'minimum idle time: ms, or a duration such as 90s or 5m')
       .option('--to <consumer>', 'the consumer that gets them (default: <CONSUMER_NAME>-manual)')
       .option('--count <n>', 'claim at most this many (default: all idle entries)')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (opts: Record<string, unknown>) => {
     const minIdleMs = parseIdle(String(opts.idle));
     const count = opts.count === undefined ? undefined : parsePositiveInt('--count', String(opts.count));
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
     const consumer = (opts.to as string | undefined) ?? `${config.consumerName}-manual`;
     if (minIdleMs < 2 * config.batchTimeoutMs) {
       process.stderr.write(
@@ -107,7 +126,7 @@ export function registerClaim(program: Command): void {
           `entries still in flight on a running engine may be claimed and processed twice (the events table keeps one row per event_id)\n`,
       );
     }
-    const result = await withRedis(config, 'claim', (redis) => claimIdle(redis, config, { minIdleMs, consumer, count }));
+    const result = await withRedis(config, 'claim', (redis) => claimAcross(redis, config, { minIdleMs, consumer, count, partition }));
     if (opts.json) {
       print(JSON.stringify(result, null, 2));
       return;

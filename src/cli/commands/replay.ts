@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
 import { createReplayGroup, isRangeOrdered, replayRange, type ReplayReport } from '../../ops/replay.js';
 import { STREAM_ID, parseStreamPoint } from '../../ops/time.js';
+import { parsePartitionOption, partitionScopes } from '../../ops/partitioned.js';
 import { migrate } from '../../postgres/migrate.js';
 import { quoteIdent } from '../../postgres/pool.js';
 import { withConnections, withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
+import { PARTITION_FLAG, PARTITION_HELP } from './pending.js';
 
 /** `--to`: `+`, an entry ID (an ID without `-seq` covers its whole millisecond), or an ISO time / duration ago (that whole millisecond). */
 export function replayEnd(text: string): string {
@@ -33,6 +35,7 @@ export function registerReplay(program: Command): void {
       .requiredOption('--from <point>', 'first entry: an entry ID, an ISO time or a duration ago such as 2h (inclusive)')
       .option('--to <point>', 'last entry: an entry ID, an ISO time or a duration ago (inclusive; default: the end)')
       .option('--dead-letter', 'record poison entries in dead_letter_queue (under the stream and GROUP; idempotent); default: count and report them only')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable result'),
   );
   // The settings' --group (GROUP) means something else here: the new group to create.
@@ -43,19 +46,28 @@ export function registerReplay(program: Command): void {
   }
   command.action(async (opts: Record<string, unknown>) => {
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    // PARTITIONS > 1: each partition's key in turn (a group is created on each).
+    const scopes = partitionScopes(config, partition);
+    const parted = config.partitions > 1;
     const from = parseStreamPoint(String(opts.from), '--from');
     const replayGroup = typeof opts.group === 'string' ? opts.group : undefined;
     if (replayGroup !== undefined) {
       if (opts.to !== undefined) {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--to', 'cannot be used with --group: a group reads on to the end of the stream']);
       }
-      const created = await withRedis(config, 'replay', (redis) => createReplayGroup(redis, config.streamKey, replayGroup, from));
-      print(
-        opts.json
-          ? JSON.stringify({ stream: config.streamKey, ...created, from }, null, 2)
-          : `created group ${created.group} on ${config.streamKey} at ${created.startId}: ` +
-              `\`tributary start --group ${created.group}\` consumes from ${from} on`,
-      );
+      const all = await withRedis(config, 'replay', async (redis) => {
+        const out = [];
+        for (const s of scopes) out.push({ stream: s.config.streamKey, ...(await createReplayGroup(redis, s.config.streamKey, replayGroup, from)) });
+        return out;
+      });
+      const created = all[0]!;
+      if (opts.json) print(JSON.stringify(parted ? { stream: config.streamKey, from, partitions: all } : { ...created, from }, null, 2));
+      else
+        print(
+          `created group ${created.group} on ${parted ? all.map((c) => c.stream).join(', ') : config.streamKey} at ${created.startId}: ` +
+            `\`tributary start --group ${created.group}\` consumes from ${from} on`,
+        );
       return;
     }
 
@@ -79,23 +91,38 @@ export function registerReplay(program: Command): void {
         const progress = process.stderr.isTTY
           ? (r: ReplayReport) => process.stderr.write(`\rread ${r.read}, inserted ${r.inserted}, already present ${r.alreadyPresent}, poison ${r.poison}`)
           : undefined;
-        const report = await replayRange(redis, pool, config.streamKey, {
-          from,
-          to,
-          schema: config.pgSchema,
-          table: config.eventsTable,
-          maxBytes: config.batchMaxBytes,
-          deadLetters: opts.deadLetter === true ? { group: config.group, dlqStream: config.dlqStream } : undefined,
-          signal: stop.signal,
-          onProgress: progress,
-        });
+        const reports: Array<{ stream: string; partition: number } & ReplayReport> = [];
+        for (const s of scopes) {
+          if (stop.signal.aborted) break;
+          const report = await replayRange(redis, pool, s.config.streamKey, {
+            from,
+            to,
+            schema: config.pgSchema,
+            table: config.eventsTable,
+            maxBytes: config.batchMaxBytes,
+            deadLetters: opts.deadLetter === true ? { group: config.group, dlqStream: s.config.dlqStream } : undefined,
+            signal: stop.signal,
+            onProgress: progress,
+          });
+          reports.push({ stream: s.config.streamKey, partition: s.partition, ...report });
+        }
         if (progress) process.stderr.write('\r\x1b[K');
         const seconds = (performance.now() - started) / 1000;
-        print(
-          opts.json
-            ? JSON.stringify({ stream: config.streamKey, from, to, ...report }, null, 2)
-            : formatReplayReport(config.streamKey, from, to, report, seconds),
-        );
+        if (!parted) {
+          const { stream: _s, partition: _p, ...report } = reports[0]!;
+          print(opts.json ? JSON.stringify({ stream: config.streamKey, from, to, ...report }, null, 2) : formatReplayReport(config.streamKey, from, to, report, seconds));
+        } else if (opts.json) {
+          const sum = (f: (r: ReplayReport) => number) => reports.reduce((t, r) => t + f(r), 0);
+          print(
+            JSON.stringify(
+              { stream: config.streamKey, from, to, read: sum((r) => r.read), inserted: sum((r) => r.inserted), alreadyPresent: sum((r) => r.alreadyPresent), poison: sum((r) => r.poison), partitions: reports },
+              null,
+              2,
+            ),
+          );
+        } else {
+          for (const r of reports) print(formatReplayReport(r.stream, from, to, r, seconds));
+        }
       } finally {
         process.off('SIGINT', quit);
         process.off('SIGTERM', quit);

@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
 import { STREAM_ID, parseStreamPoint } from '../../ops/time.js';
 import { previousStreamId } from '../../ops/retention.js';
-import { tailStream } from '../../ops/tail.js';
+import { tailStream, tailStreams } from '../../ops/tail.js';
+import { parsePartitionOption, partitionScopes } from '../../ops/partitioned.js';
 import type { StreamEntry } from '../../redis/commands.js';
 import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
+import { PARTITION_FLAG, PARTITION_HELP } from './pending.js';
 
 /**
  * `--from` → the exclusive start of tailStream: `$` and `0` as they are, an entry ID
@@ -36,9 +38,12 @@ export function registerTail(program: Command): void {
       .description('print stream entries as they arrive (a plain reader: no group, nothing acknowledged); Ctrl-C stops')
       .option('--from <point>', '$ (new entries only), 0 (the whole stream), an entry ID (the entries after it), or an ISO time / duration ago such as 15m', '$')
       .option('--count <n>', 'stop after this many entries')
-      .option('--json', 'one JSON object per line: {"id", "fields"}'),
+      .option(PARTITION_FLAG, PARTITION_HELP)
+      .option('--json', 'one JSON object per line: {"id", "fields"} (with PARTITIONS > 1 also "partition")'),
   ).action(async (opts: Record<string, unknown>) => {
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+    const scopes = partitionScopes(config, partition);
     const from = tailStart(String(opts.from));
     let limit = Infinity;
     if (opts.count !== undefined) {
@@ -56,9 +61,19 @@ export function registerTail(program: Command): void {
       process.stdout.on('error', quit); // e.g. EPIPE when piped into `head`
       let n = 0;
       try {
-        for await (const entry of tailStream(redis, config.streamKey, { from, signal: stop.signal })) {
-          print(opts.json ? JSON.stringify({ id: entry.id, fields: entry.fields }) : formatTailEntry(entry));
-          if (++n >= limit) break;
+        if (config.partitions <= 1) {
+          for await (const entry of tailStream(redis, config.streamKey, { from, signal: stop.signal })) {
+            print(opts.json ? JSON.stringify({ id: entry.id, fields: entry.fields }) : formatTailEntry(entry));
+            if (++n >= limit) break;
+          }
+        } else {
+          // A partitioned stream: every partition's entries, each line starting with its partition.
+          const partitionOf = new Map(scopes.map((s) => [s.config.streamKey, s.partition]));
+          for await (const entry of tailStreams(redis, scopes.map((s) => s.config.streamKey), { from, signal: stop.signal })) {
+            const p = partitionOf.get(entry.key)!;
+            print(opts.json ? JSON.stringify({ partition: p, id: entry.id, fields: entry.fields }) : `p${p}  ${formatTailEntry(entry)}`);
+            if (++n >= limit) break;
+          }
         }
       } finally {
         process.off('SIGINT', quit);

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { TributaryError } from '../../errors.js';
+import { parsePartitionOption, partitionScopes } from '../../ops/partitioned.js';
 import { trimStream, type TrimResult } from '../../ops/retention.js';
 import { parseDuration } from '../../ops/time.js';
 import type { TributaryConfig } from '../../config/schema.js';
@@ -8,6 +9,7 @@ import { readGroups } from '../../redis/xinfo.js';
 import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
+import { PARTITION_FLAG } from './pending.js';
 
 /** How many `~` passes one `tributary trim` makes at most (each removes whole nodes, about 10,000 entries at most). */
 
@@ -65,6 +67,7 @@ export function registerTrim(program: Command): void {
         '--force',
         'trim even though the configured GROUP does not exist on the stream (refused otherwise: the entries removed are lost to the engine that creates it later)',
       )
+      .option(PARTITION_FLAG, 'with PARTITIONS > 1: only partition P (0 to PARTITIONS-1); default each partition in turn, the limits applying to each')
       .option('--json', 'machine-readable result'),
   );
   // The same flags as `start`, described for this command.
@@ -93,12 +96,31 @@ export function registerTrim(program: Command): void {
     const dryRun = opts.dryRun === true;
     const exact = opts.exact === true;
 
+    const partition = parsePartitionOption(opts.partition, config.partitions);
+
     await withRedis(config, 'trim', async (redis) => {
-      if (opts.force !== true) await refuseWithoutGroup(redis, config, { maxLen, maxAgeMs });
-      // trimStream repeats the guarded pass with one cut until nothing more goes; an
-      // operator's trim may take as long as the stream needs (the engine's is capped).
-      const total = await trimStream(redis, config.streamKey, { maxLen, maxAgeMs, dryRun, exact, maxPassMs: 10 * 60_000 });
-      print(opts.json ? JSON.stringify({ stream: config.streamKey, ...total }, null, 2) : formatTrimResult(config.streamKey, total));
+      // PARTITIONS > 1: each partition is a stream of its own with its own groups and safe
+      // point; --trim-max-len keeps about N entries in each.
+      const scopes = partitionScopes(config, partition);
+      if (opts.force !== true) for (const s of scopes) await refuseWithoutGroup(redis, s.config, { maxLen, maxAgeMs });
+      const results: Array<{ stream: string; partition?: number } & TrimResult> = [];
+      for (const s of scopes) {
+        // trimStream repeats the guarded pass with one cut until nothing more goes; an
+        // operator's trim may take as long as the stream needs (the engine's is capped).
+        const total = await trimStream(redis, s.config.streamKey, { maxLen, maxAgeMs, dryRun, exact, maxPassMs: 10 * 60_000 });
+        results.push({ stream: s.config.streamKey, ...(config.partitions > 1 ? { partition: s.partition } : {}), ...total });
+      }
+      if (config.partitions <= 1) {
+        const only = results[0]!;
+        print(opts.json ? JSON.stringify(only, null, 2) : formatTrimResult(config.streamKey, only));
+        return;
+      }
+      if (opts.json) {
+        const sum = (f: (r: TrimResult) => number | undefined) => results.reduce((t, r) => t + (f(r) ?? 0), 0);
+        print(JSON.stringify({ stream: config.streamKey, deleted: sum((r) => r.deleted), ...(dryRun ? { wouldDelete: sum((r) => r.wouldDelete) } : {}), partitions: results }, null, 2));
+        return;
+      }
+      print(results.map((r) => formatTrimResult(r.stream, r)).join('\n'));
     });
   });
 }
