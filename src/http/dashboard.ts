@@ -13,8 +13,9 @@
  *
  * Live figures: snapshots are taken on demand, at most one per `refreshMs` (default 1 s)
  * whatever the number of viewers, and each taken snapshot adds a point to a server-side
- * ring buffer of the last `historyMs` (default 15 min) per pipeline, so a page opened
- * later shows the history since the first viewer. No viewer, no snapshot.
+ * ring buffer of the last `historyMs` (default 15 min) per pipeline (and for the orders
+ * pipeline, sampled with the overview when it runs on this Redis), so a page opened later
+ * shows the history since the first viewer. No viewer, no snapshot.
  *
  * Errors are coded JSON with a fixed message saying what to do (start Redis, check
  * REDIS_URL, start the engine): never a driver's message, a URL or a secret.
@@ -372,6 +373,8 @@ class Overview {
     for (const id of this.state.keys()) if (!keep.has(id)) this.state.delete(id);
     const keys = orderKeys(this.config.ordersPrefix);
     const present = (await keysExist(redis, [keys.stats, keys.queue, keys.depth])).some(Boolean);
+    // The orders page's history builds while the overview is watched, too (its failures are the orders page's to show).
+    if (present) void this.orders().catch(() => {});
     return { takenAt: new Date(now).toISOString(), refreshMs: this.refreshMs, historyMs: this.historyMs, pipelines, orders: { prefix: this.config.ordersPrefix, present } };
   }
 

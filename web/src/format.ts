@@ -27,3 +27,7 @@ export function bytes(b: number): string {
   if (b < 1024 ** 2) return `${(b / 1024).toFixed(0)} kB`;
   return `${(b / 1024 ** 2).toFixed(1)} MB`;
 }
+
+export function usd(v: number): string {
+  return v.toLocaleString('en-US', { style: 'currency', currency: 'USD' });
+}

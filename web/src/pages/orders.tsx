@@ -1,6 +1,6 @@
 import { get } from '../api.js';
 import { Chart } from '../chart.js';
-import { bytes, ms, n, when } from '../format.js';
+import { bytes, ms, n, usd, when } from '../format.js';
 import { usePoll } from '../hooks.js';
 import type { Info, OrdersStats } from '../types.js';
 import { ErrorBanner, Loading, Notice, Tile } from '../ui.js';
@@ -108,7 +108,7 @@ export function OrdersPage(props: { info: Info }) {
               <tr>
                 <td>revenue, last {ms(s.redis.revenue.windowMs)}</td>
                 <td class="num" data-testid="orders-revenue">
-                  {s.redis.revenue.exact ? '' : '~'}${n(s.redis.revenue.revenueUsd, 2)} from {n(s.redis.revenue.orders)} orders
+                  {s.redis.revenue.exact ? '' : '~'}{usd(s.redis.revenue.revenueUsd)} from {n(s.redis.revenue.orders)} orders
                 </td>
               </tr>
               <tr>
