@@ -23,10 +23,10 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, SocketClosedUnexpectedlyError, SocketTimeoutError } from '@redis/client';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isRedisConnectionLost, openRedis } from '../cli/connect.js';
 import type { TributaryConfig } from '../config/schema.js';
-import { isTributaryError, type ErrorCode } from '../errors.js';
+import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
 import { discoverPipelines, keysExist, type DiscoveredPipeline } from '../observability/discover.js';
 import { collectMonitorSnapshot, parseBatchCounters, type MonitorBatchCounters, type MonitorSnapshot } from '../observability/monitor.js';
 import {
@@ -45,7 +45,7 @@ import { collectOrdersStats, ordersStatsOptions, type OrdersStats } from '../ord
 import { orderKeys } from '../orders/redis/keys.js';
 import { migrate } from '../postgres/migrate.js';
 import { createPgPool, isConnectionError, postgresRefusal, type PgPool } from '../postgres/pool.js';
-import { destroyQuietly, send, type RedisConnection } from '../redis/client.js';
+import { connectChecked, createRedisConnection, destroyQuietly, send, type RedisConnection } from '../redis/client.js';
 import { statsKey } from '../redis/keys.js';
 import { partitionDeadLetterKey } from '../redis/partitions.js';
 import { HttpError, sendError, statusOf } from './errors.js';
@@ -116,6 +116,51 @@ export function dashboardError(err: unknown, databaseUrl: string): HttpError | u
   return new HttpError(ADVICE[code] ? 503 : statusOf(code), code, ADVICE[code] ?? `${code}: see the server log`);
 }
 
+/** node-redis errors that mean the connection is gone (not a command's own error reply). */
+function isRedisConnectionLost(err: unknown): boolean {
+  return (
+    err instanceof ClientOfflineError ||
+    err instanceof ClientClosedError ||
+    err instanceof SocketClosedUnexpectedlyError ||
+    err instanceof ConnectionTimeoutError ||
+    err instanceof SocketTimeoutError
+  );
+}
+
+/**
+ * A connected, fail-fast Redis connection within `timeoutMs`, else TRIB_ERR_REDIS_UNAVAILABLE
+ * (at once when nothing listens on the port), or TRIB_ERR_REDIS_AUTH for refused credentials.
+ */
+async function connectRedis(url: string, timeoutMs: number): Promise<RedisConnection> {
+  const unavailable = () => new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', ['no connection to Redis']);
+  let refused: (() => void) | undefined;
+  const client = createRedisConnection(url, {
+    name: 'tributary:dashboard',
+    failFast: true,
+    connectTimeoutMs: timeoutMs,
+    onError: (err) => {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND') refused?.();
+    },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      connectChecked(client, url),
+      new Promise<never>((_, reject) => {
+        refused = () => reject(unavailable());
+        timer = setTimeout(() => reject(unavailable()), timeoutMs);
+      }),
+    ]);
+    return client;
+  } catch (err) {
+    destroyQuietly(client);
+    throw isTributaryError(err) ? err : unavailable();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A pg error or a socket error from pg (not a TypeError of ours). */
 function isPgError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -143,7 +188,7 @@ class Servers {
       throw new HttpError(503, 'TRIB_ERR_REDIS_UNAVAILABLE', ADVICE.TRIB_ERR_REDIS_UNAVAILABLE!);
     }
     if (this.failure && performance.now() - this.failure.at < 1000) throw this.failure.err;
-    this.opening ??= openRedis(this.config, { name: 'dashboard', timeoutMs: 2000 })
+    this.opening ??= connectRedis(this.config.redisUrl, 2000)
       .then((r) => {
         this.redis = r;
         this.failure = undefined;
