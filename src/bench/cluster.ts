@@ -183,3 +183,23 @@ async function slotsAgree(ports: number[], cli: (args: readonly string[], port?:
   const masters = (v: string) => v.split('\n').filter((l) => l.trim() === 'master').length;
   return views.every((v) => v !== '' && masters(v) === masters(views[0]!));
 }
+
+/**
+ * CPU seconds one Redis server has used so far (INFO cpu: used_cpu_user + used_cpu_sys),
+ * asked on a connection of its own to that node alone (not routed by a cluster client);
+ * null when it cannot be asked.
+ */
+export async function nodeCpuSecs(url: string): Promise<number | null> {
+  const { RespPipe } = await import('../redis/pipe.js');
+  const pipe = new RespPipe({ url, name: 'tributary:bench-cpu', connectTimeoutMs: 2000 });
+  try {
+    const info = String(await pipe.command(['INFO', 'cpu']));
+    const user = /used_cpu_user:([\d.]+)/.exec(info)?.[1];
+    const sys = /used_cpu_sys:([\d.]+)/.exec(info)?.[1];
+    return user === undefined || sys === undefined ? null : Number(user) + Number(sys);
+  } catch {
+    return null;
+  } finally {
+    pipe.destroy();
+  }
+}

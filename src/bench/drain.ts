@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TributaryConfig } from '../config/schema.js';
 import { countRows, ingestSpan, preload, readLag, waitForRows } from './load.js';
+import { nodeCpuSecs } from './cluster.js';
 import { CpuMeter, peakRssKb } from './machine.js';
 import { summarizeCpuProfile, type CpuProfile, type ProfileSummary } from './profile.js';
 import type { DrainFigures } from './result.js';
@@ -37,6 +38,19 @@ export interface DrainOptions {
   workspace?: BenchWorkspace;
   /** Pre-load events whose payload is about this many bytes of JSON (default: the small sample events). */
   payloadBytes?: number;
+  /**
+   * Redis servers (URLs of each node: a cluster's masters) whose CPU (INFO cpu) is read
+   * before the engine starts and after the last row, each on its own: `run.masters`.
+   */
+  masters?: readonly string[];
+}
+
+/** One Redis server's CPU over a drain. */
+export interface MasterCpu {
+  node: string;
+  cpuSecs: number | null;
+  /** µs of this server's CPU per event drained. */
+  usPerEvent: number | null;
 }
 
 export interface DrainRun {
@@ -47,6 +61,8 @@ export interface DrainRun {
     batchTimeoutMs: number;
     xreadCount: number;
     maxInFlight: number;
+    /** PARTITIONS of the run, when above 1 (one worker per partition). */
+    partitions?: number;
     /** With payloadBytes: the payload size and the byte settings of the run. */
     payloadBytes?: number;
     batchMaxBytes?: number;
@@ -56,6 +72,8 @@ export interface DrainRun {
   figures: DrainFigures;
   /** When cpuProfileDir was given: the profile's path and its summary. */
   profile?: { path: string; summary: ProfileSummary };
+  /** When masters were given: each one's CPU over the drain. */
+  masters?: MasterCpu[];
 }
 
 /**
@@ -79,6 +97,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     }
 
     const meter = await CpuMeter.start(ws.redis);
+    const mastersAt = await Promise.all((options.masters ?? []).map((u) => nodeCpuSecs(u)));
     // As the bin's shebang runs it (src/cli/main.ts).
     const nodeArgs: string[] = [...CLI_NODE_FLAGS];
     let profileName: string | undefined;
@@ -114,6 +133,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     // VmHWM is the peak of the process's life: read it once more while it still lives.
     peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0);
     const cpu = await meter.stop(pid);
+    const mastersAfter = await Promise.all((options.masters ?? []).map((u) => nodeCpuSecs(u)));
     const span = await ingestSpan(ws);
 
     child.kill('SIGTERM');
@@ -153,12 +173,20 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
         batchTimeoutMs: c.batchTimeoutMs,
         xreadCount: c.xreadCount,
         maxInFlight: c.maxInFlight,
+        ...(c.partitions > 1 ? { partitions: c.partitions } : {}),
         ...(options.payloadBytes === undefined
           ? {}
           : { payloadBytes: options.payloadBytes, batchMaxBytes: c.batchMaxBytes, maxInFlightBytes: c.maxInFlightBytes, maxEntryBytes: c.maxEntryBytes }),
       },
       figures,
     };
+    if (options.masters) {
+      run.masters = options.masters.map((node, i) => {
+        const [a, b] = [mastersAt[i], mastersAfter[i]];
+        const secs = a === null || a === undefined || b === null || b === undefined ? null : Number((b - a).toFixed(2));
+        return { node: node.replace(/\/\/[^@/]*@/, '//'), cpuSecs: secs, usPerEvent: secs === null || count === 0 ? null : Number(((secs / count) * 1e6).toFixed(2)) };
+      });
+    }
     if (options.cpuProfileDir && profileName) {
       const path = join(options.cpuProfileDir, profileName);
       if (existsSync(path)) {

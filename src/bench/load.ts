@@ -3,6 +3,7 @@ import { sampleEvent } from '../producer/sample.js';
 import { sleep } from '../core/backoff.js';
 import { quoteIdent } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly } from '../redis/client.js';
+import { partitionStreamKeys } from '../redis/partitions.js';
 import { readGroups } from '../redis/xinfo.js';
 import { TributaryError } from '../errors.js';
 import type { LagFigures, ProduceFigures } from './result.js';
@@ -11,7 +12,14 @@ import type { BenchWorkspace } from './workspace.js';
 
 /** Appends `count` sample events to the workspace's stream in pipelined batches; returns the seconds taken. */
 export async function preload(ws: BenchWorkspace, count: number, batch = 1000, onProgress?: (done: number) => void, payloadBytes?: number): Promise<number> {
-  const producer = new Producer({ redisUrl: ws.config.redisUrl, streamKey: ws.config.streamKey, name: `tributary:${ws.tag}:preload` });
+  // PARTITIONS > 1: the events routed to their partitions by event_id, as a producer does.
+  const producer = new Producer({
+    redisUrl: ws.config.redisUrl,
+    streamKey: ws.config.streamKey,
+    name: `tributary:${ws.tag}:preload`,
+    partitions: ws.config.partitions,
+    partitionKey: ws.config.partitionKey,
+  });
   // Large payloads: sample events padded to about payloadBytes of JSON, a few MB per produceBatch.
   const event = (): ProducerEvent => (payloadBytes === undefined ? sampleEvent() : paddedEvent(payloadBytes));
   if (payloadBytes !== undefined) batch = Math.max(1, Math.min(batch, Math.floor((8 << 20) / payloadBytes)));
@@ -78,10 +86,17 @@ export function sampleEvents(count: number): ProducerEvent[] {
   return Array.from({ length: count }, () => sampleEvent());
 }
 
-/** The configured group's lag (undelivered) and pending (unacknowledged); null lag when Redis cannot tell or there is no group yet. */
+/**
+ * The configured group's lag (undelivered) and pending (unacknowledged); null lag when
+ * Redis cannot tell or there is no group yet. A partitioned stream: summed over the
+ * partitions, and the group exists once it exists on every one.
+ */
 export async function readLag(ws: BenchWorkspace): Promise<LagFigures & { exists: boolean }> {
-  const g = (await readGroups(ws.redis, ws.config.streamKey)).find((x) => x.name === ws.config.group);
-  return g ? { exists: true, lag: g.lag, pending: g.pending } : { exists: false, lag: null, pending: 0 };
+  const keys = partitionStreamKeys(ws.config.streamKey, ws.config.partitions);
+  const groups = await Promise.all(keys.map(async (k) => (await readGroups(ws.redis, k)).find((x) => x.name === ws.config.group)));
+  if (groups.some((g) => g === undefined)) return { exists: false, lag: null, pending: groups.reduce((t, g) => t + (g?.pending ?? 0), 0) };
+  const lag = groups.some((g) => g!.lag === null) ? null : groups.reduce((t, g) => t + g!.lag!, 0);
+  return { exists: true, lag, pending: groups.reduce((t, g) => t + g!.pending, 0) };
 }
 
 export interface RowCount {

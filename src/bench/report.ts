@@ -1,5 +1,6 @@
 import type { PipelineDrainFigures } from './pipeline-drain.js';
 import type { IngestBenchFigures } from './ingest.js';
+import type { ClusterDrainFigures } from './cluster-drain.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
@@ -45,10 +46,30 @@ function drainTable(dir: string, rows: ReadonlyArray<{ file: string; result: Res
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const { file, result: r } of rows) {
-    const s = r.settings as { numWorkers: number; batchSize: number };
+    const s = r.settings as { numWorkers: number; batchSize: number; partitions?: number };
+    // PARTITIONS > 1 reads with one worker per partition.
+    const workers = (s.partitions ?? 1) > 1 ? `${s.partitions} partitions` : String(s.numWorkers);
     out.push(
-      `| ${link(dir, file)} | ${n(r.figures.rows)} | ${s.numWorkers} × ${s.batchSize} | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.ingestEventsPerSec)} | ${r.figures.enginePeakRssMiB} MiB | ${cpuCell(r.figures)} | ${machineLabel(r.machine)} |`,
+      `| ${link(dir, file)} | ${n(r.figures.rows)} | ${workers} × ${s.batchSize} | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.ingestEventsPerSec)} | ${r.figures.enginePeakRssMiB} MiB | ${cpuCell(r.figures)} | ${machineLabel(r.machine)} |`,
     );
+  }
+  return out;
+}
+
+function clusterDrainTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'cluster-drain', ClusterDrainFigures> }>): string[] {
+  const out = [
+    '| Result file | Events | Partitions | Redis | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Redis CPU µs per event, per server | CPU µs per event: engine / postgres | Machine |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  const us = (v: number | null | undefined, rows: number) => (v === null || v === undefined || rows === 0 ? '–' : ((v / rows) * 1e6).toFixed(1));
+  for (const { file, result: r } of rows) {
+    for (const run of r.figures.runs) {
+      const f = run.figures;
+      const perNode = run.nodes.map((m) => (m.usPerEvent === null ? '–' : m.usPerEvent.toFixed(1))).join(' / ');
+      out.push(
+        `| ${link(dir, file)} | ${n(f.rows)} | ${r.figures.partitions} | ${run.redis === 'single' ? 'single' : `cluster, ${run.masters} masters`} | ${n(f.drainEventsPerSec)} | ${n(f.ingestEventsPerSec)} | ${perNode} | ${us(f.cpu?.engineSecs, f.rows)} / ${us(f.cpu?.postgresSecs, f.rows)} | ${machineLabel(r.machine)} |`,
+      );
+    }
   }
   return out;
 }
@@ -221,6 +242,15 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
       '**Large entries** (`tributary bench large-entries --count N --payload-bytes B`): N events of about B bytes each pre-loaded with the engine stopped, then `tributary start` (or, to compare, an earlier build\'s CLI: `--engine-cli`) as a child process with the settings shown (a build from before a setting existed ignores it: c4b3e55 had no MAX_IN_FLIGHT_BYTES, and read 500 entries at a time whatever their size); the engine\'s peak RSS (VmHWM) until every row is in Postgres.',
       '',
       ...largeEntriesTable(dir, large),
+      '',
+    );
+  }
+  const clusterDrain = of(results, 'cluster-drain');
+  if (clusterDrain.length) {
+    out.push(
+      '**Drain on a Redis Cluster** (`tributary bench drain --cluster --partitions P --count N`): the same drain (N events pre-loaded by a producer routing them over P partitions, then `tributary start` with PARTITIONS=P) on the configured single Redis and on a throwaway 3-master cluster started on the same machine (`redis-server`, no replicas). Redis CPU is each server\'s `INFO cpu` (user + system) over the drain, per event; on one machine the masters share its cores with the engine and Postgres.',
+      '',
+      ...clusterDrainTable(dir, clusterDrain),
       '',
     );
   }

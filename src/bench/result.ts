@@ -13,7 +13,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries' | 'ingest';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries' | 'ingest' | 'cluster-drain';
 
 export interface MachineFacts {
   cores: number;
@@ -220,6 +220,7 @@ export interface OrdersBenchFigures {
 
 import type { PipelineDrainFigures } from './pipeline-drain.js';
 import type { IngestBenchFigures } from './ingest.js';
+import type { ClusterDrainFigures } from './cluster-drain.js';
 
 export type BenchResult =
   | ResultOf<'drain', DrainFigures>
@@ -231,7 +232,8 @@ export type BenchResult =
   | ResultOf<'orders', OrdersBenchFigures>
   | ResultOf<'pipelines', PipelineDrainFigures>
   | ResultOf<'large-entries', DrainFigures>
-  | ResultOf<'ingest', IngestBenchFigures>;
+  | ResultOf<'ingest', IngestBenchFigures>
+  | ResultOf<'cluster-drain', ClusterDrainFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

@@ -4,6 +4,8 @@ import { migrate } from '../postgres/migrate.js';
 import { createPgPool, quoteIdent, type PgPool } from '../postgres/pool.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../redis/client.js';
 import { statsKey } from '../redis/keys.js';
+import { isClusterUrl } from '../redis/cluster.js';
+import { partitionDeadLetterKey, partitionFenceKey, partitionLeaseKey, partitionMembersKey, partitionStreamKey } from '../redis/partitions.js';
 import type { BenchKind } from './result.js';
 
 /**
@@ -30,7 +32,8 @@ export function benchConfig(base: TributaryConfig, tag: string, overrides: Parti
   return configSchema.parse({
     ...base,
     streamKey: `${tag}:events`,
-    dlqStream: `${tag}:dead`,
+    // On a Redis Cluster the dead-letter stream shares the stream's slot (clusterDeadLetterStream).
+    dlqStream: isClusterUrl(base.redisUrl) ? `{${tag}:events}:dead` : `${tag}:dead`,
     pgSchema: tag,
     eventsTable: 'events',
     consumerName: tag,
@@ -60,6 +63,16 @@ export async function openWorkspace(kind: BenchKind, base: TributaryConfig, over
   await redis.connect();
   const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: tag });
   const keys = new Set([config.streamKey, config.dlqStream, statsKey(config.streamKey, config.group)]);
+  // A partitioned stream: every partition's keys (stream, dead letters, lease, fence) and the members.
+  if (config.partitions > 1) {
+    for (let i = 0; i < config.partitions; i++) {
+      keys.add(partitionStreamKey(config.streamKey, i, config.partitions));
+      keys.add(partitionDeadLetterKey(config.streamKey, config.dlqStream, i, config.partitions));
+      keys.add(partitionLeaseKey(config.streamKey, config.group, i, config.partitions));
+      keys.add(partitionFenceKey(config.streamKey, config.group, i, config.partitions));
+    }
+    keys.add(partitionMembersKey(config.streamKey, config.group));
+  }
   const workspace: BenchWorkspace = {
     tag,
     config,

@@ -3,6 +3,7 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { runCeiling } from '../../bench/ceiling.js';
 import { runDrain } from '../../bench/drain.js';
+import { runClusterDrain } from '../../bench/cluster-drain.js';
 import { ingestResults, runIngestBench } from '../../bench/ingest.js';
 import { runPipelineDrain } from '../../bench/pipeline-drain.js';
 import {
@@ -142,6 +143,8 @@ export function registerBench(program: Command): void {
     .option('--timeout <s>', 'give up after this many seconds', '600')
     .option('--engine-cpu-prof [dir]', 'run the engine (with --pipeline: each pipeline process) with node --cpu-prof, the profile into dir (default: the results directory), and print where its time went')
     .option('--pipeline <file...>', 'compare: drain the same events with the built-in events pipeline, then with each pipeline file (tributary run), one after the other')
+    .option('--cluster', 'drain on the configured Redis, then on a throwaway 3-master Redis Cluster started here (redis-server), both with --partitions N; events/s and each Redis server\'s CPU per event')
+    .option('--cluster-only', 'with --cluster: the cluster run only')
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       const opts = allOptions(command);
       const count = parsePositiveInt('--count', String(opts.count));
@@ -151,6 +154,18 @@ export function registerBench(program: Command): void {
       const machine = await machineFacts(config);
       const at = new Date();
       const t = performance.now();
+      if (opts.cluster === true || opts.clusterOnly === true) {
+        // --partitions (PARTITIONS) is the settings flag: `bench drain --cluster --partitions 6`.
+        const figures = await runClusterDrain({ config, count, partitions: config.partitions, timeoutMs, clusterOnly: opts.clusterOnly === true, onProgress: (m) => print(m) });
+        print('');
+        for (const r of figures.runs) {
+          print(`${r.redis === 'single' ? 'single Redis' : `${r.masters}-master cluster`}, PARTITIONS=${figures.partitions}:`);
+          print(drainResults(r.figures, r.settings));
+          print(`  Redis CPU per event: ${r.nodes.map((m) => `${m.node.replace(/^rediss?:\/\//, '')} ${m.usPerEvent ?? '–'} µs`).join(', ')}`);
+        }
+        saved(writeResult(dir, buildResult('cluster-drain', { at, machine, settings: { count, partitions: config.partitions, masters: 3, numWorkers: config.numWorkers, batchSize: config.batchSize }, figures, wallSecs: wallSince(t) })));
+        return;
+      }
       if (Array.isArray(opts.pipeline)) {
         const files = opts.pipeline as string[];
         const cpuProfileDir = opts.engineCpuProf === undefined ? undefined : typeof opts.engineCpuProf === 'string' ? opts.engineCpuProf : dir;
