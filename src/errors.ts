@@ -240,6 +240,11 @@ export const ERRORS = {
     retryable: false,
     description: "A consume() handler (or a function sink) rejected a message with ctx.reject(): it went to the dead letters; its batch-mates were acknowledged.",
   },
+  TRIB_ERR_BENCH_TOOL: {
+    message: 'benchmark tool %s failed: %s',
+    retryable: false,
+    description: 'A program a benchmark runs (redis-cli --pipe as the outside producer, the Python original\'s bench_drain.sh) is missing or failed; the message says which and how.',
+  },
   TRIB_ERR_WAIT_TIMEOUT: {
     message: 'timed out after %s ms waiting for %s',
     retryable: true,

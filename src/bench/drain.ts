@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TributaryConfig } from '../config/schema.js';
+import { TributaryError } from '../errors.js';
+import { loadExternal, type IdShape } from './external.js';
 import { countRows, ingestSpan, preload, readLag, waitForRows } from './load.js';
 import { nodeCpuSecs } from './cluster.js';
 import { CpuMeter, peakRssKb } from './machine.js';
@@ -38,6 +40,8 @@ export interface DrainOptions {
   workspace?: BenchWorkspace;
   /** Pre-load events whose payload is about this many bytes of JSON (default: the small sample events). */
   payloadBytes?: number;
+  /** Load the events with `redis-cli --pipe` (an outside producer, external.ts) with event_ids of this shape, instead of our producer. */
+  external?: IdShape;
   /**
    * Redis servers (URLs of each node: a cluster's masters) whose CPU (INFO cpu) is read
    * before the engine starts and after the last row, each on its own: `run.masters`.
@@ -68,6 +72,9 @@ export interface DrainRun {
     batchMaxBytes?: number;
     maxInFlightBytes?: number;
     maxEntryBytes?: number;
+    /** `external`: loaded by redis-cli --pipe, with event_ids shaped `idShape`. */
+    producer?: 'ours' | 'external';
+    idShape?: IdShape;
   };
   figures: DrainFigures;
   /** When cpuProfileDir was given: the profile's path and its summary. */
@@ -91,8 +98,13 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
   try {
     let loadSecs: number | null = null;
     if (!options.workspace) {
-      progress(`loading ${count} events into ${c.streamKey} (engine stopped)`);
-      loadSecs = await preload(ws, count, undefined, undefined, options.payloadBytes);
+      progress(`loading ${count} events into ${c.streamKey} (engine stopped)${options.external ? ` with redis-cli --pipe, event_id ${options.external}` : ''}`);
+      if (options.external && c.partitions > 1) {
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--producer', 'external loads the one stream key with redis-cli --pipe: not with --partitions above 1']);
+      }
+      loadSecs = options.external
+        ? await loadExternal(c.redisUrl, c.streamKey, count, options.external)
+        : await preload(ws, count, undefined, undefined, options.payloadBytes);
       progress(`loaded in ${loadSecs.toFixed(2)} s (${ratePerSec(count, loadSecs)} events/s)`);
     }
 
@@ -174,6 +186,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
         xreadCount: c.xreadCount,
         maxInFlight: c.maxInFlight,
         ...(c.partitions > 1 ? { partitions: c.partitions } : {}),
+        ...(options.external === undefined ? {} : { producer: 'external' as const, idShape: options.external }),
         ...(options.payloadBytes === undefined
           ? {}
           : { payloadBytes: options.payloadBytes, batchMaxBytes: c.batchMaxBytes, maxInFlightBytes: c.maxInFlightBytes, maxEntryBytes: c.maxEntryBytes }),

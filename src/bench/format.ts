@@ -1,3 +1,4 @@
+import type { CompareFigures } from './compare-original.js';
 import type { CeilingFigures, CpuFigures, DrainFigures, ProduceFigures, RateFigures, SweepPoint } from './result.js';
 
 /**
@@ -74,6 +75,21 @@ export function rateResults(f: RateFigures, engine?: { numWorkers: number; batch
       `Max Lag Seen: ${e.maxLagSeen.backlog} events (${lag(e.maxLagSeen)})`,
       `Caught Up: ${secs(e.caughtUpSecs)} after the last event was produced`,
     );
+    const t = e.tail;
+    if (t) {
+      const p = (l: { p50: number | null; p99: number | null; max: number | null }) => `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${ms(l.max)}`;
+      lines.push(
+        THIN_RULE,
+        `Batches: ${t.batches} (${Object.entries(t.flushReasons).map(([r, n]) => `${r} ${n}`).join(', ')})`,
+        `Batch read: ${p(t.readMs)}`,
+        `Batch write: ${p(t.writeMs)}`,
+        `Batch ack: ${p(t.ackMs)}`,
+        `GC pauses: ${t.gc.pauses} (${t.gc.major} major), ${ms(t.gc.totalMs)} in all, longest ${ms(t.gc.maxMs)}, ${t.gc.over10ms} over 10 ms`,
+        ...t.slowest.map(
+          (b) => `Slow batch at ${secs(b.atMs / 1000)}: ${ms(b.latencyMs)} oldest event; ${b.events} events (${b.reason}), read ${ms(b.readMs)}, write ${ms(b.writeMs)}, ack ${ms(b.ackMs)}, GC ${ms(b.gcMsNear)}`,
+        ),
+      );
+    }
   }
   return block('BENCHMARK RESULTS', lines);
 }
@@ -101,12 +117,22 @@ function drainLines(f: DrainFigures): string[] {
   return lines;
 }
 
-export function drainResults(f: DrainFigures, settings: { count: number; numWorkers: number; batchSize: number }): string {
+export function drainResults(f: DrainFigures, settings: { count: number; numWorkers: number; batchSize: number; producer?: string; idShape?: string }): string {
   return block('DRAIN RESULTS', [
     `Events: ${settings.count}`,
+    ...(settings.producer === 'external' ? [`Producer: redis-cli --pipe (outside process), event_id ${settings.idShape}`] : []),
     `Engine: ${settings.numWorkers} ${settings.numWorkers === 1 ? 'worker' : 'workers'}, batch ${settings.batchSize} (child process)`,
     ...(f.loadEventsPerSec !== null ? [`Load Rate: ${perSec(f.loadEventsPerSec)} (pre-loaded, engine stopped)`] : []),
     ...drainLines(f),
+  ]);
+}
+
+export function compareResults(f: CompareFigures): string {
+  return block('TRIBUTARY AGAINST THE PYTHON ORIGINAL', [
+    `Events: ${f.count} per drain (event_type, payload, timestamp; no event_id), ${f.original.length} ${f.original.length === 1 ? 'round' : 'rounds'}`,
+    `Python original: ${f.original.map((o) => perSec(Math.round(o.eventsPerSec))).join(', ')}`,
+    `Tributary:       ${f.ours.map((o) => perSec(o.drainEventsPerSec)).join(', ')} (engine start to last row)`,
+    `Ratio: ${f.ratio}x (median ${perSec(f.oursEventsPerSec)} against ${perSec(f.originalEventsPerSec)})`,
   ]);
 }
 

@@ -8,6 +8,8 @@ import { ingestSpan, readLag, waitForRows } from './load.js';
 import type { LagFigures, RateFigures } from './result.js';
 import { summarizeLatencies } from './stats.js';
 import { openWorkspace } from './workspace.js';
+import { externalXadd, PipeProducer, type IdShape } from './external.js';
+import { TailRecorder } from './tail.js';
 
 export interface RateOptions {
   config: TributaryConfig;
@@ -25,6 +27,8 @@ export interface RateOptions {
   /** After every produced batch, with the running total. */
   onProduced?: (done: number) => void;
   onProgress?: (message: string) => void;
+  /** Produce with `redis-cli --pipe` in a process of its own (an outside producer, external.ts), event_ids of this shape, instead of our Producer. */
+  external?: IdShape;
 }
 
 export interface RateRun {
@@ -51,12 +55,18 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
   const ws = await openWorkspace('rate', options.config);
   const c = ws.config;
   const producer = new Producer({ redisUrl: c.redisUrl, streamKey: c.streamKey, name: `tributary:${ws.tag}:producer` });
+  let pipe: PipeProducer | undefined;
+  let tail: TailRecorder | undefined;
   let engine: Engine | undefined;
   let sampler: NodeJS.Timeout | undefined;
   try {
-    await producer.connect();
+    if (options.external) pipe = new PipeProducer(c.redisUrl);
+    else await producer.connect();
     if (options.withEngine) {
       engine = new Engine(c);
+      tail = new TailRecorder();
+      const recorder = tail;
+      engine.on('batch', (b) => recorder.batch(b));
       engine.on('error', (err) => progress(`engine error: ${err.message}`));
       await engine.start();
       progress(`engine started in-process: ${c.numWorkers} ${c.numWorkers === 1 ? 'worker' : 'workers'}, batch ${c.batchSize} / ${c.batchTimeoutMs} ms`);
@@ -86,12 +96,23 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
     let lastSentAtMs = Date.now();
     while (done < total) {
       const n = Math.min(batch, total - done);
-      await producer.produceBatch(Array.from({ length: n }, () => sampleEvent()));
+      if (pipe) {
+        const now = Date.now();
+        let resp = '';
+        for (let i = 0; i < n; i++) resp += externalXadd(c.streamKey, done + i, options.external!, now);
+        await pipe.write(resp);
+      } else {
+        await producer.produceBatch(Array.from({ length: n }, () => sampleEvent()));
+      }
       done += n;
       lastSentAtMs = Date.now();
       options.onProduced?.(done);
       const wait = started + (done / rate) * 1000 - performance.now();
       if (wait > 0) await sleep(wait);
+    }
+    if (pipe) {
+      await pipe.end(total);
+      pipe = undefined;
     }
     const elapsedSecs = (performance.now() - started) / 1000;
     const actualRate = total / elapsedSecs;
@@ -125,7 +146,9 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
         maxLagSeen: max,
         caughtUpSecs: Number(Math.max(0, (span.lastMs - lastSentAtMs) / 1000).toFixed(3)),
         lagSamples: samples,
+        ...(tail ? { tail: tail.stop() } : {}),
       };
+      tail = undefined;
     }
     return {
       settings: {
@@ -133,12 +156,16 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
         durationSecs,
         withEngine: options.withEngine,
         batch,
+        producer: options.external ? 'external' : 'ours',
+        ...(options.external ? { idShape: options.external } : {}),
         ...(options.withEngine ? { numWorkers: c.numWorkers, batchSize: c.batchSize, batchTimeoutMs: c.batchTimeoutMs, xreadCount: c.xreadCount } : {}),
       },
       figures,
     };
   } finally {
     if (sampler) clearInterval(sampler);
+    tail?.stop();
+    pipe?.kill();
     await engine?.close({ force: true }).catch(() => {});
     await producer.close().catch(() => {});
     await ws.cleanup();

@@ -1,6 +1,8 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CompareFigures } from './compare-original.js';
+import type { TailFigures } from './tail.js';
 import type { LatencySummary } from './stats.js';
 
 /**
@@ -13,7 +15,7 @@ import type { LatencySummary } from './stats.js';
  */
 export const RESULT_VERSION = 1;
 
-export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries' | 'ingest' | 'cluster-drain';
+export type BenchKind = 'drain' | 'ceiling' | 'rate' | 'sweep' | 'produce' | 'orders-transform' | 'orders' | 'pipelines' | 'large-entries' | 'ingest' | 'cluster-drain' | 'compare-original';
 
 export interface MachineFacts {
   cores: number;
@@ -120,6 +122,8 @@ export interface RateFigures {
     caughtUpSecs: number;
     /** [ms since production began, lag, pending], about every 250 ms. */
     lagSamples: Array<[number, number | null, number]>;
+    /** Per-batch timings and GC pauses during the run (tail.ts). */
+    tail?: TailFigures;
   };
 }
 
@@ -233,7 +237,8 @@ export type BenchResult =
   | ResultOf<'pipelines', PipelineDrainFigures>
   | ResultOf<'large-entries', DrainFigures>
   | ResultOf<'ingest', IngestBenchFigures>
-  | ResultOf<'cluster-drain', ClusterDrainFigures>;
+  | ResultOf<'cluster-drain', ClusterDrainFigures>
+  | ResultOf<'compare-original', CompareFigures>;
 
 export interface ResultOf<K extends BenchKind, F> {
   bench: K;

@@ -14,6 +14,7 @@ import {
   progressBar,
   progressMarks,
   producedLine,
+  compareResults,
   rateHeader,
   rateResults,
   sweepResults,
@@ -22,6 +23,8 @@ import { measureProduce, sampleEvents } from '../../bench/load.js';
 import { collectMachine } from '../../bench/machine.js';
 import { formatProfileSummary, summarizeCpuProfile, type CpuProfile } from '../../bench/profile.js';
 import { runRate } from '../../bench/rate.js';
+import { ID_SHAPES, type IdShape } from '../../bench/external.js';
+import { compareOriginal } from '../../bench/compare-original.js';
 import { buildResult, defaultResultsDir, fileTimestamp, writeResult, type BenchResult, type MachineFacts } from '../../bench/result.js';
 import { DEFAULT_SWEEP_BATCH_SIZES, DEFAULT_SWEEP_WORKERS, runSweep, sweepChartName, sweepCharts } from '../../bench/sweep.js';
 import { openWorkspace } from '../../bench/workspace.js';
@@ -69,6 +72,16 @@ function allOptions(command: Command): Record<string, unknown> {
   return command.optsWithGlobals();
 }
 
+/** `--producer` and `--id-shape`: the shape of an outside producer's event_ids, or undefined for ours. */
+function parseProducer(opts: Record<string, unknown>): IdShape | undefined {
+  const who = String(opts.producer ?? 'ours');
+  if (who !== 'ours' && who !== 'external') throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--producer', `must be ours or external (got ${JSON.stringify(who)})`]);
+  const shape = String(opts.idShape ?? 'uuidv7');
+  if (!(ID_SHAPES as readonly string[]).includes(shape)) throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--id-shape', `must be one of ${ID_SHAPES.join(', ')} (got ${JSON.stringify(shape)})`]);
+  if (who === 'ours' && shape !== 'uuidv7') throw new TributaryError('TRIB_ERR_CONFIG_INVALID', ['--id-shape', 'needs --producer external (our producer makes UUIDv7 event_ids)']);
+  return who === 'external' ? (shape as IdShape) : undefined;
+}
+
 /**
  * `tributary bench <rate> <duration-s> [--with-engine]` and its sub-commands `drain`,
  * `ceiling`, `sweep`, `produce` and `large-entries`. Settings flags and --results-dir go on `bench`
@@ -88,6 +101,8 @@ export function registerBench(program: Command): void {
       .argument('<duration-s>', 'how long to produce, seconds')
       .option('--with-engine', 'run an engine in this process; report end-to-end latency p50/p95/p99/max, final and max lag')
       .option('--produce-batch <n>', 'events per produceBatch (default rate/100, 1 to 1000: a batch every 10 ms)')
+      .option('--producer <who>', '`ours` (Producer.produceBatch in this process) or `external`: redis-cli --pipe, a process of its own, fed on the same schedule', 'ours')
+      .option('--id-shape <shape>', `with --producer external: the event_ids, ${ID_SHAPES.join(' | ')}`, 'uuidv7')
       .option('--results-dir <dir>', 'where result files go (default bench/results, or BENCH_RESULTS_DIR)'),
   );
   // A bench is a one-shot command: a server that does not answer (or refuses the URL) is a
@@ -116,6 +131,7 @@ export function registerBench(program: Command): void {
       durationSecs,
       withEngine: opts.withEngine === true,
       batch,
+      external: parseProducer(opts),
       onProgress: (m) => process.stderr.write(`${m}\n`),
       onProduced: (done) => {
         if (tty) {
@@ -145,10 +161,13 @@ export function registerBench(program: Command): void {
     .option('--pipeline <file...>', 'compare: drain the same events with the built-in events pipeline, then with each pipeline file (tributary run), one after the other')
     .option('--cluster', 'drain on the configured Redis, then on a throwaway 3-master Redis Cluster started here (redis-server), both with --partitions N; events/s and each Redis server\'s CPU per event')
     .option('--cluster-only', 'with --cluster: the cluster run only')
+    .option('--producer <who>', '`ours` (Producer.produceBatch) or `external`: redis-cli --pipe in a process of its own, fields in another order, 100-250-byte payloads', 'ours')
+    .option('--id-shape <shape>', `with --producer external: the event_id of each event, ${ID_SHAPES.join(' | ')} (none: the Python original's events, keyed by entry ID)`, 'uuidv7')
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       const opts = allOptions(command);
       const count = parsePositiveInt('--count', String(opts.count));
       const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const external = parseProducer(opts);
       const config = configFrom(opts);
       const dir = resultsDir(opts);
       const machine = await machineFacts(config);
@@ -185,7 +204,7 @@ export function registerBench(program: Command): void {
         return;
       }
       const cpuProfileDir = opts.engineCpuProf === undefined ? undefined : typeof opts.engineCpuProf === 'string' ? opts.engineCpuProf : dir;
-      const run = await runDrain({ config, count, timeoutMs, cpuProfileDir, onProgress: (m) => print(m) });
+      const run = await runDrain({ config, count, timeoutMs, cpuProfileDir, external, onProgress: (m) => print(m) });
       print('');
       print(drainResults(run.figures, run.settings));
       if (run.profile) {
@@ -267,6 +286,28 @@ export function registerBench(program: Command): void {
       print('');
       print(ceilingResults(run.figures, count));
       saved(writeResult(resultsDir(opts), buildResult('ceiling', { at, machine, settings: run.settings, figures: run.figures, wallSecs: wallSince(t) })));
+    });
+
+  bench
+    .command('compare-original')
+    .description('the Python original (its bench_drain.sh, in the directory given) and Tributary drain the same number of events of the same shape, one after the other; the ratio of their rates (needs python3-redis and python3-asyncpg)')
+    .argument('<dir>', 'the Python original\'s directory (holding bench_drain.sh)')
+    .option('--count <n>', 'events per drain', '300000')
+    .option('--rounds <n>', 'alternate the two this many times; medians are compared', '1')
+    .option('--timeout <s>', 'give up a drain after this many seconds', '600')
+    .action(async (dirArg: string, _opts: Record<string, unknown>, command: Command) => {
+      const opts = allOptions(command);
+      const count = parsePositiveInt('--count', String(opts.count));
+      const rounds = parsePositiveInt('--rounds', String(opts.rounds));
+      const timeoutMs = parsePositiveInt('--timeout', String(opts.timeout)) * 1000;
+      const config = configFrom(opts);
+      const machine = await machineFacts(config);
+      const at = new Date();
+      const t = performance.now();
+      const figures = await compareOriginal({ config, originalDir: dirArg, count, rounds, timeoutMs, onProgress: (m) => print(m) });
+      print('');
+      print(compareResults(figures));
+      saved(writeResult(resultsDir(opts), buildResult('compare-original', { at, machine, settings: { count, rounds }, figures, wallSecs: wallSince(t) })));
     });
 
   bench
