@@ -10,6 +10,7 @@ import {
   analyzeReferenceTables,
   createPgPool,
   createRedisConnection,
+  dashboardRoutes,
   Engine,
   LookupCache,
   migrate,
@@ -24,7 +25,6 @@ import {
   seedReferenceData,
   startHttpServer,
 } from '../dist/index.js';
-import { dashboardRoutes } from '../dist/http/dashboard.js';
 
 const OUT = 'docs/screenshots';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -20,6 +20,7 @@ export { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from './o
 export { createPipelineMetrics, type ObservedPipeline } from './observability/metrics.js';
 export { startOpsServer, startHttpServer, type HttpServer, type HttpServerOptions, type HttpRoutes, type HttpRouteContext, type HttpLogger } from './http/server.js';
 export type { IngestOptions, IngestStream } from './http/ingest.js';
+export { dashboardRoutes, type DashboardConfig, type DashboardOptions } from './http/dashboard.js';
 export { trimStream, safeTrimPoint } from './ops/retention.js';
 export { servicesUp, servicesDown, ensureDatabase } from './services/index.js';
 
