@@ -1,7 +1,7 @@
 /**
  * `tributary serve`: the HTTP server alone (no pipeline in this process) against the
- * configured Redis and Postgres: /metrics, /healthz, /readyz (Redis and Postgres answer)
- * and the ingest API, until SIGINT/SIGTERM.
+ * configured Redis and Postgres: the dashboard at /, /metrics, /healthz, /readyz (Redis
+ * and Postgres answer) and the ingest API, until SIGINT/SIGTERM.
  */
 import type { Command } from 'commander';
 import { kebab, redactUrl } from '../../config/index.js';
@@ -24,6 +24,10 @@ const SERVE_SETTINGS: readonly ConfigKey[] = [
   'ingestMaxLag',
   'ingestMaxBodyBytes',
   'ingestMaxEvents',
+  'partitions',
+  'ordersPrefix',
+  'ordersSchema',
+  'maxQueueDepth',
   'logLevel',
 ];
 
@@ -32,7 +36,7 @@ export const DEFAULT_SERVE_PORT = 8080;
 export function registerServe(program: Command): void {
   const command = program
     .command('serve')
-    .description('run the HTTP server alone: /metrics, /healthz, /readyz and the ingest API POST /v1/streams/{stream}/events, until SIGINT/SIGTERM')
+    .description('run the HTTP server alone: the dashboard at /, /metrics, /healthz, /readyz and the ingest API POST /v1/streams/{stream}/events, until SIGINT/SIGTERM')
     .option('--port <port>', `port to listen on, 0 for any free port [HTTP_PORT] (default: ${DEFAULT_SERVE_PORT})`)
     .option('--host <host>', 'address to bind; 0.0.0.0 or :: serves other machines [HTTP_HOST] (default: 127.0.0.1)');
   for (const key of SERVE_SETTINGS) command.option(`--${kebab(key)} <value>`, `${SETTINGS[key].doc} [${SETTINGS[key].env}]`);
