@@ -13,6 +13,7 @@ import { quoteIdent } from '../../src/postgres/pool.js';
 import { Producer } from '../../src/producer/producer.js';
 import { sampleEvent } from '../../src/producer/sample.js';
 import { send } from '../../src/redis/client.js';
+import { freePort } from '../helpers/child.js';
 import { assertWebBuilt, launchBrowser, serveDashboard, TOKEN } from '../helpers/dashboard.js';
 import { countRows, testEnvs, waitFor, type TestEnv } from '../helpers/env.js';
 
@@ -153,6 +154,13 @@ describe('dashboard in a browser', () => {
     expect(again.outcomes[0].status).toBe('already_retried');
     expect(Number(await send(env.redis, ['XLEN', env.config.streamKey]))).toBe(lengthBefore + 1);
 
+    // A selection: the two others, checked and retried together.
+    for (const box of await page.locator('[data-testid="dlq-row"][data-state="not_retried"] [data-testid="dlq-select"]').all()) await box.check();
+    await page.getByTestId('retry-selected').click();
+    await expect.poll(() => page.getByTestId('action-result').textContent()).toMatch(/^retried 2 of 2: /);
+    await expect.poll(() => page.locator('[data-testid="dlq-row"][data-state="retried"]').count()).toBe(3);
+    expect(Number(await send(env.redis, ['XLEN', env.config.streamKey]))).toBe(lengthBefore + 3);
+
     // Purge: a dialog with the count; the button stays disabled until the count is typed; cancel deletes nothing.
     await page.getByTestId('purge').click();
     const dialog = page.getByTestId('purge-dialog');
@@ -172,6 +180,58 @@ describe('dashboard in a browser', () => {
     await page.getByTestId('no-dead-letters').waitFor();
     const s = quoteIdent(env.config.pgSchema);
     expect(Number((await env.pool.query(`SELECT count(*) AS n FROM ${s}.dead_letter_queue`)).rows[0].n)).toBe(0);
+  });
+
+  it('pending: the oldest entries with idle time and deliveries, claimed to a consumer from the page', async () => {
+    const env = await envs.setup('dash_ui_pending');
+    await send(env.redis, ['XGROUP', 'CREATE', env.config.streamKey, env.config.group, '0', 'MKSTREAM']);
+    for (let i = 0; i < 3; i++) await send(env.redis, ['XADD', env.config.streamKey, '*', 'event_type', 'x', 'payload', '{}']);
+    await send(env.redis, ['XREADGROUP', 'GROUP', env.config.group, 'stuck-1', 'COUNT', '3', 'STREAMS', env.config.streamKey, '>']);
+    const server = await serveDashboard(env.config, { token: TOKEN });
+    envs.defer(() => server.close());
+    const page = await open(`${server.url}/#/pending?stream=${encodeURIComponent(env.config.streamKey)}&group=${env.config.group}`);
+    await page.getByTestId('token-input').fill(TOKEN);
+    await page.getByTestId('token-save').click();
+    const rows = page.getByTestId('pending-row');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(3);
+    expect(await rows.first().locator('td').allTextContents()).toEqual([expect.stringMatching(/^\d+-\d+$/), 'stuck-1', expect.stringMatching(/ms|s$/), '1']);
+
+    await page.getByTestId('claim-idle').fill('0');
+    await page.getByTestId('claim-consumer').fill('manual');
+    await page.getByTestId('claim-submit').click();
+    await expect.poll(() => page.getByTestId('claim-result').textContent()).toBe('claimed 3 entries to manual');
+    const summary = (await send(env.redis, ['XPENDING', env.config.streamKey, env.config.group])) as [number, string, string, [string, string][]];
+    expect(summary[3]).toEqual([['manual', '3']]);
+    // Each claim counts a delivery: the page shows 2 deliveries on consumer manual.
+    await expect.poll(async () => (await rows.first().locator('td').allTextContents()).filter((_, i) => i === 1 || i === 3)).toEqual(['manual', '2']);
+  });
+
+  it('says what to do when a server is missing or nothing runs yet: no Redis, no Postgres, no group', async () => {
+    const env = await envs.setup('dash_ui_states', {}, { migrate: false });
+    const noRedis = await serveDashboard({ ...env.config, redisUrl: `redis://:secret-pw@127.0.0.1:${await freePort()}` });
+    envs.defer(() => noRedis.close());
+    let page = await open(`${noRedis.url}/#/overview`);
+    const banner = page.getByTestId('error-banner');
+    await banner.waitFor({ timeout: 10_000 });
+    expect(await banner.getAttribute('data-code')).toBe('TRIB_ERR_REDIS_UNAVAILABLE');
+    expect(await banner.textContent()).toContain('tributary up');
+    expect(await page.content()).not.toContain('secret-pw');
+
+    const noPostgres = await serveDashboard({ ...env.config, databaseUrl: `postgres://root:secret-pw@127.0.0.1:${await freePort()}/tributary` });
+    envs.defer(() => noPostgres.close());
+    page = await open(`${noPostgres.url}/#/dead-letters`);
+    await page.getByTestId('error-banner').waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('error-banner').getAttribute('data-code')).toBe('TRIB_ERR_POSTGRES_UNAVAILABLE');
+    expect(await page.getByTestId('error-banner').textContent()).toContain('DATABASE_URL');
+
+    const fresh = await serveDashboard(env.config);
+    envs.defer(() => fresh.close());
+    page = await open(`${fresh.url}/#/overview`);
+    await page.getByTestId('no-group').waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('no-group').textContent()).toContain('tributary start');
+    await page.goto(`${fresh.url}/#/pending`);
+    await page.getByTestId('error-banner').waitFor();
+    expect(await page.getByTestId('error-banner').getAttribute('data-code')).toBe('TRIB_ERR_GROUP_NOT_FOUND');
   });
 
   it('read-only: the pages show no action and the API refuses them', async () => {
