@@ -29,7 +29,20 @@ import {
   type RetryOutcome,
   type RetrySelector,
 } from './dead-letters.js';
-import { claimIdle, listConsumers, pendingSummary, type ClaimOptions, type ClaimResult, type ConsumerInfo, type PendingSummary } from './pending.js';
+import {
+  claimIdle,
+  describePrune,
+  listConsumers,
+  pendingSummary,
+  planPrune,
+  pruneConsumers,
+  type ClaimOptions,
+  type ClaimResult,
+  type ConsumerInfo,
+  type PendingSummary,
+  type PrunePlan,
+  type PruneResult,
+} from './pending.js';
 
 /** One partition as its own stream: the configuration with its key and dead-letter stream. */
 export interface PartitionScope {
@@ -268,4 +281,55 @@ export async function purgeAcross(ops: DeadLetterOps, config: TributaryConfig, o
   const counts: PurgeCounts[] = [];
   for (const s of scopes) counts.push(await purgeDeadLetters(s.ops, purge));
   return sum(counts);
+}
+
+// ---------------------------------------------------------------- consumers prune
+
+type Parted<T> = T & { partition?: number };
+
+/** planPrune over the partitions: the consumers of each, with their partition. */
+export async function planPruneAcross(
+  redis: RedisConnection,
+  config: TributaryConfig,
+  minIdleMs: number,
+  partition?: number,
+): Promise<{ minIdleMs: number; remove: Array<Parted<PrunePlan['remove'][number]>>; keep: Array<Parted<PrunePlan['keep'][number]>> }> {
+  if (!isPartitioned(config)) return planPrune(redis, config, minIdleMs);
+  const plans = await Promise.all(
+    partitionScopes(config, partition).map(async (s) => ({ s, plan: await orEmpty(planPrune(redis, s.config, minIdleMs), { minIdleMs, remove: [], keep: [] }) })),
+  );
+  return {
+    minIdleMs,
+    remove: plans.flatMap(({ s, plan }) => plan.remove.map((c) => ({ ...c, partition: s.partition }))),
+    keep: plans.flatMap(({ s, plan }) => plan.keep.map((c) => ({ ...c, partition: s.partition }))),
+  };
+}
+
+/**
+ * pruneConsumers over the partitions (each consumer re-checked atomically at deletion).
+ * Without `confirm`, nothing is deleted: TRIB_ERR_CONFIRMATION_REQUIRED names what would go
+ * from all of them.
+ */
+export async function pruneAcross(
+  redis: RedisConnection,
+  config: TributaryConfig,
+  options: { minIdleMs: number; confirm?: boolean; partition?: number },
+): Promise<PruneResult> {
+  if (!isPartitioned(config)) return pruneConsumers(redis, config, options);
+  if (!options.confirm) {
+    const plan = await planPruneAcross(redis, config, options.minIdleMs, options.partition);
+    if (plan.remove.length > 0) {
+      const what = `${config.streamKey} (${options.partition === undefined ? `${config.partitions} partitions` : `partition ${options.partition}`})`;
+      throw new TributaryError('TRIB_ERR_CONFIRMATION_REQUIRED', [describePrune({ ...config, streamKey: what }, plan)]);
+    }
+  }
+  const out: PruneResult = { minIdleMs: options.minIdleMs, deleted: [], kept: [], missing: [] };
+  for (const s of partitionScopes(config, options.partition)) {
+    const r = await orEmpty(pruneConsumers(redis, s.config, { minIdleMs: options.minIdleMs, confirm: true }), undefined);
+    if (!r) continue;
+    out.deleted.push(...r.deleted);
+    out.kept.push(...r.kept);
+    out.missing.push(...r.missing);
+  }
+  return out;
 }

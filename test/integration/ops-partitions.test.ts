@@ -64,7 +64,12 @@ describe('operating commands on a partitioned stream (one Redis, PARTITIONS=4)',
     await waitFor(async () => engine.ownedPartitions().length === N, 10_000, 'every lease held');
 
     // monitor: a row per partition with its owner and token, the totals added up.
-    const m = await json(env, ['monitor', '--once', '--sample', '0']);
+    // Read-only commands run side by side (each is a process of its own).
+    const [m, text, one] = await Promise.all([
+      json(env, ['monitor', '--once', '--sample', '0']),
+      cli(env, ['monitor', '--once', '--sample', '0']),
+      json(env, ['monitor', '--once', '--sample', '0', '--partition', '2']),
+    ]);
     expect(m.partitions.count).toBe(N);
     expect(m.partitions.rows.map((r: any) => r.partition)).toEqual([0, 1, 2, 3]);
     for (const r of m.partitions.rows) {
@@ -76,20 +81,17 @@ describe('operating commands on a partitioned stream (one Redis, PARTITIONS=4)',
     expect(m.stream.length).toBe(204);
     expect(m.partitions.rows.reduce((t: number, r: any) => t + r.length, 0)).toBe(204);
     expect(m.deadLetters).toMatchObject({ rows: N, streamLength: N });
-    const text = await cli(env, ['monitor', '--once', '--sample', '0']);
     expect(text.stdout).toContain(`Partitions (${N}):`);
     expect(text.stdout).toMatch(/total\s+4 of 4\s+204/);
-    const one = await json(env, ['monitor', '--once', '--sample', '0', '--partition', '2']);
     expect(one.partitions.rows).toHaveLength(1);
     expect(one.stream.length).toBe(await xlen(env, key(2)));
     await engine.close();
 
     // dlq list: all four partitions' dead letters; --partition one of them; show finds a row in any.
-    const page = await json(env, ['dlq', 'list']);
+    const [page, pageText, p3] = await Promise.all([json(env, ['dlq', 'list']), cli(env, ['dlq', 'list']), json(env, ['dlq', 'list', '--partition', '3'])]);
     expect(page.total).toBe(N);
     expect(page.rows.map((r: any) => r.partition).sort()).toEqual([0, 1, 2, 3]);
-    expect((await cli(env, ['dlq', 'list'])).stdout).toMatch(/^ID\s+PARTITION\s+FAILED AT/m);
-    const p3 = await json(env, ['dlq', 'list', '--partition', '3']);
+    expect(pageText.stdout).toMatch(/^ID\s+PARTITION\s+FAILED AT/m);
     expect(p3.total).toBe(1);
     expect(p3.rows[0].streamKey).toBe(key(3));
     const shown = await json(env, ['dlq', 'show', String(p3.rows[0].id)]);
@@ -99,37 +101,49 @@ describe('operating commands on a partitioned stream (one Redis, PARTITIONS=4)',
     expect((await json(env, ['pending'])).total).toBe(0);
     for (let i = 0; i < 5; i++) await env.redis.sendCommand(['XADD', key(1), '*', 'event_type', 't', 'payload', `{"late":${i}}`, 'event_id', `late-${i}`]);
     await env.redis.sendCommand(['XREADGROUP', 'GROUP', env.config.group, 'stuck-p1', 'COUNT', '5', 'STREAMS', key(1), '>']);
-    const pending = await json(env, ['pending']);
+    const [pending, pending0, consumers] = await Promise.all([json(env, ['pending']), json(env, ['pending', '--partition', '0']), json(env, ['consumers'])]);
     expect(pending.total).toBe(5);
     expect(pending.partitions.map((p: any) => p.total)).toEqual([0, 5, 0, 0]);
     expect(pending.oldest.every((e: any) => e.partition === 1)).toBe(true);
-    expect((await json(env, ['pending', '--partition', '0'])).total).toBe(0);
-    const consumers = await json(env, ['consumers']);
+    expect(pending0.total).toBe(0);
     expect(consumers).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'stuck-p1', pending: 5, partition: 1 })]));
     const claimed = await json(env, ['claim', '--idle', '0', '--to', 'other-p1'], /^warning: --idle 0 ms is shorter/);
     expect(claimed.claimed).toHaveLength(5);
     expect(claimed.claimed.every((c: any) => c.partition === 1)).toBe(true);
+    // consumers prune: over every partition, asking first; one holding entries is kept.
+    const asked = await cli(env, ['consumers', 'prune', '--idle', '0']);
+    expect(asked.code).toBe(2);
+    expect(asked.stderr).toMatch(/TRIB_ERR_CONFIRMATION_REQUIRED.*stuck-p1.*\(4 partitions\)/);
+    const pruned = await json(env, ['consumers', 'prune', '--idle', '0', '--yes']);
+    expect(pruned.deleted).toContain('stuck-p1');
+    expect(pruned.kept).toEqual([expect.objectContaining({ name: 'other-p1', reason: 'pending', pending: 5 })]);
+    expect((await json(env, ['consumers'])).map((c: any) => c.name)).toEqual(['other-p1']);
 
     // A partition outside 0..3: coded, for each command.
-    for (const args of [['pending'], ['dlq', 'list'], ['monitor', '--once'], ['consumers'], ['tail', '--count', '1'], ['trim', '--trim-max-len', '0']]) {
-      const bad = await cli(env, [...args, '--partition', '4']);
+    // (Every command parses it with parsePartitionOption: unit/ops-partitioned.test.ts.)
+    const refusing = [['pending'], ['dlq', 'list'], ['tail', '--count', '1']];
+    const refused = await Promise.all(refusing.map((args) => cli(env, [...args, '--partition', '4'])));
+    for (const [i, args] of refusing.entries()) {
+      const bad = refused[i]!;
       expect([args.join(' '), bad.code, bad.stderr]).toEqual([args.join(' '), 2, expect.stringMatching(/TRIB_ERR_CONFIG_INVALID.*--partition.*0 to 3/)]);
       expect(bad.stderr).toMatch(/TRIB_ERR_CONFIG_INVALID.*--partition.*0 to 3/);
     }
 
     // tail: entries of every partition, each with its partition.
-    const tail = await cli(env, ['tail', '--from', '0', '--count', '6', '--json']);
+    const [tail, replay, trim] = await Promise.all([
+      cli(env, ['tail', '--from', '0', '--count', '6', '--json']),
+      json(env, ['replay', '--from', '0']),
+      json(env, ['trim', '--trim-max-len', '0', '--dry-run']),
+    ]);
     const lines = tail.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(6);
     for (const l of lines) expect(typeof l.partition).toBe('number');
 
     // replay: every partition's history again: the five late ones are new, the rest present, the poison counted.
-    const replay = await json(env, ['replay', '--from', '0']);
     expect(replay).toMatchObject({ read: 209, inserted: 5, alreadyPresent: 200, poison: N });
     expect(replay.partitions).toHaveLength(N);
 
     // trim (dry run) per partition.
-    const trim = await json(env, ['trim', '--trim-max-len', '0', '--dry-run']);
     expect(trim.partitions.map((p: any) => p.stream)).toEqual([0, 1, 2, 3].map(key));
 
     // dlq retry --all: each dead letter back to its own partition.

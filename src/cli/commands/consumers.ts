@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { TributaryError } from '../../errors.js';
-import { consumersAcross, parsePartitionOption } from '../../ops/partitioned.js';
-import { describePrune, planPrune, pruneConsumers, type PrunePlan } from '../../ops/pending.js';
+import { consumersAcross, parsePartitionOption, planPruneAcross, pruneAcross } from '../../ops/partitioned.js';
+import { describePrune, type PrunePlan } from '../../ops/pending.js';
 import { withRedis } from '../connect.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { print } from '../output.js';
@@ -73,20 +73,25 @@ export function registerConsumers(program: Command): void {
       )
       .requiredOption('--idle <ms>', 'minimum idle time: ms, or a duration such as 30m or 7d')
       .option('--yes', 'really delete')
+      .option(PARTITION_FLAG, PARTITION_HELP)
       .option('--json', 'machine-readable'),
   ).action(async (_opts: Record<string, unknown>, command: Command) => {
     // Flags given after `prune` may be parsed by `consumers` (it has the same ones): take both.
     const opts = command.optsWithGlobals() as Record<string, unknown>;
     const minIdleMs = parseIdle(String(opts.idle));
     const config = configFrom(opts);
+    const partition = parsePartitionOption(opts.partition, config.partitions);
     await withRedis(config, 'consumers', async (redis) => {
       if (opts.yes !== true) {
-        const plan = await planPrune(redis, config, minIdleMs);
+        const plan = await planPruneAcross(redis, config, minIdleMs, partition);
         print(opts.json ? JSON.stringify(plan, null, 2) : planText(plan));
-        if (plan.remove.length > 0) throw new TributaryError('TRIB_ERR_CONFIRMATION_REQUIRED', [describePrune(config, plan)]);
+        if (plan.remove.length > 0) {
+          const what = config.partitions > 1 ? `${config.streamKey} (${partitionsShown(config.partitions, partition)})` : config.streamKey;
+          throw new TributaryError('TRIB_ERR_CONFIRMATION_REQUIRED', [describePrune({ ...config, streamKey: what }, plan)]);
+        }
         return;
       }
-      const result = await pruneConsumers(redis, config, { minIdleMs, confirm: true });
+      const result = await pruneAcross(redis, config, { minIdleMs, confirm: true, partition });
       if (opts.json) {
         print(JSON.stringify(result, null, 2));
         return;
