@@ -213,6 +213,10 @@ export class Engine extends TypedEmitter<EngineEvents> {
                 await migrate(pool, c.pgSchema);
                 await ensureEventsTable(pool, c.pgSchema, c.eventsTable);
               }
+              // One connection per worker now, not at each worker's first batch: a
+              // connection's start-up (TCP, the session's SET) is not in the first events'
+              // latency.
+              await warmPool(pool, c.partitions > 1 ? Math.min(c.partitions, 16) : c.numWorkers);
             } catch (err) {
               // A database, role or password Postgres refuses is a wrong setting: start() fails
               // with it at once. An outage (refused, unreachable) is retried, as before.
@@ -444,4 +448,10 @@ function partitionedParts(
     record: (letters, describe, consumer) => stores[of(consumer)]!.record(letters, describe),
   };
   return { plan: { stages, sink, path: first.path }, deadLetters };
+}
+
+/** Opens `n` of the pool's connections (at most its size) and gives them back idle. */
+async function warmPool(pool: PgPool, n: number): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: Math.max(1, Math.min(n, pool.options.max ?? n)) }, () => pool.connect()));
+  for (const client of clients) client.release();
 }
