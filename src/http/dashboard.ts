@@ -281,6 +281,16 @@ function trimSeries(series: SeriesPoint[], now: number, historyMs: number): void
   if (drop > 0) series.splice(0, drop);
 }
 
+/** How long a rise in dead letters keeps the overview's warning on (ms). */
+export const DEAD_LETTERS_GROWING_MS = 60_000;
+
+/** Whether the last point's dead letters are more than any point's of the last DEAD_LETTERS_GROWING_MS. Pure. */
+export function deadLettersGrowing(series: readonly SeriesPoint[], now: number): boolean {
+  const last = series.at(-1);
+  if (!last) return false;
+  return series.some((p) => p.t >= now - DEAD_LETTERS_GROWING_MS && p.deadLetters < last.deadLetters);
+}
+
 const sum = (values: ReadonlyArray<number | null>): number | null => (values.some((v) => v === null) ? null : values.reduce<number>((a, b) => a + (b ?? 0), 0));
 
 /** The overview's sampler: discovery, snapshots per pipeline, and the charts' history. */
@@ -391,12 +401,16 @@ class Overview {
           writtenPerSec,
           // The dead-letter stream holds what is not retried; rows include the retried ones.
           deadLetters: parts.reduce((a, x) => a + x.snapshot.deadLetters.rows, 0),
-          deadLettersGrowing: parts.some((x) => x.snapshot.deadLetters.growing),
+          deadLettersGrowing: false,
         };
         const series = state.series;
         series.push({ t: now, produced: producedPerSec, written: writtenPerSec, lag: totals.lag, deadLetters: totals.deadLetters });
         trimSeries(series, now, this.historyMs);
-        const warnings = [...new Set(parts.flatMap((x) => x.snapshot.warnings.map((w) => w.message)))];
+        // Growing: more than at some point of the last minute (a warning that lasts, not one refresh long).
+        totals.deadLettersGrowing = deadLettersGrowing(series, now);
+        // The monitor's "growing since the last refresh" lasts one refresh here: the minute-long one replaces it.
+        const warnings = [...new Set(parts.flatMap((x) => x.snapshot.warnings.filter((w) => w.kind !== 'dead_letters_growing').map((w) => w.message)))];
+        if (totals.deadLettersGrowing) warnings.push(`dead letters grew in the last minute (${totals.deadLetters} now): see the dead letters page`);
         if (group === null) warnings.unshift(`no consumer group on ${p.stream} yet: start the engine (tributary start)`);
         return {
           id,

@@ -96,6 +96,13 @@ describe('dashboard in a browser', () => {
     const batches = await card.getByTestId('batches').textContent();
     expect(batches).toMatch(/flushed: /);
     expect(await card.getByTestId('rate-chart').locator('canvas').count()).toBe(1);
+    expect(await card.getByTestId('dead-letters').getAttribute('class')).not.toContain('warn');
+
+    // A poison event: the dead-letter count rises and the page warns.
+    await send(env.redis, ['XADD', env.config.streamKey, '*', 'event_type', 'x', 'payload', '{oops', 'event_id', 'poison-1']);
+    await expect.poll(() => tile(card, 'dead-letters'), { timeout: 10_000 }).toBe(1);
+    expect(await card.getByTestId('dead-letters').getAttribute('class')).toContain('warn');
+    expect(await card.getByTestId('warning').allTextContents()).toContain('dead letters grew in the last minute (1 now): see the dead letters page');
     await engine.close();
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ClientOfflineError } from '@redis/client';
 import { TributaryError } from '../../src/errors.js';
-import { dashboardError } from '../../src/http/dashboard.js';
+import { dashboardError, deadLettersGrowing, type SeriesPoint } from '../../src/http/dashboard.js';
 import { HttpError } from '../../src/http/errors.js';
 import { groupStreamKeys } from '../../src/observability/discover.js';
 
@@ -53,5 +53,22 @@ describe('dashboardError', () => {
     const http = new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', ['x']);
     expect(dashboardError(http, url)).toBe(http);
     expect(dashboardError(new TypeError('x is undefined'), url)).toBeUndefined();
+  });
+});
+
+describe('deadLettersGrowing', () => {
+  const point = (t: number, deadLetters: number): SeriesPoint => ({ t, produced: null, written: null, lag: null, deadLetters });
+
+  it('stays on for a minute after a rise, then goes off', () => {
+    const rise = [point(0, 1), point(1000, 1), point(2000, 3)];
+    expect(deadLettersGrowing(rise, 2000)).toBe(true);
+    expect(deadLettersGrowing([...rise, point(61_000, 3)], 61_000)).toBe(true); // the 1 at 1 s is still in the last minute
+    expect(deadLettersGrowing([...rise, point(62_000, 3)], 62_000)).toBe(false);
+  });
+
+  it('a flat line, a fall (a purge) or no points is no growth', () => {
+    expect(deadLettersGrowing([point(0, 5), point(1000, 5)], 1000)).toBe(false);
+    expect(deadLettersGrowing([point(0, 5), point(1000, 0)], 1000)).toBe(false);
+    expect(deadLettersGrowing([], 0)).toBe(false);
   });
 });
