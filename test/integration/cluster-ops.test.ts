@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/index.js';
 import { createPgPool, quoteIdent, type PgPool } from '../../src/postgres/pool.js';
+import { startHttpServer } from '../../src/http/server.js';
 import { Producer } from '../../src/producer/producer.js';
 import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../../src/redis/client.js';
 import { registerRedisCluster } from '../../src/redis/cluster.js';
@@ -60,6 +61,7 @@ function startEngine(env: NodeJS.ProcessEnv): { child: ChildProcessWithoutNullSt
   return { child, log: () => err, exited };
 }
 
+const TOKEN = 'test-token-0123456789abcdef';
 let cluster: RedisClusterHandle;
 let redis: RedisConnection;
 let pool: PgPool;
@@ -176,7 +178,7 @@ describe('on a Redis Cluster with replicas (3 masters, 3 replicas)', () => {
     expect(await engine.exited, engine.log().slice(-2000)).toBe(0);
   }, 60_000);
 
-  it('PARTITIONS=8: producers route over the masters; monitor, pending, dlq and consumers see every partition', async () => {
+  it('PARTITIONS=8: producers (library, CLI, HTTP ingest) route over the masters; monitor, pending, dlq and consumers see every partition', async () => {
     const N = 8;
     const { name, streamKey, env } = setup('parts');
     const penv = { ...env, PARTITIONS: String(N) };
@@ -201,14 +203,37 @@ describe('on a Redis Cluster with replicas (3 masters, 3 replicas)', () => {
     }
     const produced = await cli(['produce', '1000'], penv);
     expect(produced.code, produced.stderr).toBe(0);
+    // The HTTP ingest API: the 202 says each event's partition, and its entry is there.
+    const server = await startHttpServer({
+      port: 0,
+      token: TOKEN,
+      ingest: { redisUrl: cluster.url, streams: [{ stream: streamKey, groups: ['tributary'], partitions: N }], maxLag: 1_000_000, maxBodyBytes: 1 << 20, maxEvents: 1000 },
+    });
+    try {
+      const body = Array.from({ length: 100 }, (_, i) => ({ event_type: 'http', payload: { i }, event_id: `${name}-http-${i}` }));
+      const res = await fetch(`${server.url}/v1/streams/${encodeURIComponent(streamKey)}/events`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(202);
+      const reply = (await res.json()) as { ids: string[]; partitions: number[] };
+      expect(reply.partitions).toEqual(body.map((e) => partitionOf(e.event_id, N)));
+      for (let i = 0; i < 100; i += 9) {
+        const got = (await send(redis, ['XRANGE', key(reply.partitions[i]!), reply.ids[i]!, reply.ids[i]!])) as unknown as Array<[string, string[]]>;
+        expect(got[0]![1]).toContain(`${name}-http-${i}`);
+      }
+    } finally {
+      await server.close();
+    }
     let held = 0;
     for (let i = 0; i < N; i++) held += Number(await send(redis, ['XLEN', key(i)]));
-    expect(held).toBe(2000);
+    expect(held).toBe(2100);
     await send(redis, ['XADD', key(3), '*', 'event_type', 'bad', 'payload', '{oops', 'event_id', `${name}-poison`]);
 
     const engine = startEngine({ ...penv, BATCH_SIZE: '200', PARTITION_LEASE_MS: '3000' });
     try {
-      await waitFor(async () => (await rows(name)).n >= 2000, 40_000, () => `2000 rows (engine: ${engine.log().slice(-2000)})`);
+      await waitFor(async () => (await rows(name)).n >= 2100, 40_000, () => `2100 rows (engine: ${engine.log().slice(-2000)})`);
       const dlq = partitionDeadLetterKey(streamKey, 'unused', 3, N);
       await waitFor(async () => Number(await send(redis, ['XLEN', dlq])) === 1, 15_000, () => 'the dead letter');
 
@@ -217,7 +242,7 @@ describe('on a Redis Cluster with replicas (3 masters, 3 replicas)', () => {
       const m = JSON.parse(monitor.stdout);
       expect(m.partitions.rows.map((r: { key: string }) => r.key)).toEqual(Array.from({ length: N }, (_, i) => key(i)));
       expect(m.partitions.rows.every((r: { owner: string }) => r.owner === name)).toBe(true);
-      expect(m.stream.length).toBe(2001);
+      expect(m.stream.length).toBe(2101);
       expect(m.deadLetters).toMatchObject({ streamLength: 1, rows: 1 });
 
       await waitFor(async () => JSON.parse((await cli(['pending', '--json'], penv)).stdout).total === 0, 15_000, () => 'nothing pending');
