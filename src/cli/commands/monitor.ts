@@ -77,14 +77,17 @@ export async function runMonitor(config: TributaryConfig, o: MonitorCommandOptio
   // refresh is reported and retried. Redis fails fast, so a refresh never hangs on it.
   const conn = await openConnections(config, 'monitor', { max: 4, statementTimeoutMs: 10_000 });
   const format = (s: PartitionedMonitorSnapshot, extra: { notice?: string; footer?: string; live?: boolean } = {}) => {
+    // A partitioned stream: the partition table goes under the dashboard, which gets the rows left.
+    const table = s.partitions ? formatPartitions(s.partitions) : undefined;
+    const tableRows = table === undefined ? 0 : table.split('\n').length + 1;
     const text = formatMonitor(s, {
       color: extra.live ? !process.env.NO_COLOR : color,
       lagWarning: o.lagWarning,
       notice: extra.notice,
       footer: extra.footer,
-      ...(extra.live ? { width: out.columns, height: out.rows } : {}),
+      ...(extra.live ? { width: out.columns, height: out.rows === undefined ? undefined : Math.max(5, out.rows - tableRows) } : {}),
     });
-    return s.partitions ? `${text}\n\n${formatPartitions(s.partitions)}` : text;
+    return table === undefined ? text : `${text}\n\n${table}`;
   };
   try {
     if (o.once) {
