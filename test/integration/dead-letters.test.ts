@@ -348,6 +348,9 @@ describe('tributary dlq (commander)', () => {
     const json = JSON.parse((await run(env, ['dlq', 'list', '--json', '--type', 'order_placed'])).out);
     expect(json.total).toBe(1);
     expect(json.rows[0].eventId).toBe('cli-1');
+    const byCode = await run(env, ['dlq', 'list', '--code', 'TRIB_ERR_ENTRY_BAD_PAYLOAD']);
+    expect(byCode.out).toMatch(/^0 of 0 dead letters \(stream .*, group tributary, code TRIB_ERR_ENTRY_BAD_PAYLOAD\)/);
+    expect(JSON.parse((await run(env, ['dlq', 'list', '--json', '--code', 'TRIB_ERR_ENTRY_MAX_DELIVERIES'])).out).total).toBe(2);
 
     const show = await run(env, ['dlq', 'show', String(id)]);
     expect(show.out).toContain('event id:    cli-1');
