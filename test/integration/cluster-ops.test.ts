@@ -178,6 +178,28 @@ describe('on a Redis Cluster with replicas (3 masters, 3 replicas)', () => {
     expect(await engine.exited, engine.log().slice(-2000)).toBe(0);
   }, 60_000);
 
+  it('the orders demo as run.sh orders-demo runs it (init-cache, generate with duplicates, process --until-empty, stats)', async () => {
+    const name = `t_clops_orders_${randomBytes(4).toString('hex')}`;
+    schemas.push(name);
+    const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: cluster.url, DATABASE_URL: databaseUrl, ORDERS_PREFIX: name, ORDERS_SCHEMA: name, NO_COLOR: '1' };
+    let out = await cli(['orders', 'init-cache', '--all'], env);
+    expect(out.code, out.stderr).toBe(0);
+    out = await cli(['orders', 'generate', '--count', '1000', '--duplicates', '0.05', '--invalid', '0', '--seed', '11'], env);
+    expect(out.code, out.stderr).toBe(0);
+    out = await cli(['orders', 'process', '--until-empty'], env, 45_000);
+    expect(out.code, out.stderr).toBe(0);
+    out = await cli(['orders', 'stats', '--json'], env);
+    expect(out.code, out.stderr).toBe(0);
+    const stats = JSON.parse(out.stdout);
+    expect(stats.redis.queue).toMatchObject({ length: 0, depth: 0 });
+    const r = await pool.query<{ n: string; d: string }>(`SELECT count(*) AS n, count(DISTINCT order_id) AS d FROM ${quoteIdent(name)}.orders`);
+    expect(Number(r.rows[0]!.n)).toBe(Number(r.rows[0]!.d));
+    expect(stats.postgres.orders).toBe(Number(r.rows[0]!.n));
+    expect(Number(r.rows[0]!.n)).toBeGreaterThan(900); // 1,000 generated, about 5% of them duplicates
+    out = await cli(['orders', 'clear', '--all', '--yes'], env);
+    expect(out.code, out.stderr).toBe(0);
+  }, 60_000);
+
   it('PARTITIONS=8: producers (library, CLI, HTTP ingest) route over the masters; monitor, pending, dlq and consumers see every partition', async () => {
     const N = 8;
     const { name, streamKey, env } = setup('parts');
