@@ -1,6 +1,7 @@
 import type { PipelineDrainFigures } from './pipeline-drain.js';
 import type { IngestBenchFigures } from './ingest.js';
 import type { ClusterDrainFigures } from './cluster-drain.js';
+import type { CompareFigures } from './compare-original.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf, SweepFigures } from './result.js';
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
@@ -40,17 +41,22 @@ function cpuCell(f: DrainFigures): string {
   return `${us(f.cpu.engineSecs)} / ${us(f.cpu.postgresSecs)} / ${us(f.cpu.redisSecs)}`;
 }
 
+/** Who loaded the events: our Producer, or redis-cli --pipe with its event_id shape. */
+function producerCell(settings: Record<string, unknown>): string {
+  return settings.producer === 'external' ? `redis-cli, ${String(settings.idShape)}` : 'ours';
+}
+
 function drainTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'drain', DrainFigures> }>): string[] {
   const out = [
-    '| Result file | Events | Workers × batch | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS | CPU µs per event: engine / postgres / redis | Machine |',
-    '|---|---|---|---|---|---|---|---|',
+    '| Result file | Events | Producer | Workers × batch | Drain (events/s, incl. start-up) | Steady write rate (events/s) | Engine peak RSS | CPU µs per event: engine / postgres / redis | Machine |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { file, result: r } of rows) {
     const s = r.settings as { numWorkers: number; batchSize: number; partitions?: number };
     // PARTITIONS > 1 reads with one worker per partition.
     const workers = (s.partitions ?? 1) > 1 ? `${s.partitions} partitions` : String(s.numWorkers);
     out.push(
-      `| ${link(dir, file)} | ${n(r.figures.rows)} | ${workers} × ${s.batchSize} | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.ingestEventsPerSec)} | ${r.figures.enginePeakRssMiB} MiB | ${cpuCell(r.figures)} | ${machineLabel(r.machine)} |`,
+      `| ${link(dir, file)} | ${n(r.figures.rows)} | ${producerCell(r.settings)} | ${workers} × ${s.batchSize} | ${n(r.figures.drainEventsPerSec)} | ${n(r.figures.ingestEventsPerSec)} | ${r.figures.enginePeakRssMiB} MiB | ${cpuCell(r.figures)} | ${machineLabel(r.machine)} |`,
     );
   }
   return out;
@@ -90,19 +96,30 @@ function ceilingTable(dir: string, rows: ReadonlyArray<{ file: string; result: R
 
 function rateTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'rate', RateFigures> }>): string[] {
   const out = [
-    '| Result file | Target | Produced | Actual rate | Accuracy | Latency ms p50 / p95 / p99 / max | Final lag (undelivered + pending) | Max lag seen | Workers × batch | Machine |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| Result file | Target | Producer | Produced | Actual rate | Accuracy | Latency ms p50 / p95 / p99 / max | Final lag (undelivered + pending) | Max lag seen | Workers × batch | Machine |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { file, result: r } of rows) {
     const f = r.figures;
     const e = f.engine;
     const s = r.settings as { durationSecs: number; numWorkers?: number; batchSize?: number };
     out.push(
-      `| ${link(dir, file)} | ${n(f.targetRate)}/s × ${s.durationSecs} s | ${n(f.totalEvents)} | ${n(f.actualRate)}/s | ${f.accuracyPct.toFixed(2)}% | ` +
+      `| ${link(dir, file)} | ${n(f.targetRate)}/s × ${s.durationSecs} s | ${producerCell(r.settings)} | ${n(f.totalEvents)} | ${n(f.actualRate)}/s | ${f.accuracyPct.toFixed(2)}% | ` +
         (e
           ? `${ms(e.latencyMs.p50)} / ${ms(e.latencyMs.p95)} / ${ms(e.latencyMs.p99)} / ${ms(e.latencyMs.max)} | ${n((e.finalLag.lag ?? 0) + e.finalLag.pending)} | ${n(e.maxLagSeen.backlog)} | ${s.numWorkers} × ${s.batchSize}`
           : '– | – | – | no engine') +
         ` | ${machineLabel(r.machine)} |`,
+    );
+  }
+  return out;
+}
+
+function compareTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'compare-original', CompareFigures> }>): string[] {
+  const out = ['| Result file | Events | Rounds | Python original (events/s) | Tributary (events/s) | Tributary / original | Machine |', '|---|---|---|---|---|---|---|'];
+  for (const { file, result: r } of rows) {
+    const f = r.figures;
+    out.push(
+      `| ${link(dir, file)} | ${n(f.count)} | ${f.original.length} | ${f.original.map((o) => n(o.eventsPerSec)).join(', ')} | ${f.ours.map((o) => n(o.drainEventsPerSec)).join(', ')} | ${f.ratio.toFixed(2)}× | ${machineLabel(r.machine)} |`,
     );
   }
   return out;
@@ -215,9 +232,18 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
   }
   if (rate.length) {
     out.push(
-      '**Sustained rate** (`tributary bench <rate> <seconds> --with-engine`): events produced at a target rate with the engine running in the same process. Latency is `ingested_at - produced_at` of every event of the run (`ingested_at` is the writing statement\'s start, so the last write\'s own duration is not in it); lag is sampled from `XINFO GROUPS` (undelivered) and `XPENDING` (unacknowledged) every 250 ms.',
+      '**Sustained rate** (`tributary bench <rate> <seconds> --with-engine [--producer external]`): events produced at a target rate with the engine running in the bench\'s process; the producer is ours in that process, or `redis-cli --pipe` in a process of its own fed on the same schedule (`external`, fields in another order). Latency is `ingested_at - produced_at` of every event of the run (`ingested_at` is the writing statement\'s start, so the last write\'s own duration is not in it); lag is sampled from `XINFO GROUPS` (undelivered) and `XPENDING` (unacknowledged) every 250 ms.',
       '',
       ...rateTable(dir, rate),
+      '',
+    );
+  }
+  const compare = of(results, 'compare-original');
+  if (compare.length) {
+    out.push(
+      '**Against the Python original** (`tributary bench compare-original <dir> --count N --rounds R`): the Python engine Tributary replaces runs its own `bench_drain.sh N` (its producer pre-loads N events, its engine drains them, Postgres polled every 50 ms), then Tributary drains N events of the same shape (`event_type`, `payload`, `timestamp`; no `event_id`) loaded by `redis-cli --pipe`, one after the other, R times; both from starting the engine to the last row. The ratio is of the medians.',
+      '',
+      ...compareTable(dir, compare),
       '',
     );
   }

@@ -349,10 +349,10 @@ describe('README bench section', () => {
   const section = benchReadmeSection(files as never, 'bench/results');
 
   it('has a table per bench with links to the result files', () => {
-    expect(section).toContain('| [drain-legacy.json](bench/results/drain-legacy.json) | 100,000 | 5 × 500 | 40,000 | 62,500 | 170 MiB | – | 2 cores, Node v20.20.2, Redis 7.0.15, PostgreSQL 15.20 |');
+    expect(section).toContain('| [drain-legacy.json](bench/results/drain-legacy.json) | 100,000 | ours | 5 × 500 | 40,000 | 62,500 | 170 MiB | – | 2 cores, Node v20.20.2, Redis 7.0.15, PostgreSQL 15.20 |');
     expect(section).toContain('| 170 MiB | 21.0 / 14.0 / 3.0 |');
     expect(section).toContain('| [ceiling-x.json](bench/results/ceiling-x.json) | 100,000 | 166,667 | 142,857 | 200,000 | 181,818 | 142,857 | 40,000 | 24% (38%) |');
-    expect(section).toContain('| 10,000/s × 60 s | 600,000 | 9,997/s | 99.97% | 12.3 / 25.5 / 40.1 / 120.7 | 100 | 1,600 | 5 × 500 |');
+    expect(section).toContain('| 10,000/s × 60 s | ours | 600,000 | 9,997/s | 99.97% | 12.3 / 25.5 / 40.1 / 120.7 | 100 | 1,600 | 5 × 500 |');
   });
 
   it('links the sweep charts', () => {
@@ -434,6 +434,17 @@ describe('performanceSummary (the README headline table)', () => {
         drain('d-best.json', { count: 1_000_000, batchSize: 2000 }, { rows: 1_000_000, drainEventsPerSec: 120_000 }),
         file(buildResult('ceiling', { at, machine, settings: { count: 1_000_000 }, figures: { ...ceilingFigures, postgresCopyEventsPerSec: 150_000, drain: drainFigures({ drainEventsPerSec: 96_000, ingestEventsPerSec: 105_000 }) } }), 'c.json'),
         file(buildResult('rate', { at, machine, settings: { ...defaults, durationSecs: 60 }, figures: rateFigures(true) }), 'r.json'),
+        file(buildResult('rate', { at, machine, settings: { ...defaults, durationSecs: 60, producer: 'external', idShape: 'uuidv4' }, figures: rateFigures(true) }), 'r-ext.json'),
+        drain('d-ext.json', { count: 1_000_000, producer: 'external', idShape: 'uuidv4' }, { rows: 1_000_000, drainEventsPerSec: 500_000 }), // not a default drain
+        file(
+          buildResult('compare-original', {
+            at,
+            machine,
+            settings: { count: 300_000, rounds: 1 },
+            figures: { count: 300_000, original: [{ eventsPerSec: 30_000, drainSecs: 10 }], ours: [{ drainEventsPerSec: 96_000, drainWallSecs: 3.1, steadyEventsPerSec: 110_000, engineCpuSecs: 2, postgresCpuSecs: 3 }], originalEventsPerSec: 30_000, oursEventsPerSec: 96_000, ratio: 3.2 },
+          }),
+          'cmp.json',
+        ),
         file(buildResult('produce', { at, machine, settings: {}, figures: { events: 1e6, batch: 1000, concurrency: 4, elapsedSecs: 3, eventsPerSec: 310_000 } }), 'p.json'),
         file(buildResult('produce', { at, machine, settings: {}, figures: { events: 1e6, batch: 1000, concurrency: 4, elapsedSecs: 3, eventsPerSec: 330_000 } }), 'p-fast.json'),
         file(buildResult('produce', { at, machine, settings: {}, figures: { events: 1e6, batch: 1000, concurrency: 1, elapsedSecs: 3, eventsPerSec: 200_000 } }), 'p-one.json'),
@@ -445,7 +456,11 @@ describe('performanceSummary (the README headline table)', () => {
     expect(rows).toContain('| Drain, best settings measured (BATCH_SIZE=2000; 1,000,000 events; median of 1 run) | ≥ 150,000 events/s | 120,000 events/s incl. start-up; 62,500 steady | **no** | [d-best.json]');
     expect(rows).toContain('| 64% (96,000 of 150,000 events/s; steady 70%) | yes | [c.json]');
     expect(rows).toContain('| 12.3 ms / 40.1 ms, 1,600 (actual rate 9,997/s) | **no** | [r.json]');
-    expect(rows).toContain('(batch 1,000, 4 in flight; median of 2 runs) | ≥ 300,000 events/s | 310,000 events/s | yes | [p.json]');
+    expect(rows).toContain("an outside producer (redis-cli --pipe, a process of its own; event_id uuidv4): end-to-end latency p50 / p99, max lag (undelivered + unacknowledged); run with the median p99 of 1 | ≤ 5 ms / ≤ 25 ms, ≤ 2,000 | 12.3 ms / 40.1 ms, 1,600 (actual rate 9,997/s) | **no** | [r-ext.json]");
+    expect(rows).toContain("| The engine's CPU against Postgres' CPU, in that drain | ≤ 30% | 150% (2.1 µs against 1.4 µs per event; Redis 0.3 µs) | **no** | [d-1m.json]");
+    expect(rows).toContain('| Drain against the Python original, side by side (`bench compare-original`, 300,000 events, median of 1 round each) | ≥ 3× | 3.20× (96,000 against 30,000 events/s) | yes | [cmp.json]');
+    expect(rows).not.toContain('d-ext.json');
+    expect(rows).toContain('(batch 1,000, 4 in flight; median of 2 runs) | ≥ 400,000 events/s | 310,000 events/s | **no** | [p.json]');
     expect(rows).toContain('| Engine memory draining a 1,000,000-event backlog (highest peak of 3 runs) | peak RSS < 256 MiB | 300 MiB | **no** | [d-1m-fast.json]');
     expect(rows).toContain('Measured on 2 cores (AMD EPYC), 24 GiB');
   });
