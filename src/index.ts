@@ -10,13 +10,16 @@ export { BatchPolicy, type BatchPolicyOptions, type FlushReason } from './core/b
 export { backoffDelay } from './core/backoff.js';
 export { parseEntry, FIELD, type EventRow, type ParsedEntry } from './core/entry.js';
 export type { BatchReport } from './core/runner.js';
-export { Producer, createProducer, eventFields, type ProducerOptions, type ProducerEvent, type ProduceOptions } from './producer/producer.js';
+export { Producer, createProducer, eventFields, eventPartition, partitionKeyValue, type ProducerOptions, type ProducerEvent, type ProduceOptions } from './producer/producer.js';
+// The partitioned-stream naming and routing contract (any producer can route the same way).
+export { partitionOf, fnv1a32, partitionStreamKey, partitionStreamKeys, partitionDeadLetterKey, partitionLeaseKey, parseLease } from './redis/partitions.js';
 export { sampleEvent, SAMPLE_EVENT_TYPES } from './producer/sample.js';
 export { migrate, loadMigrations } from './postgres/migrate.js';
 export { createPgPool } from './postgres/pool.js';
 export { createRedisConnection } from './redis/client.js';
 export { detectRedisCluster, registerRedisCluster, keySlot, hashTag } from './redis/cluster.js';
 export { collectMonitorSnapshot, formatMonitor, type MonitorSnapshot } from './observability/monitor.js';
+export { collectPartitionedSnapshot, formatPartitions, type PartitionedMonitorSnapshot, type MonitorPartition } from './observability/monitor-partitions.js';
 export { createPipelineMetrics, type ObservedPipeline } from './observability/metrics.js';
 export { startOpsServer, startHttpServer, type HttpServer, type HttpServerOptions, type HttpRoutes, type HttpRouteContext, type HttpLogger } from './http/server.js';
 export type { IngestOptions, IngestStream } from './http/ingest.js';
