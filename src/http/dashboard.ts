@@ -28,7 +28,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TributaryConfig } from '../config/schema.js';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.js';
 import { discoverPipelines, keysExist, type DiscoveredPipeline } from '../observability/discover.js';
-import { collectMonitorSnapshot, parseBatchCounters, type MonitorBatchCounters, type MonitorSnapshot } from '../observability/monitor.js';
+import { batchInterval, collectMonitorSnapshot, parseBatchCounters, type MonitorBatchCounters, type MonitorSnapshot } from '../observability/monitor.js';
 import {
   describePurge,
   getDeadLetter,
@@ -373,15 +373,7 @@ class Overview {
           ? parseBatchCounters(await send(redis, ['HGETALL', statsKey(p.stream, group ?? this.config.group)]))
           : { ...parts[0]!.snapshot.batches };
         const previousBatches = state.batches;
-        const interval =
-          previousBatches && counters.batches >= previousBatches.batches && counters.rows >= previousBatches.rows
-            ? {
-                batches: counters.batches - previousBatches.batches,
-                rows: counters.rows - previousBatches.rows,
-                avgSize: counters.batches > previousBatches.batches ? (counters.rows - previousBatches.rows) / (counters.batches - previousBatches.batches) : null,
-                flushReasons: Object.fromEntries(Object.entries(counters.flushReasons).map(([k, v]) => [k, v - (previousBatches.flushReasons[k] ?? 0)])),
-              }
-            : null;
+        const interval = batchInterval(previousBatches, counters);
         state.batches = { batches: counters.batches, rows: counters.rows, avgSize: counters.avgSize, flushReasons: counters.flushReasons };
         const first = parts[0]!.snapshot;
         const intervalMs = first.intervalMs;

@@ -170,6 +170,13 @@ describe('warnings', () => {
     expect(w.find((x) => x.kind === 'consumer_idle')).toMatchObject({ group: 'tributary', consumer: 'host-1' });
     expect(monitorWarnings(s, { lagWarning: 50_000, idleWarningMs: 100_000 }).map((x) => x.kind)).toEqual(['dead_letters_growing']);
   });
+
+  it('a missing events table is a warning, unless the snapshot was told not to read it (a stream whose rows go elsewhere)', () => {
+    const { warnings: _, ...s } = snapshot();
+    const missing = { ...s, postgres: { ...s.postgres, tableExists: false } };
+    expect(monitorWarnings(missing, { lagWarning: 1e9, idleWarningMs: 1e9 }).map((x) => x.kind)).toContain('table_missing');
+    expect(monitorWarnings(missing, { lagWarning: 1e9, idleWarningMs: 1e9, eventsTable: false }).map((x) => x.kind)).not.toContain('table_missing');
+  });
 });
 
 describe('formatMonitor', () => {
