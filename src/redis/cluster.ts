@@ -166,6 +166,8 @@ interface ClusterSettings {
   streamKey: string;
   dlqStream: string;
   ordersPrefix: string;
+  /** PARTITIONS: above 1, every partition has its own dead-letter stream ({<stream>:p<i>}:dead) and DLQ_STREAM is not used. */
+  partitions?: number;
 }
 
 /**
@@ -180,7 +182,7 @@ export function clusterConfig<C extends ClusterSettings>(config: C): C {
   if (!isClusterUrl(config.redisUrl)) return config;
   return {
     ...config,
-    dlqStream: clusterDeadLetterStream(config.streamKey, config.dlqStream),
+    dlqStream: (config.partitions ?? 1) > 1 ? config.dlqStream : clusterDeadLetterStream(config.streamKey, config.dlqStream),
     ordersPrefix: clusterPrefix(config.ordersPrefix),
   };
 }

@@ -36,3 +36,14 @@ describe('operating a partitioned stream (pure parts)', () => {
     expect(partitionScopes(plain)).toEqual([{ partition: 0, config: plain }]);
   });
 });
+
+describe('cluster configuration of a partitioned stream', () => {
+  it('DLQ_STREAM is not checked against the stream\'s slot when PARTITIONS > 1 (each partition has its own dead-letter stream)', async () => {
+    const { clusterConfig, registerRedisCluster } = await import('../../src/redis/cluster.js');
+    const url = 'redis://127.0.0.1:1/15';
+    registerRedisCluster(url);
+    const base = { redisUrl: url, streamKey: 'ev', dlqStream: 'elsewhere:dead', ordersPrefix: 'orders' };
+    expect(clusterConfig({ ...base, partitions: 4 }).dlqStream).toBe('elsewhere:dead');
+    expect(codeOf(() => clusterConfig({ ...base, partitions: 1 }))).toMatch(/^TRIB_ERR_CONFIG_INVALID: .*DLQ_STREAM/);
+  });
+});
