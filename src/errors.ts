@@ -161,6 +161,11 @@ export const ERRORS = {
     retryable: false,
     description: 'HTTP 401: the server was started without HTTP_TOKEN, so it serves reads only and refuses ingest and every action.',
   },
+  TRIB_ERR_HTTP_HOST_NOT_ALLOWED: {
+    message: 'this server does not answer to the Host %s; if that name is yours, add it to HTTP_ALLOWED_HOSTS (comma-separated)',
+    retryable: false,
+    description: 'HTTP 403: the request\'s Host header is not a name this server answers to (localhost, 127.0.0.1, [::1], its bound address, any IP when bound to 0.0.0.0 or ::, or HTTP_ALLOWED_HOSTS): the defence against DNS rebinding.',
+  },
   TRIB_ERR_HTTP_NOT_FOUND: {
     message: 'no such route: %s',
     retryable: false,

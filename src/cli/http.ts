@@ -7,6 +7,7 @@ import type { Registry } from 'prom-client';
 import type { TributaryConfig } from '../config/schema.js';
 import type { IngestStream } from '../http/backlog.js';
 import { dashboardRoutes } from '../http/dashboard.js';
+import { isWildcardBind } from '../http/hosts.js';
 import { opsUrl, startHttpServer, type HttpRoutes, type HttpServer, type Probed } from '../http/server.js';
 import type { Logger } from './output.js';
 
@@ -15,6 +16,12 @@ export function httpListen(config: TributaryConfig): { port: number; host: strin
   const port = config.httpPort ?? config.metricsPort;
   if (port === undefined) return undefined;
   return { port, host: config.httpHost ?? config.metricsHost };
+}
+
+/** HTTP_ALLOWED_HOSTS as the server takes it: `'*'`, the names, or undefined when unset. */
+export function allowedHostList(config: TributaryConfig): readonly string[] | '*' | undefined {
+  const value = config.httpAllowedHosts;
+  return value === undefined ? undefined : value === '*' ? '*' : value.split(',');
 }
 
 /** INGEST_STREAMS as a list, or undefined when unset. */
@@ -48,12 +55,14 @@ export interface CliHttpOptions {
 
 /** Starts the server and logs where it listens, what ingest may write, and whether it is read-only. */
 export async function startCliHttp(config: TributaryConfig, log: Logger, o: CliHttpOptions): Promise<HttpServer> {
+  const allowedHosts = allowedHostList(config);
   const server = await startHttpServer({
     port: o.listen.port,
     host: o.listen.host,
     ...(o.probe ? { probe: o.probe } : {}),
     ...(o.metrics ? { metrics: o.metrics } : {}),
     ...(config.httpToken === undefined ? {} : { token: config.httpToken }),
+    ...(allowedHosts === undefined ? {} : { allowedHosts }),
     ingest: {
       redisUrl: config.redisUrl,
       streams: o.streams,
@@ -68,6 +77,8 @@ export async function startCliHttp(config: TributaryConfig, log: Logger, o: CliH
   const url = opsUrl(o.listen.host, server.port);
   if (o.announce === 'listening') log.info({ host: o.listen.host, port: server.port }, `listening on ${url}: the dashboard at ${url}/, /metrics, /healthz, /readyz, POST /v1/streams/{stream}/events`);
   else log.info({ host: o.listen.host, port: server.port }, `metrics on ${url}/metrics (also /healthz, /readyz, the dashboard at ${url}/ and the ingest API POST /v1/streams/{stream}/events)`);
+  if (allowedHosts === '*') log.warn({ allowedHosts }, 'HTTP_ALLOWED_HOSTS is *: any Host header is answered, so a web page can read the dashboard through DNS rebinding; list the names instead');
+  else log.info({ allowedHosts: allowedHosts ?? [] }, `answers the Host names localhost, 127.0.0.1, [::1]${isWildcardBind(o.listen.host) ? ', any IP address' : `, ${o.listen.host}`}${allowedHosts ? `, ${allowedHosts.join(', ')}` : ''} (others: 403; HTTP_ALLOWED_HOSTS adds names)`);
   const streams = o.streams.map((s) => s.stream);
   if (server.readOnly) {
     log.warn({ readOnly: true }, 'HTTP_TOKEN is not set: the HTTP server is read-only; ingest and every action (the dashboard shows none) answer 401 (TRIB_ERR_HTTP_READ_ONLY)');

@@ -89,6 +89,13 @@ export const configSchema = z
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     httpPort: wholeNumber(0, 65535).optional(),
     httpHost: z.string().min(1).optional(),
+    httpAllowedHosts: z
+      .string()
+      .regex(
+        /^(\*|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)(:\d{1,5})?(,(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)(:\d{1,5})?)*)$/,
+        'must be * or host names (name or name:port, [IPv6]:port) separated by commas, without spaces',
+      )
+      .optional(),
     httpToken: z
       .string()
       .min(16, 'must be at least 16 characters (a long random string: openssl rand -hex 32)')
@@ -256,6 +263,10 @@ export const SETTINGS: Record<ConfigKey, SettingSpec> = {
   httpHost: {
     env: 'HTTP_HOST',
     doc: 'Address the HTTP server binds: 127.0.0.1 (this machine only) when unset; `0.0.0.0` or `::` to serve other machines (set HTTP_TOKEN first).',
+  },
+  httpAllowedHosts: {
+    env: 'HTTP_ALLOWED_HOSTS',
+    doc: 'Host names the HTTP server answers to besides localhost, 127.0.0.1, [::1] and its bound address (and any IP when bound to 0.0.0.0 or ::), comma-separated, `name` or `name:port`; any other Host header is refused with 403 (the defence against DNS rebinding). `*`: no check.',
   },
   logLevel: { env: 'LOG_LEVEL', doc: 'CLI log level: trace, debug, info, warn, error, fatal or silent.' },
   httpToken: {

@@ -3,7 +3,8 @@
  * `/healthz`, `/readyz`, the ingest API (`POST /v1/streams/{stream}/events`, see
  * ingest.ts) and whatever `routes` a caller registers (the dashboard's `/api/...`).
  *
- * Binds 127.0.0.1 unless told otherwise. Writes need the bearer token HTTP_TOKEN
+ * Binds 127.0.0.1 unless told otherwise, and answers only requests whose Host header is
+ * one of its names (hosts.ts: the defence against DNS rebinding). Writes need the bearer token HTTP_TOKEN
  * (auth.ts); without one the server is read-only. Every error is coded JSON
  * (`{ error: { code, message } }`) and never carries a driver's message, a URL or a
  * secret. It logs only through the logger it is given (one line per request: method,
@@ -15,6 +16,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { Counter, Registry } from 'prom-client';
 import { TokenCheck } from './auth.js';
 import { HttpError, sendError } from './errors.js';
+import { hostChecker, type AllowedHosts } from './hosts.js';
 import { Ingest, type IngestOptions } from './ingest.js';
 
 /** Anything that can say whether it is ready (a pipeline). */
@@ -55,6 +57,12 @@ export interface HttpServerOptions {
   metrics?: Registry | readonly Registry[];
   /** The ingest API (absent: no ingest route). */
   ingest?: IngestOptions;
+  /**
+   * HTTP_ALLOWED_HOSTS: names (`name` or `name:port`) the Host header may carry besides
+   * localhost, 127.0.0.1, [::1], the bound address and (bound to 0.0.0.0 or ::) any IP;
+   * `'*'`: no check. Any other Host is answered 403 TRIB_ERR_HTTP_HOST_NOT_ALLOWED.
+   */
+  allowedHosts?: AllowedHosts;
   /** HTTP_TOKEN: the bearer token of every write; absent or empty: read-only. */
   token?: string;
   /** Where request and failure lines go (default: nowhere). */
@@ -186,6 +194,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const host = options.host ?? '127.0.0.1';
   const log = options.log;
   const auth = new TokenCheck(options.token);
+  const hostAllowed = hostChecker(host, options.allowedHosts);
   const app = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -199,6 +208,24 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendError(reply, new HttpError(404, 'TRIB_ERR_HTTP_NOT_FOUND', [`${request.method} (a path segment over 256 characters)`]));
       return sendError(reply, new HttpError(400, 'TRIB_ERR_HTTP_BAD_REQUEST', [`the URL cannot be read (${err.code ?? 'bad URL'})`]));
     },
+  });
+
+  // Every route (probes and /metrics too: Kubernetes sends the pod IP, which passes) and
+  // the 404s: a Host that is not one of the server's names is refused before anything is
+  // read. Each refused Host is logged once (at most 100 of them), never with the body.
+  const refusedHosts = new Set<string>();
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.host;
+    if (hostAllowed(header)) return;
+    const shown = header === undefined ? '(none)' : JSON.stringify(header.length > 100 ? `${header.slice(0, 100)}...` : header);
+    if (log && refusedHosts.size < 100 && !refusedHosts.has(shown)) {
+      refusedHosts.add(shown);
+      log.warn(
+        { host: shown, method: request.method, path: pathOf(request), ip: request.ip },
+        `refused a request with Host ${shown} (403 TRIB_ERR_HTTP_HOST_NOT_ALLOWED): a page that re-pointed its name at this server (DNS rebinding), or a name of yours missing from HTTP_ALLOWED_HOSTS; each Host is logged once`,
+      );
+    }
+    await sendError(reply, new HttpError(403, 'TRIB_ERR_HTTP_HOST_NOT_ALLOWED', [shown]));
   });
 
   const own = new Registry();

@@ -254,6 +254,7 @@ function registerProcess(orders: Command): void {
     .option('--iterations <n>', 'each worker processes at most N batches, then the command exits (sooner if the queue is empty), as the original\'s process --iterations')
     .option('--http-port <port>', 'serve /metrics, /healthz, /readyz and the ingest API (streams of INGEST_STREAMS only) on this port (0: any free port) [HTTP_PORT]')
     .option('--http-host <host>', 'address the HTTP server binds (default 127.0.0.1: this machine only) [HTTP_HOST]')
+    .option('--http-allowed-hosts <hosts>', 'host names the HTTP server answers to besides localhost, 127.0.0.1, [::1] and its bound address, comma-separated (`*`: any) [HTTP_ALLOWED_HOSTS]')
     .option('--metrics-port <port>', 'alias of --http-port [METRICS_PORT]')
     .option('--metrics-host <host>', 'alias of --http-host [METRICS_HOST]')
     .action(async (opts: Record<string, unknown>) => {

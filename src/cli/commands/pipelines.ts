@@ -22,7 +22,7 @@ import { logOutages, stopOnSignals } from './start.js';
 const RUN_SETTINGS: readonly ConfigKey[] = [
   'redisUrl', 'databaseUrl', 'consumerName', 'pgSchema', 'maxInFlight', 'maxInFlightBytes', 'maxEntryBytes', 'claimIdleMs', 'claimIntervalMs', 'writeTimeoutMs', 'logLevel',
   // The HTTP server of --http-port (HTTP_TOKEN from the environment or .env only).
-  ...(['httpPort', 'httpHost', 'metricsPort', 'metricsHost', 'ingestStreams', 'ingestMaxLag', 'ingestMaxBodyBytes', 'ingestMaxEvents'] as const),
+  ...(['httpPort', 'httpHost', 'httpAllowedHosts', 'metricsPort', 'metricsHost', 'ingestStreams', 'ingestMaxLag', 'ingestMaxBodyBytes', 'ingestMaxEvents'] as const),
 ];
 
 /** Every file's spec, or every problem of every file. */

@@ -13,6 +13,7 @@ import { createLogger } from '../output.js';
 
 /** The settings `serve` reads (HTTP_TOKEN too, from the environment or .env only). */
 const SERVE_SETTINGS: readonly ConfigKey[] = [
+  'httpAllowedHosts',
   'redisUrl',
   'databaseUrl',
   'streamKey',
