@@ -78,7 +78,11 @@ export async function startCliHttp(config: TributaryConfig, log: Logger, o: CliH
   if (o.announce === 'listening') log.info({ host: o.listen.host, port: server.port }, `listening on ${url}: the dashboard at ${url}/, /metrics, /healthz, /readyz, POST /v1/streams/{stream}/events`);
   else log.info({ host: o.listen.host, port: server.port }, `metrics on ${url}/metrics (also /healthz, /readyz, the dashboard at ${url}/ and the ingest API POST /v1/streams/{stream}/events)`);
   if (allowedHosts === '*') log.warn({ allowedHosts }, 'HTTP_ALLOWED_HOSTS is *: any Host header is answered, so a web page can read the dashboard through DNS rebinding; list the names instead');
-  else log.info({ allowedHosts: allowedHosts ?? [] }, `answers the Host names localhost, 127.0.0.1, [::1]${isWildcardBind(o.listen.host) ? ', any IP address' : `, ${o.listen.host}`}${allowedHosts ? `, ${allowedHosts.join(', ')}` : ''} (others: 403; HTTP_ALLOWED_HOSTS adds names)`);
+  else {
+    const bound = isWildcardBind(o.listen.host) ? 'any IP address' : o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host;
+    const names = [...new Set(['localhost', '127.0.0.1', '[::1]', bound, ...(allowedHosts ?? [])])];
+    log.info({ allowedHosts: allowedHosts ?? [] }, `answers the Host names ${names.join(', ')} (others: 403 TRIB_ERR_HTTP_HOST_NOT_ALLOWED; HTTP_ALLOWED_HOSTS adds names)`);
+  }
   const streams = o.streams.map((s) => s.stream);
   if (server.readOnly) {
     log.warn({ readOnly: true }, 'HTTP_TOKEN is not set: the HTTP server is read-only; ingest and every action (the dashboard shows none) answer 401 (TRIB_ERR_HTTP_READ_ONLY)');

@@ -4,15 +4,19 @@
  * sends after attacker.example was re-pointed at 127.0.0.1) are refused with 403 on
  * every route, loopback and listed names are answered, each refused Host is logged once.
  */
+import { execFile } from 'node:child_process';
 import { request } from 'node:http';
-import { describe, expect, it } from 'vitest';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
 import { dashboardRoutes } from '../../src/http/dashboard.js';
 import { startHttpServer, type HttpLogger, type HttpServer, type HttpServerOptions } from '../../src/http/server.js';
 import { send } from '../../src/redis/client.js';
+import { assertBuilt, CLI, EngineProcess, killChildren, REPO } from '../helpers/child.js';
 import { testEnvs, type TestEnv } from '../helpers/env.js';
 
 const envs = testEnvs();
 const TOKEN = 'hosts-test-token-0123456789abcdef';
+afterEach(killChildren);
 
 interface Line {
   level: string;
@@ -49,7 +53,7 @@ interface Reply {
 }
 
 /** One request to 127.0.0.1:<port> with `host` as its Host header (undefined: none sent). */
-function call(server: HttpServer, method: 'GET' | 'POST', path: string, host: string | undefined, body?: string): Promise<Reply> {
+function call(server: Pick<HttpServer, 'port'>, method: 'GET' | 'POST', path: string, host: string | undefined, body?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
     if (host !== undefined) headers.host = host;
@@ -150,5 +154,43 @@ describe('HTTP server: the Host check (DNS rebinding)', () => {
   it('refuses to start with a list entry that is not a host', async () => {
     const env = await envs.setup('hosts_bad', {}, { migrate: false });
     await expect(serve(env, { allowedHosts: ['http://dash.example.com'] })).rejects.toMatchObject({ code: 'TRIB_ERR_CONFIG_INVALID' });
+  });
+});
+
+describe('the CLI: --http-allowed-hosts / HTTP_ALLOWED_HOSTS', () => {
+  it('serve answers a listed name, refuses another (logged once at warn), and says at start which names it answers', async () => {
+    assertBuilt();
+    const env = await envs.setup('hosts_cli', {}, { migrate: false });
+    const childEnv: NodeJS.ProcessEnv = { ...env.childEnv, NO_COLOR: '1', LOG_LEVEL: 'info' };
+    for (const k of ['HTTP_TOKEN', 'HTTP_PORT', 'HTTP_HOST', 'HTTP_ALLOWED_HOSTS', 'METRICS_PORT', 'INGEST_STREAMS']) delete childEnv[k];
+    const child = new EngineProcess(childEnv, 'serve-hosts', ['serve', '--port', '0', '--http-allowed-hosts', 'dash.example.com,ops.example.com:9443']);
+    await child.waitForLog(/listening on http:\/\/127\.0\.0\.1:\d+/, 15_000);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(child.output)![1]);
+    expect(child.output).toContain('answers the Host names localhost, 127.0.0.1, [::1], dash.example.com, ops.example.com:9443 (others: 403');
+    expect((await call({ port }, 'GET', '/api/info', `dash.example.com:${port}`)).status).toBe(200);
+    expect((await call({ port }, 'GET', '/api/info', `127.0.0.1:${port}`)).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await call({ port }, 'GET', '/api/info', `evil.example:${port}`)).status).toBe(403);
+    await child.waitForLog(/refused a request with Host/, 5000);
+    child.kill('SIGTERM');
+    expect((await child.waitExit(10_000))?.code, child.output).toBe(0);
+    expect(child.output.match(/refused a request with Host/g)).toHaveLength(1);
+  });
+
+  it('serve refuses a list that is not host names with a coded error naming the setting', async () => {
+    assertBuilt();
+    const env = await envs.setup('hosts_cli_bad', {}, { migrate: false });
+    const child = new EngineProcess({ ...env.childEnv, NO_COLOR: '1' }, 'serve-hosts-bad', ['serve', '--port', '0', '--http-allowed-hosts', 'http://dash.example.com']);
+    expect((await child.waitExit(10_000))?.code).toBe(2);
+    expect(child.output).toContain('TRIB_ERR_CONFIG_INVALID');
+    expect(child.output).toContain('HTTP_ALLOWED_HOSTS');
+  });
+
+  it('serve, start, run and orders process take the flag', async () => {
+    assertBuilt();
+    const run = promisify(execFile);
+    for (const args of [['serve'], ['start'], ['run'], ['orders', 'process']]) {
+      const { stdout } = await run(process.execPath, [CLI, ...args, '--help'], { cwd: REPO });
+      expect(stdout, args.join(' ')).toContain('--http-allowed-hosts');
+    }
   });
 });
