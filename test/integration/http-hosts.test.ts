@@ -166,6 +166,7 @@ describe('the CLI: --http-allowed-hosts / HTTP_ALLOWED_HOSTS', () => {
     const child = new EngineProcess(childEnv, 'serve-hosts', ['serve', '--port', '0', '--http-allowed-hosts', 'dash.example.com,ops.example.com:9443']);
     await child.waitForLog(/listening on http:\/\/127\.0\.0\.1:\d+/, 15_000);
     const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(child.output)![1]);
+    await child.waitForLog(/answers the Host names/, 5000);
     expect(child.output).toContain('answers the Host names localhost, 127.0.0.1, [::1], dash.example.com, ops.example.com:9443 (others: 403');
     expect((await call({ port }, 'GET', '/api/info', `dash.example.com:${port}`)).status).toBe(200);
     expect((await call({ port }, 'GET', '/api/info', `127.0.0.1:${port}`)).status).toBe(200);
