@@ -186,6 +186,11 @@ export const ERRORS = {
     retryable: false,
     description: 'HTTP 415: the ingest API takes application/json or application/x-ndjson bodies only.',
   },
+  TRIB_ERR_HTTP_SHUTTING_DOWN: {
+    message: 'the server is shutting down; send the request again in a moment (to another instance, or to this one once it is back)',
+    retryable: true,
+    description: 'HTTP 503: the request arrived while the server was stopping (SIGTERM, close()); nothing of it was done. Retry-After says when to try again.',
+  },
   TRIB_ERR_HTTP_INTERNAL: {
     message: 'internal error (%s); the server log has the details',
     retryable: true,

@@ -201,7 +201,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     routerOptions: { maxParamLength: 256 },
     requestTimeout: 60_000,
     trustProxy: false,
-    return503OnClosing: true,
+    // Our own 503 while closing (below), coded like every other answer.
+    return503OnClosing: false,
     // Errors found before routing, coded like the rest: a path segment over 256 characters
     // (no route takes it: a stream of that name is not open to ingest) and a malformed URL.
     frameworkErrors: (err, request, reply) => {
@@ -213,6 +214,20 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   // Every route (probes and /metrics too: Kubernetes sends the pod IP, which passes) and
   // the 404s: a Host that is not one of the server's names is refused before anything is
   // read. Each refused Host is logged once (at most 100 of them), never with the body.
+  // Requests that arrive while the server stops (on a keep-alive connection, or already
+  // queued) are refused with a coded 503 and the connection closed after it; fastify's own
+  // would be an uncoded body.
+  let closing = false;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    await sendError(reply, new HttpError(503, 'TRIB_ERR_HTTP_SHUTTING_DOWN', [], {}, { 'retry-after': '1', connection: 'close' }));
+  });
+  // A request in flight when the server starts stopping is answered, then its keep-alive
+  // connection closed: close() does not wait for idle clients' keep-alive timeouts.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) void reply.header('connection', 'close');
+    return payload;
+  });
   const refusedHosts = new Set<string>();
   app.addHook('onRequest', async (request, reply) => {
     const header = request.headers.host;
@@ -321,6 +336,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     readOnly: auth.readOnly,
     ingest,
     close: async () => {
+      closing = true;
       await app.close();
       await ingest?.close();
     },
