@@ -15,32 +15,10 @@ import { Engine } from '../../src/pipelines/events.js';
 import { TablePipeline } from '../../src/pipelines/table.js';
 import { parsePipelineFile } from '../../src/pipeline-file/spec.js';
 import { isTributaryError } from '../../src/errors.js';
-import { assertBuilt, CLI, REPO } from '../helpers/child.js';
+import { assertBuilt, CLI, REPO, runCli } from '../helpers/child.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`tributary ${args.join(' ')} did not finish in ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
