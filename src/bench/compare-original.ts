@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { TributaryConfig } from '../config/schema.js';
+import { redactSecrets } from '../config/index.js';
 import { TributaryError } from '../errors.js';
 import { quoteIdent, withDefaultUser } from '../postgres/pool.js';
 import { runDrain, type DrainRun } from './drain.js';
@@ -109,7 +110,7 @@ async function originalDrain(options: CompareOptions, python: string): Promise<O
   const { code, output } = await run('bash', [script, String(options.count), String(Math.ceil(options.timeoutMs / 1000))], env, options.timeoutMs + 60_000);
   const parsed = parseOriginalDrain(output);
   if (code !== 0 || parsed === undefined) {
-    const last = output.trim().split('\n').slice(-3).join(' | ').replace(/\/\/[^@/\s]*@/g, '//***@');
+    const last = redactSecrets(output.trim().split('\n').slice(-3).join(' | '));
     throw new TributaryError('TRIB_ERR_BENCH_TOOL', [script, `exit ${code}: ${last.slice(0, 400)}`]);
   }
   return parsed;

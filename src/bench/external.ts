@@ -17,6 +17,7 @@ import { createWriteStream, mkdtempSync, openSync, closeSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { redactSecrets } from '../config/index.js';
 import { TributaryError } from '../errors.js';
 import { uuidv7 } from '../producer/uuidv7.js';
 
@@ -144,7 +145,7 @@ export class PipeProducer {
 function lastLine(text: string): string {
   // redis-cli may print the URL it was given; never echo a password.
   const lines = text.trim().split('\n');
-  return (lines[lines.length - 1] ?? '').replace(/\/\/[^@/\s]*@/g, '//***@').slice(0, 300);
+  return redactSecrets(lines[lines.length - 1] ?? '').slice(0, 300);
 }
 
 /**

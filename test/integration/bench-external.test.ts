@@ -85,7 +85,7 @@ describe('benchmarks with an outside producer', () => {
 
     await expect(bench('compare-original', join(dir, 'nowhere'), '--count', '10')).rejects.toMatchObject({ code: 'TRIB_ERR_BENCH_TOOL', message: expect.stringMatching(/bench_drain\.sh/) });
     const script = join(dir, 'bench_drain.sh');
-    writeFileSync(script, '#!/usr/bin/env bash\necho "timeout at 3/10" >&2\nexit 1\n');
+    writeFileSync(script, '#!/usr/bin/env bash\necho "timeout at 3/10 on redis://bench:s3cret@127.0.0.1:1" >&2\nexit 1\n');
     chmodSync(script, 0o755);
     // Without the original's Python modules (a fresh machine) that is the error; with them, the script's failure.
     const modules = spawnSync('/usr/bin/python3', ['-c', 'import redis, asyncpg']).status === 0;
@@ -93,5 +93,7 @@ describe('benchmarks with an outside producer', () => {
       code: 'TRIB_ERR_BENCH_TOOL',
       message: modules ? expect.stringMatching(/exit 1: timeout at 3\/10/) : expect.stringMatching(/apt-get install python3-redis python3-asyncpg/),
     });
+    // The script's last words are quoted with any URL's password masked.
+    await expect(bench('compare-original', dir, '--count', '10')).rejects.toSatisfy((err: Error) => !err.message.includes('s3cret'));
   });
 });
