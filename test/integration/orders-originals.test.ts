@@ -40,7 +40,9 @@ describe('the original orders commands', () => {
     const env = await envs.setup('iterations');
     const gen = await cli(['orders', 'generate', '--count', '3000', '--seed', '3', '--invalid', '0'], env.childEnv);
     expect(gen.code).toBe(0);
-    const out = await cli(['orders', 'process', '--workers', '1', '--iterations', '10', '--batch-size', '100'], env.childEnv);
+    // A batch is flushed by size or after ORDERS_BLOCK_MS: a long period keeps a loaded machine
+    // (reads start small and grow) from flushing a batch by time before its 100 orders are in.
+    const out = await cli(['orders', 'process', '--workers', '1', '--iterations', '10', '--batch-size', '100', '--orders-block-ms', '10000'], env.childEnv);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/^processed 1,000 orders in 10 batches in [\d.]+ s/m);
     expect(out.stderr).toMatch(/orders pipeline started: 1 worker \(\S+\), batch 100, at most 10 batches each,/);
