@@ -7,7 +7,7 @@ import { TributaryError } from '../errors.js';
 import { loadExternal, type IdShape } from './external.js';
 import { countRows, ingestSpan, preload, readLag, waitForRows } from './load.js';
 import { nodeCpuSecs } from './cluster.js';
-import { CpuMeter, peakRssKb } from './machine.js';
+import { CpuMeter, peakRssKb, processCpuSecs } from './machine.js';
 import { summarizeCpuProfile, type CpuProfile, type ProfileSummary } from './profile.js';
 import type { DrainFigures } from './result.js';
 import { ratePerSec } from './stats.js';
@@ -128,9 +128,13 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
     progress(`engine spawned (pid ${pid}): ${c.numWorkers} ${c.numWorkers === 1 ? 'worker' : 'workers'}, batch ${c.batchSize}; waiting for ${count} rows`);
     let log = '';
     let startedAt: number | undefined;
+    let cpuAtStart: number | null = null;
     child.stderr!.on('data', (chunk: Buffer) => {
       log = (log + chunk.toString('utf8')).slice(-20_000);
-      if (startedAt === undefined && log.includes('engine started')) startedAt = Date.now();
+      if (startedAt === undefined && log.includes('engine started')) {
+        startedAt = Date.now();
+        cpuAtStart = processCpuSecs(pid);
+      }
     });
     const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
 
@@ -177,6 +181,12 @@ export async function runDrain(options: DrainOptions): Promise<DrainRun> {
       deadLetters: counted.deadLetters,
       cpu,
     };
+    if (cpuAtStart !== null && cpu.engineSecs !== null) {
+      const secs = Math.max(0, cpu.engineSecs - cpuAtStart);
+      figures.engineCpuAfterStartSecs = Number(secs.toFixed(2));
+      figures.engineUsPerEventAfterStart = Number(((secs / count) * 1e6).toFixed(2));
+    }
+    if (cpu.postgresSecs !== null) figures.postgresUsPerEvent = Number(((cpu.postgresSecs / count) * 1e6).toFixed(2));
     const run: DrainRun = {
       settings: {
         count,

@@ -113,6 +113,10 @@ function drainLines(f: DrainFigures): string[] {
   lines.push(`Engine Peak RSS: ${f.enginePeakRssMiB} MiB`);
   const cpu = cpuLine(f.cpu);
   if (cpu) lines.push(cpu);
+  if (f.engineUsPerEventAfterStart != null) {
+    const pg = f.postgresUsPerEvent == null ? '' : `; postgres ${f.postgresUsPerEvent.toFixed(1)} µs per event over the drain`;
+    lines.push(`Engine CPU After Start-up: ${f.engineCpuAfterStartSecs!.toFixed(2)} s, ${f.engineUsPerEventAfterStart.toFixed(1)} µs per event${pg}`);
+  }
   lines.push(`Pending After: ${f.pendingAfter}`);
   return lines;
 }

@@ -58,6 +58,14 @@ export interface DrainFigures {
   /** From "engine started" to the last row committed. */
   afterStartSecs?: number | null;
   afterStartEventsPerSec?: number | null;
+  /**
+   * The engine's CPU from "engine started" to the last row (its start-up left out: node
+   * and module loading, connecting, migrations), and that per event drained, µs.
+   */
+  engineCpuAfterStartSecs?: number | null;
+  engineUsPerEventAfterStart?: number | null;
+  /** Postgres' CPU over the drain per event, µs (what the engine's share is compared with). */
+  postgresUsPerEvent?: number | null;
   deadLetters?: number;
   cpu?: CpuFigures;
   /** The engine's CPU profile file (drain --engine-cpu-prof), relative to the results directory. */
