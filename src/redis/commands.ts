@@ -84,17 +84,50 @@ export function parseStreamReadReply(raw: RawReply): ParsedEntries {
 export class RawStreamEntry implements StreamEntry {
   private decoded: Record<string, string> | undefined;
   private measured = -1;
+  private views: readonly Buffer[] | undefined;
   /**
    * Times handed out: a first read (XREADGROUP `>`). With `body` and `bytes`, this makes
    * the entry a pipeline message itself: the hot path allocates no wrapper per entry.
    */
   deliveries = 1;
+  /**
+   * The packed form (stream-reply.ts): the reply's bytes, and the [start, end) offsets of
+   * this entry's `packedCount` fields (names and values) from `packedFirst` on.
+   */
+  packedBuf: Buffer | undefined = undefined;
+  packedOffsets: Int32Array | undefined = undefined;
+  packedFirst = 0;
+  packedCount = 0;
 
   constructor(
     readonly id: string,
     /** Field/value pairs, flat: name, value, name, value, ... */
-    readonly raw: readonly Buffer[],
-  ) {}
+    raw?: readonly Buffer[],
+  ) {
+    this.views = raw;
+  }
+
+  /** An entry whose fields are offsets into a reply's buffer: no Buffer per field until asked. */
+  static packed(id: string, buf: Buffer, offsets: Int32Array, first: number, count: number): RawStreamEntry {
+    const e = new RawStreamEntry(id);
+    e.packedBuf = buf;
+    e.packedOffsets = offsets;
+    e.packedFirst = first;
+    e.packedCount = count;
+    return e;
+  }
+
+  /** Field/value pairs, flat: name, value, name, value, ... (views of the bytes Redis sent). */
+  get raw(): readonly Buffer[] {
+    if (this.views === undefined) {
+      if (this.packedOffsets === undefined) return (this.views = []);
+      const out = new Array<Buffer>(this.packedCount);
+      const o = this.packedOffsets!;
+      for (let i = 0, at = this.packedFirst; i < out.length; i++, at += 2) out[i] = this.packedBuf!.subarray(o[at], o[at + 1]);
+      this.views = out;
+    }
+    return this.views;
+  }
 
   /** The entry, as a message's body. */
   get body(): this {
@@ -109,8 +142,9 @@ export class RawStreamEntry implements StreamEntry {
 
   get fields(): Record<string, string> {
     if (this.decoded === undefined) {
+      const raw = this.raw;
       const out: Record<string, string> = {};
-      for (let i = 0; i + 1 < this.raw.length; i += 2) out[this.raw[i]!.toString()] = this.raw[i + 1]!.toString();
+      for (let i = 0; i + 1 < raw.length; i += 2) out[raw[i]!.toString()] = raw[i + 1]!.toString();
       this.decoded = out;
     }
     return this.decoded;
@@ -119,7 +153,13 @@ export class RawStreamEntry implements StreamEntry {
   /** Bytes of field names and values (what BATCH_MAX_BYTES counts). */
   get size(): number {
     let n = 0;
-    for (let i = 0; i < this.raw.length; i++) n += this.raw[i]!.length;
+    if (this.views === undefined && this.packedOffsets !== undefined) {
+      const o = this.packedOffsets;
+      for (let i = 0, at = this.packedFirst; i < this.packedCount; i++, at += 2) n += o[at + 1]! - o[at]!;
+      return n;
+    }
+    const raw = this.raw;
+    for (let i = 0; i < raw.length; i++) n += raw[i]!.length;
     return n;
   }
 }

@@ -287,34 +287,13 @@ export class RespPipe {
 
   private async open(): Promise<Conn> {
     const url = parseRedisUrl(this.url);
-    const timeoutMs = this.options.connectTimeoutMs ?? 5000;
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = url.tls
-        ? tls.connect({ host: url.host, port: url.port, servername: net.isIP(url.host) ? undefined : url.host })
-        : net.connect({ host: url.host, port: url.port });
-      const fail = (err: Error) => {
-        s.destroy();
-        reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${err.message}`], { cause: err }));
-      };
-      s.setTimeout(timeoutMs, () => fail(new Error(`no connection after ${timeoutMs} ms`)));
-      s.once('error', fail);
-      s.once(url.tls ? 'secureConnect' : 'connect', () => {
-        s.setTimeout(0);
-        s.off('error', fail);
-        resolve(s);
-      });
-    });
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true);
+    const socket = await connectSocket(url, this.options.connectTimeoutMs ?? 5000);
     const conn: Conn = { socket, waiting: [], pending: undefined, retired: false };
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('error', () => {}); // 'close' follows, and fails what is in flight
     socket.on('close', () => this.onClose(conn));
     // The hand-shake goes first, as one pipeline: AUTH, SELECT, CLIENT SETNAME.
-    const hello: string[][] = [];
-    if (url.password !== undefined) hello.push(url.username ? ['AUTH', url.username, url.password] : ['AUTH', url.password]);
-    if (url.db !== 0) hello.push(['SELECT', String(url.db)]);
-    if (this.options.name) hello.push(['CLIENT', 'SETNAME', this.options.name]);
+    const hello = handshakeCommands(url, this.options.name);
     if (hello.length > 0) {
       const replies = await this.enqueue(conn, hello.map(encodeCommand).join(''), hello.length).catch((err: Error) => {
         socket.destroy();
@@ -323,9 +302,7 @@ export class RespPipe {
       const refused = replies.find((r): r is RespError => r instanceof RespError);
       if (refused) {
         socket.destroy();
-        // Credentials Redis refuses are a wrong setting (not retried), as for every connection.
-        if (isRedisAuthError(refused)) throw new TributaryError('TRIB_ERR_REDIS_AUTH', [`${url.host}:${url.port}`, refused.message]);
-        throw new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${refused.message}`]);
+        throw handshakeRefused(url, refused);
       }
     }
     this.conn = conn;
@@ -358,6 +335,47 @@ export class RespPipe {
     conn.pending = buf.length > 0 ? buf : undefined;
     if (conn.retired && waiting.length === 0) conn.socket.end();
   }
+}
+
+/**
+ * A connected socket to the server of `url` (TLS for rediss://), no-delay and keep-alive
+ * set; TRIB_ERR_REDIS_UNAVAILABLE when it cannot connect within `timeoutMs`.
+ */
+export async function connectSocket(url: RedisUrl, timeoutMs: number): Promise<net.Socket> {
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = url.tls
+      ? tls.connect({ host: url.host, port: url.port, servername: net.isIP(url.host) ? undefined : url.host })
+      : net.connect({ host: url.host, port: url.port });
+    const fail = (err: Error) => {
+      s.destroy();
+      reject(new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${err.message}`], { cause: err }));
+    };
+    s.setTimeout(timeoutMs, () => fail(new Error(`no connection after ${timeoutMs} ms`)));
+    s.once('error', fail);
+    s.once(url.tls ? 'secureConnect' : 'connect', () => {
+      s.setTimeout(0);
+      s.off('error', fail);
+      resolve(s);
+    });
+  });
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true);
+  return socket;
+}
+
+/** The commands a new connection sends first: AUTH, SELECT, CLIENT SETNAME, as the URL and name ask. Pure. */
+export function handshakeCommands(url: RedisUrl, name: string | undefined): string[][] {
+  const hello: string[][] = [];
+  if (url.password !== undefined) hello.push(url.username ? ['AUTH', url.username, url.password] : ['AUTH', url.password]);
+  if (url.db !== 0) hello.push(['SELECT', String(url.db)]);
+  if (name) hello.push(['CLIENT', 'SETNAME', name]);
+  return hello;
+}
+
+/** A hand-shake reply Redis refused, as an error: refused credentials are a wrong setting (not retried). */
+export function handshakeRefused(url: RedisUrl, refused: RespError): TributaryError {
+  if (isRedisAuthError(refused)) return new TributaryError('TRIB_ERR_REDIS_AUTH', [`${url.host}:${url.port}`, refused.message]);
+  return new TributaryError('TRIB_ERR_REDIS_UNAVAILABLE', [`${url.host}:${url.port}: ${refused.message}`]);
 }
 
 /**

@@ -1,13 +1,12 @@
-import { ClientOfflineError, ErrorReply, RESP_TYPES } from '@redis/client';
+import { ClientOfflineError, RESP_TYPES } from '@redis/client';
 import { entrySize } from '../core/batch-policy.js';
 import { ReadAgain, type DeadLetter, type Message, type Recovered, type Source } from '../core/contracts.js';
-import { watchCommands } from '../redis/watchdog.js';
-import { blockingConnection, connectChecked, createRedisConnection, destroyQuietly, ensureGroup, openBlocking, send, unblock, untilReady, type BlockingConnection, type RedisConnection } from '../redis/client.js';
+import { groupReader, isServerRefusal, type GroupReader } from '../redis/stream-reader.js';
+import { connectChecked, createRedisConnection, destroyQuietly, ensureGroup, send, type RedisConnection } from '../redis/client.js';
 import {
   parsePendingRangeReply,
   parseRawAutoClaimReply,
   parseRawEntryList,
-  parseRawStreamReadReply,
   redisErrorIs,
   xackArgs,
   xautoclaimArgs,
@@ -49,8 +48,9 @@ export interface RedisStreamSourceOptions {
   commandTimeoutMs?: number;
 }
 
-/** A consumer's connection for blocking reads, and its CLIENT ID (for CLIENT UNBLOCK). */
-type Reader = BlockingConnection & {
+/** A consumer's connection for blocking reads (stream-reader.ts), and what it knows of its reads. */
+interface Reader {
+  conn: GroupReader;
   /** The highest ID a `>` read of this consumer returned. */
   lastId?: string;
   /**
@@ -59,7 +59,7 @@ type Reader = BlockingConnection & {
    * than lastId, and are claimed back before the next new read.
    */
   lostRead?: boolean;
-};
+}
 
 /** A stream entry as a message: first reads keep the bytes Redis sent (RawStreamEntry). */
 export type StreamMessage = Message<StreamEntry>;
@@ -122,11 +122,9 @@ export class RedisStreamSource implements Source<StreamEntry> {
       const lost = await this.claimLostRead(consumer, reader, count);
       if (lost.length > 0) return lost;
     }
-    let reply: RawBufferReply;
+    let entries: RawStreamEntry[];
     try {
-      reply = (await reader.conn.sendCommand(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), {
-        typeMapping: BUFFERS,
-      })) as RawBufferReply;
+      entries = (await reader.conn.read(xreadgroupArgs({ group: this.group, consumer, key: this.key, count, blockMs }), blockMs ?? 0, signal)).entries;
     } catch (err) {
       if (redisErrorIs(err, 'NOGROUP')) {
         // The stream (and with it the group) was deleted: recreate both. At 0: the stream
@@ -136,18 +134,13 @@ export class RedisStreamSource implements Source<StreamEntry> {
       }
       // No reply (the connection broke, or the command was sent and never answered):
       // what Redis delivered, if anything, is pending on this consumer unseen.
-      if (!(err instanceof ErrorReply)) reader.lostRead = true;
-      if (err instanceof ClientOfflineError) {
-        // The reader is reconnecting; its break was reported already (the read it broke
-        // failed). Wait for it rather than report Redis down again while other consumers
-        // read fine.
-        await untilReady(reader.conn, 1000, signal);
-        throw new ReadAgain('the reader is reconnecting');
-      }
+      if (!isServerRefusal(err)) reader.lostRead = true;
+      // A cluster reader reconnecting: its break was reported already (the read it broke
+      // failed), and it waited for the reconnect: no second report while others read fine.
+      if (err instanceof ClientOfflineError) throw new ReadAgain('the reader is reconnecting');
       throw err;
     }
     // A RawStreamEntry is its own message (deliveries 1, body itself, bytes measured once).
-    const entries = parseRawStreamReadReply(reply).entries;
     if (entries.length > 0) reader.lastId = entries.at(-1)!.id;
     return entries;
   }
@@ -305,11 +298,11 @@ export class RedisStreamSource implements Source<StreamEntry> {
   }
 
   async interrupt(consumer: string): Promise<void> {
-    await unblock(this.commands, this.readers.get(consumer));
+    await this.readers.get(consumer)?.conn.unblock(this.commands);
   }
 
   async release(consumer: string): Promise<void> {
-    destroyQuietly(this.readers.get(consumer)?.conn);
+    this.readers.get(consumer)?.conn.destroy();
     this.readers.delete(consumer);
   }
 
@@ -319,7 +312,7 @@ export class RedisStreamSource implements Source<StreamEntry> {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const r of this.readers.values()) destroyQuietly(r.conn);
+    for (const r of this.readers.values()) r.conn.destroy();
     this.readers.clear();
     if (this.ownsCommands) destroyQuietly(this.commands);
   }
@@ -338,12 +331,17 @@ export class RedisStreamSource implements Source<StreamEntry> {
     let r = this.readers.get(consumer);
     if (!r) {
       if (this.closed) throw new Error('source closed');
-      r = blockingConnection(this.options.redisUrl, { name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}` });
-      // A stalled read fails as a lost connection (the reader then claims back what it lost).
-      watchCommands(r.conn, this.options.commandTimeoutMs ?? 0);
+      r = {
+        conn: groupReader({
+          url: this.options.redisUrl,
+          name: this.options.connectionName?.(consumer) ?? `tributary:${consumer}`,
+          // A stalled read fails as a lost connection (the reader then claims back what it lost).
+          commandTimeoutMs: this.options.commandTimeoutMs,
+        }),
+      };
       this.readers.set(consumer, r);
     }
-    await openBlocking(r);
+    await r.conn.open();
     return r;
   }
 }
