@@ -216,7 +216,8 @@ function allRaw(batch: readonly Message<EventRowBody>[]): RawEventRow[] | null {
   const rows = new Array<RawEventRow>(batch.length);
   for (let i = 0; i < batch.length; i++) {
     const body = batch[i]!.body;
-    if (!Buffer.isBuffer(body.payload)) return null;
+    // A RawEventRecord holds byte ranges (its payload getter would make a view to test).
+    if (!(body instanceof RawEventRecord) && !Buffer.isBuffer(body.payload)) return null;
     rows[i] = body as RawEventRow;
   }
   return rows;
