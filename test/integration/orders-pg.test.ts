@@ -37,6 +37,13 @@ describe('orders schema and reference data', () => {
       view_refreshes: 'rp',
       zip_codes: 'rp',
     });
+    // The keys every promote compares and sorts are byte-compared (migration 105).
+    const keys = await rows<{ t: string; c: string; collation_name: string | null }>(
+      t,
+      `SELECT table_name AS t, column_name AS c, collation_name FROM information_schema.columns
+       WHERE table_schema = '${t.schema}' AND column_name IN ('order_id', 'batch_id') AND table_name IN ('orders', 'orders_staging') ORDER BY 1, 2`,
+    );
+    expect(keys.map((k) => `${k.t}.${k.c} ${k.collation_name}`)).toEqual(['orders.batch_id null', 'orders.order_id C', 'orders_staging.batch_id C', 'orders_staging.order_id C']);
   });
 
   it('seeds the sample data once: seeding again changes nothing; a changed row is updated', async () => {

@@ -38,7 +38,8 @@ export interface WorkerFence {
  *             order so concurrent promoters take key locks in the same order;
  *             ON CONFLICT DO NOTHING makes an order already promoted a no-op
  */
-function promoteSql(schema: string, byBatch: boolean): string {
+/** @internal The statement (exported for EXPLAIN in benchmarks and tests). */
+export function promoteSql(schema: string, byBatch: boolean): string {
   const s = quoteIdent(schema);
   return `
 WITH moved AS (
