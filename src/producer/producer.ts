@@ -69,6 +69,12 @@ export function eventPartition(partitionKey: string, partitions: number, payload
 
 /** Checks an event; returns its payload as JSON and its produced_at as text. */
 function checkEvent(type: string, payload: unknown, options: ProduceOptions): [json: string, producedAt: string] {
+  const json = checkPayload(type, payload, options);
+  return [json, String(options.producedAt ?? Date.now())];
+}
+
+/** Checks an event (type, payload, eventId, producedAt); returns its payload as JSON. */
+function checkPayload(type: string, payload: unknown, options: ProduceOptions): string {
   if (typeof type !== 'string' || type.length === 0) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['type must be a non-empty string']);
   }
@@ -82,11 +88,11 @@ function checkEvent(type: string, payload: unknown, options: ProduceOptions): [j
   if (options.eventId !== undefined && (typeof options.eventId !== 'string' || options.eventId === '' || options.eventId.length > 512)) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['eventId must be 1 to 512 characters']);
   }
-  const producedAt = options.producedAt ?? Date.now();
-  if (!Number.isFinite(producedAt) || producedAt < 0) {
+  const producedAt = options.producedAt;
+  if (producedAt !== undefined && (typeof producedAt !== 'number' || !Number.isFinite(producedAt) || producedAt < 0)) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['producedAt must be ms since epoch']);
   }
-  return [json, String(producedAt)];
+  return json;
 }
 
 /** Builds the stream fields of one event per the stream contract. Pure. */
@@ -106,6 +112,8 @@ const NAME_TYPE = bulk(FIELD.eventType);
 const NAME_PAYLOAD = bulk(FIELD.payload);
 const NAME_ID = bulk(FIELD.eventId);
 const NAME_AT = bulk(FIELD.producedAt);
+const NAME_ID_BYTES = Buffer.from(NAME_ID);
+const NAME_AT_BYTES = Buffer.from(NAME_AT);
 
 /**
  * Appends events to the stream. `produceBatch` checks the whole batch first, then
@@ -131,6 +139,7 @@ export class Producer {
   /** Whether the URL is a Redis Cluster (asked once, at the first partitioned batch). */
   private cluster: Promise<boolean> | undefined;
   private sizeHint = 64 * 1024;
+  private readonly heads = new Map<string, Buffer>();
 
   constructor(private readonly options: ProducerOptions) {
     this.streamKey = options.streamKey ?? 'events';
@@ -170,15 +179,30 @@ export class Producer {
     if (events.length === 0) return [];
     // Check and encode everything before sending anything: a bad event rejects the whole batch.
     const out = new RespWriter(this.sizeHint);
+    let now = -1;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      const [json, producedAt] = checkEvent(e.type, e.payload, e);
-      out.ascii(this.prefixType).bulk(e.type).ascii(NAME_PAYLOAD).bulk(json).ascii(NAME_ID);
+      const json = checkPayload(e.type, e.payload, e);
+      // XADD key [trim] * event_type <type> payload: encoded once per type.
+      out.bytes(this.typeHead(e.type)).bulk(json).bytes(NAME_ID_BYTES);
       if (e.eventId === undefined) out.uuidv7();
       else out.bulk(e.eventId);
-      out.ascii(NAME_AT).bulk(producedAt);
+      out.bytes(NAME_AT_BYTES);
+      const at = e.producedAt ?? (now < 0 ? (now = Date.now()) : now);
+      if (Number.isSafeInteger(at)) out.intBulk(at);
+      else out.bulk(String(at));
     }
     return this.send(out, events.length);
+  }
+
+  /** The bytes every XADD of an event of `type` starts with, up to the payload's value (a few types: cached). */
+  private typeHead(type: string): Buffer {
+    let head = this.heads.get(type);
+    if (head === undefined) {
+      head = Buffer.from(this.prefixType + bulk(type) + NAME_PAYLOAD);
+      if (this.heads.size < 256) this.heads.set(type, head);
+    }
+    return head;
   }
 
   /**

@@ -115,6 +115,19 @@ describe('Producer on its pipe', () => {
     const entries = await r.xRange(stream, '-', '+');
     expect(entries.map((e) => e.id)).toEqual(ids);
     expect(entries[7]!.message).toEqual({ event_type: 'n', payload: '{"i":7,"s":"é\\t\\""}', event_id: 'e-7', produced_at: '1007' });
+    // produced_at as given (0, a fraction, 14 digits) or now; many types, each framed once.
+    const before = Date.now();
+    const more = [0, 1.5, 99_999_999_999_999, undefined].map((producedAt, i) => ({ type: `type-${i}-é`, payload: [i], producedAt }));
+    await producer.produceBatch(more);
+    const last = (await r.xRange(stream, '-', '+')).slice(-4).map((e) => e.message);
+    expect(last.slice(0, 3)).toEqual([
+      { event_type: 'type-0-é', payload: '[0]', event_id: expect.stringMatching(/^[0-9a-f-]{36}$/), produced_at: '0' },
+      { event_type: 'type-1-é', payload: '[1]', event_id: expect.stringMatching(/^[0-9a-f-]{36}$/), produced_at: '1.5' },
+      { event_type: 'type-2-é', payload: '[2]', event_id: expect.stringMatching(/^[0-9a-f-]{36}$/), produced_at: '99999999999999' },
+    ]);
+    expect(Number(last[3]!.produced_at)).toBeGreaterThanOrEqual(before);
+    expect(Number(last[3]!.produced_at)).toBeLessThanOrEqual(Date.now());
+    expect(await codeOf(producer.produceBatch([{ type: 't', payload: 1, producedAt: Number.NaN }]))).toMatch(/^TRIB_ERR_PRODUCE_INVALID/);
   });
 
   it('trims with MAXLEN ~ on every XADD (when the caller accepts losing unread entries)', async () => {

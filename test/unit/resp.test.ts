@@ -3,6 +3,8 @@ import { isTributaryError } from '../../src/errors.js';
 import { encodeCommand, parseRedisUrl, parseReply, RespError, RespWriter } from '../../src/redis/pipe.js';
 import { xaddPrefix } from '../../src/producer/producer.js';
 
+const bulkOf = (v: string) => `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
+
 describe('RESP encoding', () => {
   it('encodes commands with byte lengths, not character lengths', () => {
     expect(encodeCommand(['SET', 'k', 'é😀'])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\né😀\r\n');
@@ -14,6 +16,14 @@ describe('RESP encoding', () => {
     w.ascii(`*${values.length}\r\n`);
     for (const v of values) w.bulk(v);
     expect(w.finish().toString('utf8')).toBe(encodeCommand(values));
+  });
+
+  it('RespWriter.bytes copies framing pieces (short and long), intBulk writes integers as bulk strings', () => {
+    const w = new RespWriter(4);
+    w.bytes(Buffer.from('*3\r\n')).bytes(Buffer.from(bulkOf('x'.repeat(100))));
+    for (const n of [0, 9, 10, 99, 100, 1_700_000_000_123, Number.MAX_SAFE_INTEGER]) w.intBulk(n);
+    const want = '*3\r\n' + bulkOf('x'.repeat(100)) + ['0', '9', '10', '99', '100', '1700000000123', String(Number.MAX_SAFE_INTEGER)].map(bulkOf).join('');
+    expect(w.finish().toString('latin1')).toBe(want);
   });
 
   it('xaddPrefix frames XADD key [trim] * and announces the 8 field arguments that follow', () => {
