@@ -38,7 +38,9 @@ function cpuCell(f: DrainFigures): string {
   if (!f.cpu) return '–';
   // µs of CPU per event: what bounds the rate when every process shares the same cores.
   const us = (v: number | null) => (v === null || f.rows === 0 ? '–' : ((v / f.rows) * 1e6).toFixed(1));
-  return `${us(f.cpu.engineSecs)} / ${us(f.cpu.postgresSecs)} / ${us(f.cpu.redisSecs)}`;
+  // After the engine's start-up (node and module loading, connecting): what each event costs it.
+  const after = f.engineUsPerEventAfterStart == null ? '' : ` (engine after start-up ${f.engineUsPerEventAfterStart.toFixed(1)})`;
+  return `${us(f.cpu.engineSecs)} / ${us(f.cpu.postgresSecs)} / ${us(f.cpu.redisSecs)}${after}`;
 }
 
 /** Who loaded the events: our Producer, or redis-cli --pipe with its event_id shape. */

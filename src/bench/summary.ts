@@ -73,6 +73,18 @@ function medianRun<T extends { result: { figures: DrainFigures } }>(runs: readon
   return medianBy(runs, (r) => r.result.figures.drainEventsPerSec);
 }
 
+/**
+ * The runs of the newest sitting: `runs` (in time order) from the newest back to the
+ * first gap of more than an hour. This machine's speed drifts by up to 1.6x within an
+ * hour, so figures compare only within one sitting; older sittings stay in the tables
+ * below the summary. Pure.
+ */
+export function newestSitting<T extends { result: { at: string } }>(runs: readonly T[], gapMs = 60 * 60 * 1000): T[] {
+  let i = runs.length - 1;
+  while (i > 0 && Date.parse(runs[i]!.result.at) - Date.parse(runs[i - 1]!.result.at) <= gapMs) i--;
+  return runs.slice(Math.max(0, i));
+}
+
 /** The last of `rows` (files are in time order), or undefined. */
 const latest = <T>(rows: readonly T[]): T | undefined => rows[rows.length - 1];
 
@@ -81,10 +93,11 @@ export function performanceSummary(
   defaults: EngineDefaults,
   dir = 'bench/results',
 ): string[] {
-  const drains = results.filter((r) => r.result.bench === 'drain') as Array<Found<'drain', DrainFigures>>;
+  // Each kind of run from its newest sitting only (see newestSitting).
+  const drains = newestSitting(results.filter((r) => r.result.bench === 'drain') as Array<Found<'drain', DrainFigures>>);
   const ceilings = results.filter((r) => r.result.bench === 'ceiling') as Array<Found<'ceiling', CeilingFigures>>;
-  const rates = results.filter((r) => r.result.bench === 'rate') as Array<Found<'rate', RateFigures>>;
-  const produces = results.filter((r) => r.result.bench === 'produce') as Array<Found<'produce', ProduceFigures>>;
+  const rates = newestSitting(results.filter((r) => r.result.bench === 'rate') as Array<Found<'rate', RateFigures>>);
+  const produces = newestSitting(results.filter((r) => r.result.bench === 'produce') as Array<Found<'produce', ProduceFigures>>);
   const link = (f: { file: string }) => `[${f.file}](${dir}/${f.file})`;
   const rows: Row[] = [];
   const T = TARGETS;
@@ -114,7 +127,11 @@ export function performanceSummary(
     rows.push({
       what: 'The engine\'s CPU against Postgres\' CPU, in that drain',
       target: `≤ ${pct(T.engineCpuOfPostgres)}`,
-      measured: `${pct(share)} (${us(cpu.engineSecs)} µs against ${us(cpu.postgresSecs)} µs per event; Redis ${cpu.redisSecs === null ? '–' : us(cpu.redisSecs)} µs)`,
+      measured:
+        `${pct(share)} (${us(cpu.engineSecs)} µs against ${us(cpu.postgresSecs)} µs per event; Redis ${cpu.redisSecs === null ? '–' : us(cpu.redisSecs)} µs)` +
+        (f.engineUsPerEventAfterStart == null
+          ? ''
+          : `; after the engine's start-up ${f.engineUsPerEventAfterStart.toFixed(1)} µs per event, ${pct(f.engineUsPerEventAfterStart / Number(us(cpu.postgresSecs)))} of Postgres'`),
       met: share <= T.engineCpuOfPostgres,
       source: link(drainDefault),
     });

@@ -19,7 +19,7 @@ import {
 import { postgresCpuDelta, statCpuTicks } from '../../src/bench/machine.js';
 import { areaOf, summarizeCpuProfile, type CpuProfile } from '../../src/bench/profile.js';
 import { benchReadmeSection } from '../../src/bench/report.js';
-import { performanceSummary } from '../../src/bench/summary.js';
+import { newestSitting, performanceSummary } from '../../src/bench/summary.js';
 import {
   buildResult,
   fileTimestamp,
@@ -463,6 +463,27 @@ describe('performanceSummary (the README headline table)', () => {
     expect(rows).toContain('(batch 1,000, 4 in flight; median of 2 runs) | ≥ 400,000 events/s | 310,000 events/s | **no** | [p.json]');
     expect(rows).toContain('| Engine memory draining a 1,000,000-event backlog (highest peak of 3 runs) | peak RSS < 256 MiB | 300 MiB | **no** | [d-1m-fast.json]');
     expect(rows).toContain('Measured on 2 cores (AMD EPYC), 24 GiB');
+  });
+
+  it('takes each kind of run from its newest sitting (no gap of over an hour), and gives the engine CPU after its start-up', () => {
+    const dr = (name: string, when: string, rate: number) =>
+      file(
+        buildResult('drain', {
+          at: when,
+          machine,
+          settings: { ...defaults, count: 1_000_000 },
+          figures: drainFigures({ rows: 1_000_000, drainEventsPerSec: rate, engineUsPerEventAfterStart: 0.7, engineCpuAfterStartSecs: 0.7 }),
+        }),
+        name,
+      );
+    const runs = [dr('old-fast.json', '2026-11-22T08:00:00.000Z', 200_000), dr('new-1.json', '2026-11-22T18:00:00.000Z', 90_000), dr('new-2.json', '2026-11-22T18:50:00.000Z', 95_000), dr('new-3.json', '2026-11-22T19:40:00.000Z', 99_000)];
+    expect(newestSitting(runs).map((r) => r.file)).toEqual(['new-1.json', 'new-2.json', 'new-3.json']);
+    expect(newestSitting(runs.slice(0, 1)).map((r) => r.file)).toEqual(['old-fast.json']);
+    expect(newestSitting([])).toEqual([]);
+    const rows = performanceSummary(runs, defaults).join('\n');
+    expect(rows).toContain('median of 3 runs) | ≥ 100,000 events/s | 95,000 events/s');
+    expect(rows).not.toContain('old-fast.json');
+    expect(rows).toContain("after the engine's start-up 0.7 µs per event, 50% of Postgres'");
   });
 
   it('is empty without results, and benchReadmeSection leaves it out without defaults', () => {
