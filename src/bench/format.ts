@@ -85,8 +85,13 @@ export function rateResults(f: RateFigures, engine?: { numWorkers: number; batch
         `Batch write: ${p(t.writeMs)}`,
         `Batch ack: ${p(t.ackMs)}`,
         `GC pauses: ${t.gc.pauses} (${t.gc.major} major), ${ms(t.gc.totalMs)} in all, longest ${ms(t.gc.maxMs)}, ${t.gc.over10ms} over 10 ms`,
+        ...(t.checkpoints
+          ? [`Postgres checkpoints: ${t.checkpoints.started} started during the run; their sync ${ms(t.checkpoints.syncMs)}, write ${secs(t.checkpoints.writeMs / 1000)}`]
+          : []),
         ...t.slowest.map(
-          (b) => `Slow batch at ${secs(b.atMs / 1000)}: ${ms(b.latencyMs)} oldest event; ${b.events} events (${b.reason}), read ${ms(b.readMs)}, write ${ms(b.writeMs)}, ack ${ms(b.ackMs)}, GC ${ms(b.gcMsNear)}`,
+          (b) =>
+            `Slow batch at ${secs(b.atMs / 1000)}: ${ms(b.latencyMs)} oldest event; ${b.events} events (${b.reason}), read ${ms(b.readMs)}, write ${ms(b.writeMs)}, ack ${ms(b.ackMs)}, GC ${ms(b.gcMsNear)}` +
+            (b.checkpointNear ? '; a Postgres checkpoint started or ended within a second' : ''),
         ),
       );
     }

@@ -59,6 +59,7 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
   let tail: TailRecorder | undefined;
   let engine: Engine | undefined;
   let sampler: NodeJS.Timeout | undefined;
+  let checkpointTimer: NodeJS.Timeout | undefined;
   try {
     if (options.external) pipe = new PipeProducer(c.redisUrl);
     else await producer.connect();
@@ -81,6 +82,19 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
       max.pending = Math.max(max.pending, l.pending);
       max.backlog = Math.max(max.backlog, (l.lag ?? 0) + l.pending);
     };
+    if (tail) {
+      // Postgres' checkpoints, once a second: a tail that lines up with one is the server's.
+      const recorder = tail;
+      const read = () =>
+        ws.pool
+          .query<{ started: string; sync: number; write: number }>(
+            'SELECT checkpoints_timed + checkpoints_req AS started, checkpoint_sync_time AS sync, checkpoint_write_time AS write FROM pg_stat_bgwriter',
+          )
+          .then((r) => recorder.server({ started: Number(r.rows[0]!.started), syncMs: Number(r.rows[0]!.sync), writeMs: Number(r.rows[0]!.write) }))
+          .catch(() => {}); // a server without these columns (PostgreSQL 17: pg_stat_checkpointer): no checkpoint figures
+      await read();
+      checkpointTimer = setInterval(() => void read(), 1000);
+    }
     if (engine) {
       let busy = false;
       sampler = setInterval(() => {
@@ -131,6 +145,8 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
       sampler = undefined;
       progress(`waiting for the engine to write all ${total} events`);
       const counted = await waitForRows(ws, total, { timeoutMs: options.catchUpTimeoutMs ?? Math.max(60_000, durationSecs * 1000), pollMs: 100 });
+      clearInterval(checkpointTimer);
+      checkpointTimer = undefined;
       const span = await ingestSpan(ws);
       await engine.close();
       engine = undefined;
@@ -164,6 +180,7 @@ export async function runRate(options: RateOptions): Promise<RateRun> {
     };
   } finally {
     if (sampler) clearInterval(sampler);
+    if (checkpointTimer) clearInterval(checkpointTimer);
     tail?.stop();
     pipe?.kill();
     await engine?.close({ force: true }).catch(() => {});

@@ -22,15 +22,38 @@ export interface TailFigures {
   /** Each batch's largest end-to-end latency (commit - oldest produced_at), ms. */
   batchLatencyMs: LatencySummary;
   gc: { pauses: number; totalMs: number; maxMs: number; over10ms: number; major: number };
-  /** The 5 batches with the largest latency, with their timings and whether a GC pause overlapped them. */
-  slowest: Array<{ atMs: number; events: number; reason: string; readMs: number; writeMs: number; ackMs: number; latencyMs: number; gcMsNear: number }>;
-  samples: BatchSample[];
+  /** Postgres' checkpoints over the run (pg_stat_bgwriter, read every second); null when the server would not say. */
+  checkpoints: { started: number; syncMs: number; writeMs: number } | null;
+  /**
+   * The 5 batches with the largest latency, with their timings, the GC pauses that
+   * overlapped them, and whether a Postgres checkpoint started or finished within a
+   * second of their commit.
+   */
+  slowest: Array<{ atMs: number; events: number; reason: string; readMs: number; writeMs: number; ackMs: number; latencyMs: number; gcMsNear: number; checkpointNear: boolean }>;
+  /**
+   * Second by second: [second, batches, events, largest end-to-end latency ms, longest
+   * write ms, GC pause ms, checkpoints started, checkpoint sync ms]: where in the run a
+   * tail happened and what else happened then.
+   */
+  timeline: Array<[number, number, number, number, number, number, number, number]>;
+}
+
+/** pg_stat_bgwriter's checkpoint counters at one moment. */
+export interface CheckpointCounters {
+  /** checkpoints_timed + checkpoints_req. */
+  started: number;
+  /** checkpoint_sync_time, ms. */
+  syncMs: number;
+  /** checkpoint_write_time, ms. */
+  writeMs: number;
 }
 
 export class TailRecorder {
   private readonly samples: BatchSample[] = [];
   /** [ms since the run began, pause ms, major]. */
   private readonly gcs: Array<[number, number, boolean]> = [];
+  /** [ms since the run began, Postgres' checkpoint counters then]. */
+  private readonly checkpoints: Array<[number, CheckpointCounters]> = [];
   private readonly observer: PerformanceObserver;
 
   constructor(private readonly startedAt: number = performance.now()) {
@@ -60,6 +83,11 @@ export class TailRecorder {
     ]);
   }
 
+  /** Postgres' checkpoint counters now (the rate bench reads them every second). */
+  server(counters: CheckpointCounters): void {
+    this.checkpoints.push([Math.round(performance.now() - this.startedAt), counters]);
+  }
+
   stop(): TailFigures {
     this.observer.disconnect();
     const reasons: Record<string, number> = {};
@@ -67,11 +95,31 @@ export class TailRecorder {
     const col = (i: 3 | 4 | 5 | 6) => summarizeLatencies(this.samples.map((s) => s[i]));
     const gcNear = (atMs: number, spanMs: number) =>
       this.gcs.filter(([g, d]) => g + d >= atMs - spanMs && g <= atMs).reduce((sum, [, d]) => sum + d, 0);
+    // The checkpoint counters' changes between readings: [ms, checkpoints started, sync ms].
+    const cps: Array<[number, number, number]> = [];
+    for (let i = 1; i < this.checkpoints.length; i++) {
+      const [at, now] = this.checkpoints[i]!;
+      const before = this.checkpoints[i - 1]![1];
+      cps.push([at, now.started - before.started, now.syncMs - before.syncMs]);
+    }
+    const checkpointNear = (atMs: number) => cps.some(([at, started, sync]) => (started > 0 || sync > 0) && at >= atMs - 1000 && at <= atMs + 2000);
     const slowest = [...this.samples]
       .sort((a, b) => b[6] - a[6])
       .slice(0, 5)
-      .map((s) => ({ atMs: s[0], events: s[1], reason: s[2], readMs: s[3], writeMs: s[4], ackMs: s[5], latencyMs: s[6], gcMsNear: round1(gcNear(s[0], s[6])) }));
+      .map((s) => ({
+        atMs: s[0],
+        events: s[1],
+        reason: s[2],
+        readMs: s[3],
+        writeMs: s[4],
+        ackMs: s[5],
+        latencyMs: s[6],
+        gcMsNear: round1(gcNear(s[0], s[6])),
+        checkpointNear: checkpointNear(s[0]),
+      }));
     const pauses = this.gcs.map((g) => g[1]);
+    const first = this.checkpoints[0]?.[1];
+    const last = this.checkpoints.at(-1)?.[1];
     return {
       batches: this.samples.length,
       flushReasons: reasons,
@@ -86,10 +134,42 @@ export class TailRecorder {
         over10ms: pauses.filter((p) => p > 10).length,
         major: this.gcs.filter((g) => g[2]).length,
       },
+      checkpoints:
+        first && last ? { started: last.started - first.started, syncMs: round1(last.syncMs - first.syncMs), writeMs: round1(last.writeMs - first.writeMs) } : null,
       slowest,
-      samples: this.samples,
+      timeline: timeline(this.samples, this.gcs, cps),
     };
   }
+}
+
+/** The run second by second (see TailFigures.timeline). Pure. */
+export function timeline(
+  samples: readonly BatchSample[],
+  gcs: ReadonlyArray<[number, number, boolean]>,
+  checkpoints: ReadonlyArray<[number, number, number]>,
+): TailFigures['timeline'] {
+  const rows = new Map<number, [number, number, number, number, number, number, number, number]>();
+  const row = (ms: number) => {
+    const sec = Math.max(0, Math.floor(ms / 1000));
+    let r = rows.get(sec);
+    if (!r) rows.set(sec, (r = [sec, 0, 0, 0, 0, 0, 0, 0]));
+    return r;
+  };
+  for (const s of samples) {
+    const r = row(s[0]);
+    r[1]++;
+    r[2] += s[1];
+    r[3] = Math.max(r[3], s[6]);
+    r[4] = Math.max(r[4], s[4]);
+  }
+  for (const [at, ms] of gcs) row(at)[5] = round1(row(at)[5] + ms);
+  for (const [at, started, sync] of checkpoints) {
+    if (started === 0 && sync === 0) continue;
+    const r = row(at);
+    r[6] += started;
+    r[7] = round1(r[7] + sync);
+  }
+  return [...rows.values()].sort((a, b) => a[0] - b[0]);
 }
 
 function round1(v: number): number {

@@ -66,7 +66,9 @@ describe('benchmarks with an outside producer', () => {
     expect(e.written).toBe(2000);
     expect(e.latencyMs.samples).toBe(2000);
     expect(e.tail!.batches).toBeGreaterThan(0);
-    expect(e.tail!.samples.reduce((n, s) => n + s[1], 0)).toBe(2000);
+    // Second by second, every event is in a batch; the checkpoint counters were read.
+    expect(e.tail!.timeline.reduce((n, s) => n + s[2], 0)).toBe(2000);
+    expect(e.tail!.checkpoints).not.toBeNull();
   });
 
   it('refuses bad producer options, a missing redis-cli and a missing or failing original, with codes', async () => {

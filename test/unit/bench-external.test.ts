@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseOriginalDrain, median } from '../../src/bench/compare-original.js';
 import { externalEventId, externalPayload, externalXadd, parsePipeReport } from '../../src/bench/external.js';
-import { TailRecorder } from '../../src/bench/tail.js';
+import { TailRecorder, timeline } from '../../src/bench/tail.js';
 import type { BatchReport } from '../../src/core/runner.js';
 
 /** RESP array of bulk strings → its strings. */
@@ -58,6 +58,29 @@ describe('the tail recorder', () => {
     expect(f.flushReasons).toEqual({ caught_up: 2, size: 1 });
     expect(f.slowest[0]).toMatchObject({ events: 500, reason: 'size', writeMs: 40, latencyMs: 80 });
     expect(f.writeMs.max).toBe(40);
-    expect(f.samples).toHaveLength(3);
+    expect(f.timeline.reduce((n, r) => n + r[1], 0)).toBe(3);
+    expect(f.timeline.reduce((n, r) => n + r[2], 0)).toBe(513);
+    expect(f.checkpoints).toBeNull(); // no server counters given
+  });
+
+  it('lays the run out second by second and marks slow batches that line up with a checkpoint', () => {
+    const rows = timeline(
+      [
+        [100, 10, 'caught_up', 1, 2, 0.5, 4],
+        [900, 5, 'caught_up', 1, 3, 0.5, 6],
+        [2500, 500, 'size', 1, 120, 0.5, 130],
+      ],
+      [[2400, 12.5, false]],
+      [
+        [1000, 0, 0],
+        [2000, 1, 0],
+        [3000, 0, 180.2],
+      ],
+    );
+    expect(rows).toEqual([
+      [0, 2, 15, 6, 3, 0, 0, 0],
+      [2, 1, 500, 130, 120, 12.5, 1, 0],
+      [3, 0, 0, 0, 0, 0, 0, 180.2],
+    ]);
   });
 });
