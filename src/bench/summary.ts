@@ -139,7 +139,9 @@ export function performanceSummary(
   // Best settings: of the drains at least as large, the settings whose median run is fastest.
   const minRows = drainDefault?.result.figures.rows ?? 0;
   const bySettings = new Map<string, Array<Found<'drain', DrainFigures>>>();
-  for (const d of drains.filter((x) => x.result.figures.rows >= minRows)) {
+  // Our own events on one key: outside producers and partitions are other experiments (their own tables).
+  const ours = (x: Found<'drain', DrainFigures>) => x.result.settings.producer !== 'external' && ((x.result.settings.partitions as number | undefined) ?? 1) <= 1;
+  for (const d of drains.filter((x) => x.result.figures.rows >= minRows && ours(x))) {
     const key = settingsLabel(d.result.settings, defaults);
     bySettings.set(key, [...(bySettings.get(key) ?? []), d]);
   }
