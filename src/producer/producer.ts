@@ -89,7 +89,8 @@ function checkPayload(type: string, payload: unknown, options: ProduceOptions): 
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['eventId must be 1 to 512 characters']);
   }
   const producedAt = options.producedAt;
-  if (producedAt !== undefined && (typeof producedAt !== 'number' || !Number.isFinite(producedAt) || producedAt < 0)) {
+  // null, as undefined: now.
+  if (producedAt != null && (typeof producedAt !== 'number' || !Number.isFinite(producedAt) || producedAt < 0)) {
     throw new TributaryError('TRIB_ERR_PRODUCE_INVALID', ['producedAt must be ms since epoch']);
   }
   return json;

@@ -399,7 +399,9 @@ export async function connectSocket(url: RedisUrl, timeoutMs: number): Promise<n
     });
   });
   socket.setNoDelay(true);
-  socket.setKeepAlive(true);
+  // Probes after 5 s idle, as node-redis does: a connection dropped silently (no RST) is
+  // found in minutes, not after the kernel's default two hours.
+  socket.setKeepAlive(true, 5000);
   return socket;
 }
 

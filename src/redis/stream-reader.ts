@@ -65,6 +65,8 @@ interface Request {
 }
 
 const INITIAL_BUFFER = 64 * 1024;
+/** The longest delay setTimeout takes (longer ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A single-node reading connection of its own (see the file's comment). It does not
@@ -86,6 +88,8 @@ export class StreamReader implements GroupReader {
   private lastSize = INITIAL_BUFFER;
   /** Counts destroy() calls: a connect that a destroy overtook closes its socket. */
   private generation = 0;
+  /** The last socket error, said when the connection closes under a read. */
+  private cause: string | undefined;
 
   constructor(private readonly options: GroupReaderOptions) {
     this.url = parseRedisUrl(options.url);
@@ -96,8 +100,10 @@ export class StreamReader implements GroupReader {
   }
 
   open(): Promise<void> {
+    // Connecting (the socket may be there, its hand-shake not answered yet): wait for it.
+    if (this.connecting) return this.connecting;
     if (this.socket) return Promise.resolve();
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
+    this.connecting = this.connect().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
 
@@ -111,7 +117,7 @@ export class StreamReader implements GroupReader {
     }
     this.len = 0;
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk));
-    socket.on('error', () => {}); // 'close' follows, and fails what is in flight
+    socket.on('error', (err) => (this.cause = err.message)); // 'close' follows, and fails what is in flight
     socket.on('close', () => this.onClose(socket));
     this.socket = socket;
     // The hand-shake and CLIENT ID in one write.
@@ -128,6 +134,7 @@ export class StreamReader implements GroupReader {
       this.destroy();
       throw handshakeRefused(this.url, refused);
     }
+    if (generation !== this.generation || this.socket !== socket) throw lost('the connection was closed while it opened');
     this.id = String(replies.at(-1));
   }
 
@@ -154,10 +161,14 @@ export class StreamReader implements GroupReader {
       const limit = this.options.commandTimeoutMs ?? 0;
       let timer: NodeJS.Timeout | undefined;
       if (limit > 0 && Number.isFinite(blockMs)) {
-        timer = setTimeout(() => {
-          // No reply in time: the socket is dropped, which fails this read as lost.
-          this.fail(socket, lost(`no reply from Redis within ${blockMs + limit} ms (REDIS_COMMAND_TIMEOUT_MS ${limit} plus the block time): reconnecting`));
-        }, blockMs + limit);
+        timer = setTimeout(
+          () => {
+            // No reply in time: the socket is dropped, which fails this read as lost.
+            this.fail(socket, lost(`no reply from Redis within ${blockMs + limit} ms (REDIS_COMMAND_TIMEOUT_MS ${limit} plus the block time): reconnecting`));
+          },
+          // A timer longer than 2^31 - 1 ms would fire at once.
+          Math.min(blockMs + limit, MAX_TIMER_MS),
+        );
       }
       const done = () => {
         if (timer) clearTimeout(timer);
@@ -189,11 +200,18 @@ export class StreamReader implements GroupReader {
       if (this.scanner.scan(this.buf, this.len)) {
         const end = this.scanner.pos;
         if (end !== this.len) throw lost(`${this.len - end} bytes after the reply`);
+        this.len = 0;
+        if (end * 2 < this.buf.length) {
+          // A reply much smaller than the buffer (sized for a bigger one): copied out, so
+          // its entries do not keep the whole buffer alive, which stays for the next reply.
+          const exact = Buffer.allocUnsafeSlow(end);
+          this.buf.copy(exact, 0, 0, end);
+          return this.complete(req, exact, end);
+        }
         const whole = this.buf;
         // The entries keep views of this buffer: the next reply gets a new one.
         this.lastSize = Math.max(INITIAL_BUFFER, end);
         this.buf = Buffer.allocUnsafeSlow(this.lastSize);
-        this.len = 0;
         this.complete(req, whole, end);
       }
     } catch (err) {
@@ -251,7 +269,8 @@ export class StreamReader implements GroupReader {
     this.len = 0;
     const req = this.request;
     this.request = undefined;
-    req?.reject(lost('the connection closed before the reply'));
+    req?.reject(lost(`the connection closed before the reply${this.cause ? ` (${this.cause})` : ''}`));
+    this.cause = undefined;
   }
 }
 

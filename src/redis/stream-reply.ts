@@ -118,6 +118,9 @@ export interface StreamReadResult {
  * as a RespError; entries keep views of `buf`, which must not be reused while they live.
  */
 export function decodeStreamRead(buf: Buffer, start: number, end: number): StreamReadResult | RespError {
+  // Field offsets are kept in an Int32Array: a reply past 2 GiB is refused (the read is
+  // then lost, and its entries claimed back a few at a time).
+  if (end > 2 ** 31 - 1) throw shapeError(`a reply of ${end} bytes, over 2 GiB`);
   const d = new Decoder(buf, start, end);
   const type = buf[start];
   if (type === 0x2d) return new RespError(buf.toString('utf8', start + 1, d.lineEnd(start)));

@@ -90,7 +90,8 @@ export function watchCommands(client: RedisConnection, timeoutMs: number, onStal
     const limit = timeoutMs + blockingMs(args);
     const reply = original(...a);
     if (!Number.isFinite(limit)) return reply;
-    const timer = setTimeout(() => stall(limit, `to ${String(args[0])}`), limit);
+    // A timer longer than 2^31 - 1 ms would fire at once.
+    const timer = setTimeout(() => stall(limit, `to ${String(args[0])}`), Math.min(limit, 2 ** 31 - 1));
     timer.unref();
     return reply.finally(() => clearTimeout(timer));
   };

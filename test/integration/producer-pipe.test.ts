@@ -115,9 +115,9 @@ describe('Producer on its pipe', () => {
     const entries = await r.xRange(stream, '-', '+');
     expect(entries.map((e) => e.id)).toEqual(ids);
     expect(entries[7]!.message).toEqual({ event_type: 'n', payload: '{"i":7,"s":"é\\t\\""}', event_id: 'e-7', produced_at: '1007' });
-    // produced_at as given (0, a fraction, 14 digits) or now; many types, each framed once.
+    // produced_at as given (0, a fraction, 14 digits) or now (null: now, as undefined); many types, each framed once.
     const before = Date.now();
-    const more = [0, 1.5, 99_999_999_999_999, undefined].map((producedAt, i) => ({ type: `type-${i}-é`, payload: [i], producedAt }));
+    const more = [0, 1.5, 99_999_999_999_999, null].map((producedAt, i) => ({ type: `type-${i}-é`, payload: [i], producedAt: producedAt as number | undefined }));
     await producer.produceBatch(more);
     const last = (await r.xRange(stream, '-', '+')).slice(-4).map((e) => e.message);
     expect(last.slice(0, 3)).toEqual([

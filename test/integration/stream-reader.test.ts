@@ -120,6 +120,26 @@ describe('StreamReader against Redis', () => {
     expect(isTributaryError(await read(gone, key, 1).catch((e: unknown) => e), 'TRIB_ERR_REDIS_UNAVAILABLE')).toBe(true);
   });
 
+  it('a read while the hand-shake is still unanswered waits for it; a huge REDIS_COMMAND_TIMEOUT_MS does not fire at once', async () => {
+    const r = await admin();
+    const key = await stream(r, 'slowhello');
+    await send(r, ['XADD', key, '*', 'a', 'b']);
+    const u = new URL(redisUrl);
+    const proxy = await TcpProxy.start({ host: u.hostname, port: Number(u.port || 6379) });
+    cleanups.push(() => proxy.close());
+    proxy.latency(150);
+    // 10^12 ms: past setTimeout's 2^31 - 1, which would otherwise fire after 1 ms.
+    const s = reader(proxy.urlFor(redisUrl), 1e12);
+    const opening = s.open();
+    // Connected to the proxy by now, the hand-shake's replies still on their way.
+    await new Promise((res) => setTimeout(res, 60));
+    const got = await read(s, key, 10, 100);
+    await opening;
+    expect(got.entries.map((e) => e.fields)).toEqual([{ a: 'b' }]);
+    expect((await read(s, key, 10, 100)).entries).toEqual([]);
+    expect(proxy.accepted).toBe(1);
+  });
+
   it('a connection destroyed while it connects leaves no socket behind', async () => {
     const u = new URL(redisUrl);
     const proxy = await TcpProxy.start({ host: u.hostname, port: Number(u.port || 6379) });

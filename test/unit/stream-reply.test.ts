@@ -95,6 +95,10 @@ describe('decodeStreamRead', () => {
     expect((err as RespError).message).toBe('NOGROUP No such key or consumer group');
   });
 
+  it('refuses a reply past 2 GiB (its offsets would not fit) before reading it', () => {
+    expect(() => decodeStreamRead(Buffer.from('*-1\r\n'), 0, 2 ** 31)).toThrow(/over 2 GiB/);
+  });
+
   it('refuses a reply of another shape with TRIB_ERR_REDIS_UNAVAILABLE, naming what it found', () => {
     const cases = [
       Buffer.from('*2\r\n*2\r\n$1\r\na\r\n*0\r\n*2\r\n$1\r\nb\r\n*0\r\n'), // two streams
