@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sleep } from '../../src/core/backoff.js';
-import { resolveConfig } from '../../src/config/index.js';
 import { createRedisConnection, destroyQuietly, RedisScript, send, type RedisConnection } from '../../src/redis/client.js';
 import {
   Backpressure,
@@ -19,20 +18,9 @@ import {
 } from '../../src/orders/redis/index.js';
 import type { ReferenceData } from '../../src/orders/types.js';
 import { codeOf } from '../helpers/env.js';
+import { redisKit } from '../helpers/redis-kit.js';
 
-const redisUrl = resolveConfig({ envFile: false }).redisUrl;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function connect(): Promise<RedisConnection> {
-  const client = createRedisConnection(redisUrl, { failFast: false });
-  await client.connect();
-  cleanups.push(() => destroyQuietly(client));
-  return client;
-}
+const { redisUrl, cleanups, admin: connect } = redisKit();
 
 /** A private prefix for one test; its keys are deleted after the test. */
 async function setup(label: string): Promise<{ client: RedisConnection; prefix: string }> {

@@ -2,27 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../../src/config/index.js';
+import { describe, expect, it } from 'vitest';
 import { isTributaryError } from '../../src/errors.js';
 import { Producer } from '../../src/producer/producer.js';
 import { createRedisConnection, destroyQuietly, type RedisConnection } from '../../src/redis/client.js';
 import { RespError, RespPipe } from '../../src/redis/pipe.js';
 import { freePort, RedisServerProcess } from '../helpers/child.js';
 import { codeOf } from '../helpers/env.js';
+import { redisKit } from '../helpers/redis-kit.js';
 
-const redisUrl = resolveConfig({ envFile: false }).redisUrl;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function admin(): Promise<RedisConnection> {
-  const c = createRedisConnection(redisUrl, { failFast: false });
-  await c.connect();
-  cleanups.push(() => destroyQuietly(c));
-  return c;
-}
+const { redisUrl, cleanups, admin } = redisKit();
 
 function key(label: string): string {
   return `t_pipe_${label}_${randomBytes(4).toString('hex')}`;

@@ -1,25 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../../src/config/index.js';
+import { describe, expect, it } from 'vitest';
 import { isTributaryError } from '../../src/errors.js';
-import { createRedisConnection, destroyQuietly, send, type RedisConnection } from '../../src/redis/client.js';
+import { send, type RedisConnection } from '../../src/redis/client.js';
 import { xreadgroupArgs } from '../../src/redis/commands.js';
 import { RespError } from '../../src/redis/pipe.js';
 import { isServerRefusal, StreamReader } from '../../src/redis/stream-reader.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { redisKit } from '../helpers/redis-kit.js';
 
-const redisUrl = resolveConfig({ envFile: false }).redisUrl;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function admin(): Promise<RedisConnection> {
-  const c = createRedisConnection(redisUrl, { failFast: false });
-  await c.connect();
-  cleanups.push(() => destroyQuietly(c));
-  return c;
-}
+const { redisUrl, cleanups, admin } = redisKit();
 
 /** A fresh stream key with a group at 0, removed after the test. */
 async function stream(r: RedisConnection, label: string): Promise<string> {
