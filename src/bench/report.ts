@@ -205,7 +205,71 @@ function ingestTable(dir: string, rows: ReadonlyArray<{ file: string; result: Re
   return out;
 }
 
-export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/results', defaults?: EngineDefaults): string {
+/** The median of `values` (the lower middle one for an even count). */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/**
+ * A grid of 1M-event drains, one row per combination of settings (NUM_WORKERS × BATCH_SIZE,
+ * and XREAD_COUNT / MAX_IN_FLIGHT where a run set them apart from the grid's usual value),
+ * fastest median first: the runs' median and range, the median steady rate and CPU per
+ * event, the largest peak RSS. Pure.
+ */
+export function drainGridTable(dir: string, runs: readonly ResultFile[]): string[] {
+  const drains = of(runs, 'drain');
+  type GridSettings = { numWorkers: number; batchSize: number; xreadCount?: number; maxInFlight?: number };
+  // XREAD_COUNT and MAX_IN_FLIGHT are named only where a run set them apart from the grid's usual value.
+  const usual = (k: 'xreadCount' | 'maxInFlight') => {
+    const counts = new Map<unknown, number>();
+    for (const d of drains) counts.set((d.result.settings as GridSettings)[k], (counts.get((d.result.settings as GridSettings)[k]) ?? 0) + 1);
+    return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  };
+  const usualRead = usual('xreadCount');
+  const usualCap = usual('maxInFlight');
+  const groups = new Map<string, Array<ResultOf<'drain', DrainFigures>>>();
+  for (const { result } of drains) {
+    const s = result.settings as GridSettings;
+    const key =
+      `${s.numWorkers} × ${s.batchSize}` +
+      (s.xreadCount !== usualRead ? `, XREAD_COUNT ${n(s.xreadCount)}` : '') +
+      (s.maxInFlight !== usualCap ? `, MAX_IN_FLIGHT ${n(s.maxInFlight)}` : '');
+    groups.set(key, [...(groups.get(key) ?? []), result]);
+  }
+  const rows = [...groups.entries()].map(([key, rs]) => {
+    const drain = rs.map((r) => r.figures.drainEventsPerSec);
+    const pg = rs.flatMap((r) => (r.figures.cpu?.postgresSecs == null || r.figures.rows === 0 ? [] : [(r.figures.cpu.postgresSecs / r.figures.rows) * 1e6]));
+    const engine = rs.flatMap((r) => (r.figures.engineUsPerEventAfterStart == null ? [] : [r.figures.engineUsPerEventAfterStart]));
+    return {
+      key,
+      runs: rs.length,
+      median: median(drain),
+      range: `${n(Math.min(...drain))}–${n(Math.max(...drain))}`,
+      steady: median(rs.map((r) => r.figures.ingestEventsPerSec)),
+      pg: pg.length ? median(pg).toFixed(1) : '–',
+      engine: engine.length ? median(engine).toFixed(1) : '–',
+      rss: Math.max(...rs.map((r) => r.figures.enginePeakRssMiB)),
+    };
+  });
+  rows.sort((a, b) => b.median - a.median);
+  const out = [
+    `| Workers × batch | Runs | Drain, median (range), events/s | Steady write rate, median | Postgres CPU µs per event, median | Engine CPU µs per event after start-up, median | Engine peak RSS, largest |`,
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) out.push(`| ${r.key} | ${r.runs} | ${n(r.median)} (${r.range}) | ${n(r.steady)} | ${r.pg} | ${r.engine} | ${r.rss} MiB |`);
+  const first = drains[0]?.result.at;
+  const last = drains[drains.length - 1]?.result.at;
+  if (first && last) out.push('', `${drains.length} runs from ${first} to ${last}, in [${dir}](${dir}); ${machineLabel(drains[0]!.result.machine)}.`);
+  return out;
+}
+
+export function benchReadmeSection(
+  results: readonly ResultFile[],
+  dir = 'bench/results',
+  defaults?: EngineDefaults,
+  grid?: { dir: string; results: readonly ResultFile[] },
+): string {
   const drain = of(results, 'drain');
   const ceiling = of(results, 'ceiling');
   const rate = of(results, 'rate');
@@ -215,6 +279,17 @@ export function benchReadmeSection(results: readonly ResultFile[], dir = 'bench/
     return '_No benchmark results yet: run `npm run bench:drain -- 100000`, then `npm run bench:report`._\n';
   }
   const out: string[] = defaults ? performanceSummary(results, defaults, dir) : [];
+  if (grid && of(grid.results, 'drain').length) {
+    out.push(
+      '### How the defaults were chosen',
+      '',
+      '1,000,000-event drains (`NUM_WORKERS=W BATCH_SIZE=B tributary bench drain --count 1000000`, each its own engine process, stream and schema) over a grid of settings, the settings interleaved round by round so that the machine\'s drift falls on all of them alike; each row\'s figures are its median run\'s (the lower middle one for an even count).' +
+        (defaults ? ` The defaults (\`NUM_WORKERS=${defaults.numWorkers} BATCH_SIZE=${defaults.batchSize} XREAD_COUNT=${defaults.xreadCount}\`) were chosen from it.` : ''),
+      '',
+      ...drainGridTable(grid.dir, grid.results),
+      '',
+    );
+  }
   if (out.length) out.push('### All runs', '');
   if (drain.length) {
     out.push(

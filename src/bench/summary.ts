@@ -10,7 +10,8 @@ import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFi
 
 /** What the engine is held to on a 2-core machine shared by Redis, Postgres and Node (issue 4). */
 export const TARGETS = {
-  drainDefaultEventsPerSec: 100_000,
+  /** Issue 15: the steady write rate of a default 1M drain (issue 4 held the whole drain to 100,000). */
+  drainDefaultSteadyEventsPerSec: 150_000,
   drainBestEventsPerSec: 150_000,
   drainFractionOfCopy: 0.6,
   sustainedRate: 10_000,
@@ -113,9 +114,9 @@ export function performanceSummary(
     const runs = bigDefault.length || defaultDrains.length;
     rows.push({
       what: `Drain, default settings (${n(f.rows)} events; median of ${runs} run${runs === 1 ? '' : 's'})`,
-      target: `≥ ${n(T.drainDefaultEventsPerSec)} events/s`,
+      target: `≥ ${n(T.drainDefaultSteadyEventsPerSec)} events/s steady`,
       measured: `${n(f.drainEventsPerSec)} events/s incl. start-up; ${n(f.ingestEventsPerSec)} steady`,
-      met: f.drainEventsPerSec >= T.drainDefaultEventsPerSec,
+      met: f.ingestEventsPerSec >= T.drainDefaultSteadyEventsPerSec,
       source: link(drainDefault),
     });
   }

@@ -33,7 +33,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
     ...options.batchSizes.map((value) => ({
       setting: 'batchSize' as const,
       value,
-      // One read per batch at every size, as the default XREAD_COUNT = BATCH_SIZE gives at 500.
+      // One read per batch at every size (XREAD_COUNT = BATCH_SIZE), so a point measures the batch size alone.
       overrides: { batchSize: value, xreadCount: value, maxInFlight: Math.max(options.config.maxInFlight, value) },
     })),
   ];

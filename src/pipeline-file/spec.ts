@@ -97,8 +97,8 @@ export class PipelineFileError extends TributaryError {
 }
 
 export const SPEC_DEFAULTS = {
-  batch: { count: 500, bytes: 8 * 1024 * 1024, periodMs: 2000 },
-  workers: 5,
+  batch: { count: 5000, bytes: 8 * 1024 * 1024, periodMs: 2000 },
+  workers: 2,
   maxDeliveries: 5,
 } as const;
 

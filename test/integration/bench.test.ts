@@ -72,7 +72,7 @@ describe('tributary bench', () => {
     expect(r.bench).toBe('drain');
     expectMachine(r);
     if (r.bench !== 'drain') return;
-    expect(r.settings).toMatchObject({ count: 2000, numWorkers: 5, batchSize: 500 });
+    expect(r.settings).toMatchObject({ count: 2000, numWorkers: 2, batchSize: 5000 });
     expect(r.figures).toMatchObject({ rows: 2000, pendingAfter: 0, deadLetters: 0 });
     expect(r.figures.drainEventsPerSec).toBeGreaterThan(0);
     expect(r.figures.ingestSpanSecs).toBeLessThanOrEqual(r.figures.drainWallSecs);
@@ -133,10 +133,10 @@ describe('tributary bench', () => {
     expectMachine(r);
     if (r.bench !== 'sweep') return;
     expect(r.figures.points.map((p) => [p.setting, p.value, p.numWorkers, p.batchSize])).toEqual([
-      ['numWorkers', 1, 1, 500],
-      ['numWorkers', 2, 2, 500],
-      ['batchSize', 100, 5, 100],
-      ['batchSize', 500, 5, 500],
+      ['numWorkers', 1, 1, 5000],
+      ['numWorkers', 2, 2, 5000],
+      ['batchSize', 100, 2, 100],
+      ['batchSize', 500, 2, 500],
     ]);
     for (const p of r.figures.points) expect(p.figures.rows).toBe(1000);
     expect(r.files).toHaveLength(2);

@@ -97,8 +97,8 @@ describe('output a person reads', () => {
 
   it('--help shows the defaults of the settings', async () => {
     const help = flat((await cli(['start', '--help'], env.childEnv)).stdout);
-    expect(help).toContain('[NUM_WORKERS] (default: 5)');
-    expect(help).toContain('[BATCH_SIZE] (default: 500)');
+    expect(help).toContain('[NUM_WORKERS] (default: 2)');
+    expect(help).toContain('[BATCH_SIZE] (default: 5000)');
     expect(help).toContain('[STREAM_KEY] (default: "events")');
     const orderHelp = flat((await cli(['orders', 'process', '--help'], env.childEnv)).stdout);
     expect(orderHelp).toContain('[ORDERS_WORKERS] (default: 4)');
@@ -156,7 +156,7 @@ describe('output a person reads', () => {
     const out = await cli(['demo', '--count', '50', '--num-workers', '1'], env.childEnv, 60_000);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/^engine started: 1 worker, batch 500 \/ 2000 ms$/m);
+    expect(out.stdout).toMatch(/^engine started: 1 worker, batch 5000 \/ 2000 ms$/m);
     const last = out.stdout.trimEnd().split('\n').slice(-4);
     expect(last[0]).toBe('Next:');
     expect(last.slice(1).map((l) => l.trim().split(/\s{3,}/)[0])).toEqual(['./run.sh start', './run.sh produce 1000', './run.sh monitor']);
