@@ -151,7 +151,15 @@ export function produceResults(f: ProduceFigures): string {
     `Batch: ${f.batch} events per produceBatch, ${f.concurrency} in flight`,
     `Elapsed Time: ${secs(f.elapsedSecs)}`,
     `Rate: ${perSec(f.eventsPerSec)}`,
+    ...(f.cpu ? [`CPU: ${produceCpu(f)}`] : []),
   ]);
+}
+
+/** The producer's and Redis' CPU over a produce run, in seconds and µs per event. */
+export function produceCpu(f: ProduceFigures): string {
+  if (!f.cpu) return '–';
+  const us = (v: number | null) => (v === null || f.events === 0 ? '?' : ((v / f.events) * 1e6).toFixed(1));
+  return `producer ${f.cpu.producerSecs} s (${us(f.cpu.producerSecs)} µs per event), redis ${f.cpu.redisSecs ?? '?'} s (${us(f.cpu.redisSecs)} µs per event)`;
 }
 
 export function ceilingResults(f: CeilingFigures, count: number): string {

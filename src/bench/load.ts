@@ -6,6 +6,7 @@ import { createRedisConnection, destroyQuietly } from '../redis/client.js';
 import { partitionStreamKeys } from '../redis/partitions.js';
 import { readGroups } from '../redis/xinfo.js';
 import { TributaryError } from '../errors.js';
+import { redisCpuSecs } from './machine.js';
 import type { LagFigures, ProduceFigures } from './result.js';
 import { ratePerSec } from './stats.js';
 import type { BenchWorkspace } from './workspace.js';
@@ -62,7 +63,12 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
     // Warm-up (not timed) on a key of its own: the JIT compiles the producer's hot paths.
     for (let i = 0; i < Math.min(events.length, PRODUCE_WARMUP); i += batch) await warm.produceBatch(events.slice(i, Math.min(i + batch, PRODUCE_WARMUP)));
     await producer.connect(); // before timing
+    // INFO cpu on a connection of its own, before and after the timed part.
+    const info = createRedisConnection(redisUrl, { failFast: false });
+    await info.connect();
     let next = 0;
+    const redis0 = await redisCpuSecs(info);
+    const cpu0 = process.cpuUsage();
     const started = performance.now();
     const lane = async () => {
       while (next < events.length) {
@@ -72,7 +78,20 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
     };
     await Promise.all(Array.from({ length: concurrency }, lane));
     const elapsedSecs = (performance.now() - started) / 1000;
-    return { events: events.length, batch, concurrency, elapsedSecs: Number(elapsedSecs.toFixed(3)), eventsPerSec: ratePerSec(events.length, elapsedSecs) };
+    const cpu = process.cpuUsage(cpu0);
+    const redis1 = await redisCpuSecs(info);
+    destroyQuietly(info);
+    return {
+      events: events.length,
+      batch,
+      concurrency,
+      elapsedSecs: Number(elapsedSecs.toFixed(3)),
+      eventsPerSec: ratePerSec(events.length, elapsedSecs),
+      cpu: {
+        producerSecs: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
+        redisSecs: redis0 === null || redis1 === null ? null : Number((redis1 - redis0).toFixed(2)),
+      },
+    };
   } finally {
     await warm.close().catch(() => {});
     await producer.close().catch(() => {});

@@ -6,6 +6,7 @@ import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFi
 import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
 import { ordersBenchSection } from './orders-report.js';
+import { produceCpu } from './format.js';
 import { performanceSummary, type EngineDefaults } from './summary.js';
 
 /**
@@ -128,10 +129,10 @@ function compareTable(dir: string, rows: ReadonlyArray<{ file: string; result: R
 }
 
 function produceTable(dir: string, rows: ReadonlyArray<{ file: string; result: ResultOf<'produce', ProduceFigures> }>): string[] {
-  const out = ['| Result file | Events | Batch | In flight | produceBatch (events/s) | Machine |', '|---|---|---|---|---|---|'];
+  const out = ['| Result file | Events | Batch | In flight | produceBatch (events/s) | CPU | Machine |', '|---|---|---|---|---|---|---|'];
   for (const { file, result: r } of rows) {
     const f = r.figures;
-    out.push(`| ${link(dir, file)} | ${n(f.events)} | ${n(f.batch)} | ${f.concurrency} | ${n(f.eventsPerSec)} | ${machineLabel(r.machine)} |`);
+    out.push(`| ${link(dir, file)} | ${n(f.events)} | ${n(f.batch)} | ${f.concurrency} | ${n(f.eventsPerSec)} | ${produceCpu(f)} | ${machineLabel(r.machine)} |`);
   }
   return out;
 }

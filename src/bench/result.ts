@@ -78,6 +78,11 @@ export interface ProduceFigures {
   concurrency: number;
   elapsedSecs: number;
   eventsPerSec: number;
+  /**
+   * CPU seconds over the timed part: this process's (the producer: user + system) and the
+   * Redis server's (INFO cpu; null when Redis would not say). Absent in older results.
+   */
+  cpu?: { producerSecs: number; redisSecs: number | null };
 }
 
 export interface CeilingFigures {

@@ -1,4 +1,5 @@
 import type { IngestBenchFigures } from './ingest.js';
+import { produceCpu } from './format.js';
 import type { CompareFigures } from './compare-original.js';
 import type { BenchResult, CeilingFigures, DrainFigures, MachineFacts, ProduceFigures, RateFigures, ResultOf } from './result.js';
 
@@ -226,7 +227,7 @@ export function performanceSummary(
     rows.push({
       what: `\`produceBatch\` from one process (batch ${n(f.batch)}, ${f.concurrency} in flight; median of ${produceBest.runs} run${produceBest.runs === 1 ? '' : 's'})`,
       target: `≥ ${n(T.produceEventsPerSec)} events/s`,
-      measured: `${n(f.eventsPerSec)} events/s`,
+      measured: `${n(f.eventsPerSec)} events/s` + (f.cpu ? ` (CPU: ${produceCpu(f)})` : ''),
       met: f.eventsPerSec >= T.produceEventsPerSec,
       source: link(produce),
     });

@@ -124,6 +124,10 @@ describe('tributary bench', () => {
     if (r.bench !== 'produce') return;
     expect(r.figures).toMatchObject({ events: 2000, batch: 500, concurrency: 1 });
     expect(r.figures.eventsPerSec).toBeGreaterThan(0);
+    // The producer's and Redis' CPU over the timed part: what bounds the rate on a shared machine.
+    expect(r.figures.cpu?.producerSecs).toBeGreaterThan(0);
+    expect(r.figures.cpu?.redisSecs).toBeGreaterThanOrEqual(0);
+    expect(out).toMatch(/CPU: producer [\d.]+ s \([\d.]+ µs per event\), redis [\d.]+ s/);
   });
 
   it('sweep over a reduced grid: a point per setting value and an SVG chart per setting', async () => {

@@ -7,6 +7,7 @@ import {
   ceilingResults,
   completedLine,
   drainResults,
+  produceCpu,
   produceResults,
   progressBar,
   progressMarks,
@@ -491,6 +492,15 @@ describe('performanceSummary (the README headline table)', () => {
     const one = [drain('d.json', {}, {})];
     expect(benchReadmeSection(one, 'bench/results')).not.toContain('| What | Target |');
     expect(benchReadmeSection(one, 'bench/results', defaults)).toContain('| What | Target |');
+  });
+});
+
+describe('produceCpu', () => {
+  const f = { events: 1_000_000, batch: 5000, concurrency: 4, elapsedSecs: 2.5, eventsPerSec: 400_000 };
+  it('gives the producer and Redis CPU in seconds and per event, and says what it does not know', () => {
+    expect(produceCpu({ ...f, cpu: { producerSecs: 1.8, redisSecs: 2.5 } })).toBe('producer 1.8 s (1.8 µs per event), redis 2.5 s (2.5 µs per event)');
+    expect(produceCpu({ ...f, cpu: { producerSecs: 1.8, redisSecs: null } })).toBe('producer 1.8 s (1.8 µs per event), redis ? s (? µs per event)');
+    expect(produceCpu(f)).toBe('–');
   });
 });
 
