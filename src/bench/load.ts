@@ -59,15 +59,15 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
   const producer = new Producer({ redisUrl, streamKey, name: 'tributary:bench-produce' });
   const warmKey = `${streamKey}:warmup`;
   const warm = new Producer({ redisUrl, streamKey: warmKey, name: 'tributary:bench-produce-warmup' });
+  // INFO cpu before and after the timed part, and the warm-up key's removal: one connection of its own.
+  const admin = createRedisConnection(redisUrl, { failFast: false });
   try {
     // Warm-up (not timed) on a key of its own: the JIT compiles the producer's hot paths.
     for (let i = 0; i < Math.min(events.length, PRODUCE_WARMUP); i += batch) await warm.produceBatch(events.slice(i, Math.min(i + batch, PRODUCE_WARMUP)));
     await producer.connect(); // before timing
-    // INFO cpu on a connection of its own, before and after the timed part.
-    const info = createRedisConnection(redisUrl, { failFast: false });
-    await info.connect();
+    await admin.connect();
     let next = 0;
-    const redis0 = await redisCpuSecs(info);
+    const redis0 = await redisCpuSecs(admin);
     const cpu0 = process.cpuUsage();
     const started = performance.now();
     const lane = async () => {
@@ -79,8 +79,7 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
     await Promise.all(Array.from({ length: concurrency }, lane));
     const elapsedSecs = (performance.now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    const redis1 = await redisCpuSecs(info);
-    destroyQuietly(info);
+    const redis1 = await redisCpuSecs(admin);
     return {
       events: events.length,
       batch,
@@ -95,9 +94,9 @@ export async function measureProduce(redisUrl: string, streamKey: string, events
   } finally {
     await warm.close().catch(() => {});
     await producer.close().catch(() => {});
-    const conn = createRedisConnection(redisUrl, { failFast: false });
-    await conn.connect().then(() => conn.del(warmKey)).catch(() => {});
-    destroyQuietly(conn);
+    // Connected unless the run failed before it was: then try once more, for the clean-up.
+    await (admin.isOpen ? Promise.resolve() : admin.connect()).then(() => admin.del(warmKey)).catch(() => {});
+    destroyQuietly(admin);
   }
 }
 

@@ -7,7 +7,7 @@ import { fileTimestamp } from './result.js';
 import { sweepChartName } from './sweep.js';
 import { ordersBenchSection } from './orders-report.js';
 import { produceCpu } from './format.js';
-import { performanceSummary, type EngineDefaults } from './summary.js';
+import { medianBy, performanceSummary, type EngineDefaults } from './summary.js';
 
 /**
  * The README's benchmark section (between <!-- bench:start --> and <!-- bench:end -->),
@@ -206,11 +206,8 @@ function ingestTable(dir: string, rows: ReadonlyArray<{ file: string; result: Re
   return out;
 }
 
-/** The median of `values` (the lower middle one for an even count). */
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
+/** The median of `values`, by the summary's rule (the lower middle one for an even count). */
+const median = (values: readonly number[]): number => medianBy(values, (v) => v)!;
 
 /**
  * A grid of 1M-event drains, one row per combination of settings (NUM_WORKERS × BATCH_SIZE,
@@ -224,7 +221,10 @@ export function drainGridTable(dir: string, runs: readonly ResultFile[]): string
   // XREAD_COUNT and MAX_IN_FLIGHT are named only where a run set them apart from the grid's usual value.
   const usual = (k: 'xreadCount' | 'maxInFlight') => {
     const counts = new Map<unknown, number>();
-    for (const d of drains) counts.set((d.result.settings as GridSettings)[k], (counts.get((d.result.settings as GridSettings)[k]) ?? 0) + 1);
+    for (const d of drains) {
+      const v = (d.result.settings as GridSettings)[k];
+      counts.set(v, (counts.get(v) ?? 0) + 1);
+    }
     return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
   };
   const usualRead = usual('xreadCount');
@@ -284,7 +284,7 @@ export function benchReadmeSection(
     out.push(
       '### How the defaults were chosen',
       '',
-      '1,000,000-event drains (`NUM_WORKERS=W BATCH_SIZE=B tributary bench drain --count 1000000`, each its own engine process, stream and schema) over a grid of settings, the settings interleaved round by round so that the machine\'s drift falls on all of them alike; each row\'s figures are its median run\'s (the lower middle one for an even count).' +
+      '1,000,000-event drains (`NUM_WORKERS=W BATCH_SIZE=B tributary bench drain --count 1000000`, each its own engine process, stream and schema) over a grid of settings, the settings interleaved round by round so that the machine\'s drift falls on all of them alike; each figure is the median of its row\'s runs (the lower middle one for an even count), the peak RSS the largest.' +
         (defaults ? ` The defaults (\`NUM_WORKERS=${defaults.numWorkers} BATCH_SIZE=${defaults.batchSize} XREAD_COUNT=${defaults.xreadCount}\`) were chosen from it.` : ''),
       '',
       ...drainGridTable(grid.dir, grid.results),

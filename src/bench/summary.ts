@@ -65,7 +65,7 @@ function settingsLabel(s: Record<string, unknown>, d: EngineDefaults): string {
 }
 
 /** The run with the median `value` (the lower middle one for an even count), or undefined. */
-function medianBy<T>(runs: readonly T[], value: (run: T) => number): T | undefined {
+export function medianBy<T>(runs: readonly T[], value: (run: T) => number): T | undefined {
   const sorted = [...runs].sort((a, b) => value(a) - value(b));
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
